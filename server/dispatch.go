@@ -1,0 +1,135 @@
+package server
+
+import (
+	"strings"
+
+	"github.com/lockstep/lockstep/resp"
+	"github.com/lockstep/lockstep/statemachine"
+)
+
+// command is one entry of the dispatch table: either a connection-level
+// handler the server runs itself or a data command for the Backend.
+type command struct {
+	info    statemachine.Command
+	handler func(c *conn, args [][]byte) // nil for data commands
+	calls   counter
+}
+
+// counter is the slice of Metrics a command bumps; nil-safe.
+type counter interface{ Inc() }
+
+type noCounter struct{}
+
+func (noCounter) Inc() {}
+
+// buildTable merges the backend's data commands with the server's own.
+// Lookups index it with a lower-cased byte slice, which Go does without
+// allocating.
+func buildTable(data []statemachine.Command, m *Metrics) map[string]*command {
+	t := make(map[string]*command, len(data)+len(connCommands))
+	for _, info := range data {
+		t[info.Name] = &command{info: info}
+	}
+	for _, cc := range connCommands {
+		t[cc.info.Name] = &command{info: cc.info, handler: cc.handler}
+	}
+	for name, cmd := range t {
+		cmd.calls = m.commandCounter(name)
+	}
+	return t
+}
+
+// lookup finds args[0] in the table, case-insensitively.
+func (c *conn) lookup(name []byte) *command {
+	c.lower = append(c.lower[:0], name...)
+	for i, b := range c.lower {
+		if 'A' <= b && b <= 'Z' {
+			c.lower[i] = b + ('a' - 'A')
+		}
+	}
+	return c.srv.table[string(c.lower)]
+}
+
+// dispatch runs one command and appends its reply to c.out.
+func (c *conn) dispatch(args [][]byte) {
+	c.srv.commands.Add(1)
+	cmd := c.lookup(args[0])
+	if cmd == nil {
+		c.out = resp.AppendError(c.out, unknownCommand(args))
+		return
+	}
+	if !c.authed && !preAuth(cmd.info.Name) {
+		c.out = resp.AppendError(c.out, "NOAUTH Authentication required.")
+		return
+	}
+	if !arityOK(cmd.info.Arity, len(args)) {
+		c.out = resp.AppendError(c.out, "ERR wrong number of arguments for '"+cmd.info.Name+"' command")
+		return
+	}
+	cmd.calls.Inc()
+	if cmd.handler != nil {
+		cmd.handler(c, args)
+		return
+	}
+	c.runData(cmd.info.Kind, args)
+}
+
+// runData sends a data command to the backend.
+func (c *conn) runData(kind statemachine.Kind, args [][]byte) {
+	var (
+		gate uint64
+		err  error
+	)
+	b := c.srv.cfg.Backend
+	if kind == statemachine.KindWrite {
+		c.out, gate, err = b.Write(args, c.out)
+	} else {
+		c.out, gate, err = b.Read(args, c.out)
+	}
+	if err != nil {
+		c.out = resp.AppendError(c.out, "ERR "+err.Error())
+		return
+	}
+	if gate > c.gate {
+		c.gate = gate
+	}
+}
+
+func arityOK(arity, n int) bool {
+	if arity >= 0 {
+		return n == arity
+	}
+	return n >= -arity
+}
+
+// preAuth lists the commands a client may send before AUTH, as Redis does.
+func preAuth(name string) bool {
+	return name == "auth" || name == "hello" || name == "quit"
+}
+
+// unknownCommand builds Redis 7's exact unknown-command error line.
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	b.WriteString("ERR unknown command '")
+	b.Write(clip(args[0], 128))
+	b.WriteString("', with args beginning with: ")
+	n := 0
+	for _, a := range args[1:] {
+		if n >= 128 {
+			break
+		}
+		part := clip(a, 128-n)
+		b.WriteByte('\'')
+		b.Write(part)
+		b.WriteString("' ")
+		n += len(part) + 3
+	}
+	return b.String()
+}
+
+func clip(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}

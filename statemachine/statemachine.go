@@ -1,0 +1,114 @@
+// Package statemachine defines the contract between lockstep's replication
+// runtime and the service it replicates.
+//
+// The runtime never re-executes a client request on more than one replica.
+// Instead the replica that orders requests (the chain head, the primary) calls
+// Prepare once, which reads the current state and turns the request into a
+// deterministic Update: every relative time already made absolute, every
+// random choice already made, the reply already computed. Every replica then
+// calls Apply with the same Update in the same order and reaches the same
+// state. This is how the non-determinism the replication papers warn about
+// (clocks, randomness) is captured exactly once.
+package statemachine
+
+import (
+	"errors"
+	"io"
+)
+
+// Env supplies the only sources of non-determinism a Prepare may consult. The
+// runtime records nothing about Env itself: whatever Prepare derives from it
+// must be written into the Update.
+type Env interface {
+	// NowMillis is the wall-clock time in Unix milliseconds.
+	NowMillis() int64
+	// Rand returns a uniformly random 64-bit value.
+	Rand() uint64
+}
+
+// Kind says how the runtime routes a command.
+type Kind uint8
+
+const (
+	// KindRead commands only observe state. They are answered from the local
+	// replica (the chain tail, the primary) through Read and never replicated.
+	KindRead Kind = iota + 1
+	// KindWrite commands may change state. They go through Prepare on the
+	// ordering replica and Apply everywhere.
+	KindWrite
+)
+
+// String names the kind for logs and COMMAND output.
+func (k Kind) String() string {
+	switch k {
+	case KindRead:
+		return "read"
+	case KindWrite:
+		return "write"
+	}
+	return "unknown"
+}
+
+// Command describes one command a state machine accepts. Arity follows the
+// Redis convention: a positive number is the exact argument count including
+// the command name; a negative number -N means at least N.
+type Command struct {
+	Name     string // lower case
+	Arity    int
+	Kind     Kind
+	FirstKey int // position of the first key argument, 0 if none
+	LastKey  int // position of the last key argument; -1 means the last argument
+	KeyStep  int
+	Fast     bool // O(1) or O(log n), for COMMAND's flags
+}
+
+// Update is the encoded, deterministic state change Prepare produces. Its
+// format belongs to the state machine; the runtime only stores and ships it.
+// An Update must not be modified after it is returned: Apply may keep slices
+// of it.
+type Update []byte
+
+// Common errors a StateMachine returns, wrapped with %w.
+var (
+	// ErrCorruptUpdate means Apply was given bytes it cannot decode. A replica
+	// that sees it must stop: its state can no longer match its peers'.
+	ErrCorruptUpdate = errors.New("lockstep: corrupt update")
+	// ErrCorruptSnapshot means Restore was given a stream it cannot decode.
+	ErrCorruptSnapshot = errors.New("lockstep: corrupt snapshot")
+)
+
+// StateMachine is a replicated service.
+//
+// Concurrency: the runtime serializes Prepare and Apply (one at a time, in
+// sequence order) and runs Read only while no Prepare or Apply is running, so
+// a multi-key read sees one state. Snapshot may run concurrently with Apply;
+// it captures the state as of one sequence number. Restore runs alone.
+type StateMachine interface {
+	// Commands lists every command the machine accepts, for routing, arity
+	// checks and COMMAND replies.
+	Commands() []Command
+	// Lookup finds a command by its lower-case name.
+	Lookup(name string) (Command, bool)
+
+	// Prepare turns a write request (args[0] is the command name, as sent)
+	// into an Update, reading the state that every earlier Update produced.
+	// A request that changes nothing (SET NX on an existing key, INCR on a
+	// non-integer) still yields an Update that carries its reply, so the
+	// reply is ordered with the writes around it. An error means the replica
+	// cannot read its own state and must stop.
+	Prepare(args [][]byte, env Env) (Update, error)
+	// Apply makes the Update's change, records seq as the last applied
+	// sequence number in the same atomic step, and appends the RESP reply
+	// to out.
+	Apply(seq uint64, u Update, out []byte) ([]byte, error)
+	// Read answers a read request from the current state, treating entries
+	// that expired before nowMillis as absent, and appends the RESP reply.
+	Read(args [][]byte, nowMillis int64, out []byte) ([]byte, error)
+	// AppliedSeq is the sequence number of the last applied Update.
+	AppliedSeq() uint64
+
+	// Snapshot writes the whole state, including AppliedSeq, to w.
+	Snapshot(w io.Writer) error
+	// Restore replaces the whole state with one read from r.
+	Restore(r io.Reader) error
+}

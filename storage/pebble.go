@@ -1,0 +1,474 @@
+package storage
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/vfs"
+)
+
+// Key layout. Every pebble key starts with one byte that says what it is, so
+// no user key, whatever its bytes, can collide with the store's metadata:
+//
+//	0x00 's'        state: applied seq, Keys, Expires (3 x uint64 big-endian)
+//	0x00 'c'        cluster id, written on the first open that names one
+//	0x01 <user key> ExpireAt (int64 as big-endian uint64) followed by the value
+//
+// User keys sort among themselves exactly as the raw keys do, and OpClear is
+// a single range deletion of [0x01, 0x02).
+const (
+	prefixMeta = 0x00
+	prefixUser = 0x01
+	expireLen  = 8
+	stateLen   = 24
+)
+
+var (
+	keyState     = []byte{prefixMeta, 's'}
+	keyCluster   = []byte{prefixMeta, 'c'}
+	userKeyStart = []byte{prefixUser}
+	userKeyEnd   = []byte{prefixUser + 1}
+)
+
+// defaultCacheSize is the block cache used when PebbleOptions.CacheSize is 0.
+const defaultCacheSize = 64 << 20
+
+// ErrCorrupt means the data directory holds a record this package could not
+// have written.
+var ErrCorrupt = errors.New("lockstep: storage data corrupt")
+
+// PebbleOptions configures OpenPebble.
+type PebbleOptions struct {
+	// ClusterID, if non-empty, is recorded on the first open that gives one;
+	// a later open with a different non-empty ClusterID fails with
+	// ErrWrongCluster, so a node cannot be started on another node's data.
+	ClusterID string
+	// FS is the filesystem; nil means the real one. Tests inject
+	// vfs.NewStrictMem() to simulate crashes that lose unsynced writes.
+	FS vfs.FS
+	// Logger receives pebble's own log lines; nil discards them.
+	Logger *slog.Logger
+	// CacheSize is the block cache size in bytes; 0 means 64 MiB.
+	CacheSize int64
+}
+
+// pebbleState is what the state key holds, published atomically after each
+// commit so Stats and AppliedSeq never take a lock.
+type pebbleState struct {
+	seq   uint64
+	stats Stats
+}
+
+// Pebble is a durable Store on a Pebble LSM. Apply commits one pebble batch
+// without waiting for the disk; Sync later makes everything applied durable
+// with one WAL fsync shared by concurrent callers.
+type Pebble struct {
+	db *pebble.DB
+
+	// life guards closed: every method holds it for reading while it uses
+	// db, and Close takes it for writing.
+	life   sync.RWMutex
+	closed bool
+
+	// applyMu serializes Apply so the counters read-modify-write is exact.
+	applyMu sync.Mutex
+	// keyBuf is Apply's scratch space for prefixed keys, under applyMu.
+	keyBuf []byte
+
+	state     atomic.Pointer[pebbleState]
+	syncedSeq atomic.Uint64 // highest seq known to be on disk
+
+	keyPool sync.Pool // *[]byte scratch for Get's prefixed key
+
+	viewsMu sync.Mutex
+	views   map[*pebbleView]struct{}
+}
+
+var _ Store = (*Pebble)(nil)
+
+// OpenPebble opens or creates the store in dir. It restores AppliedSeq and
+// Stats from the last durable state and checks the cluster id.
+func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
+	db, err := openDB(dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pebble{db: db, views: make(map[*pebbleView]struct{})}
+	p.keyPool.New = func() any { b := make([]byte, 0, 64); return &b }
+	if err := p.load(opts.ClusterID); err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	return p, nil
+}
+
+func openDB(dir string, opts PebbleOptions) (*pebble.DB, error) {
+	size := opts.CacheSize
+	if size <= 0 {
+		size = defaultCacheSize
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	if err := makeDurableDir(fs, dir); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(size)
+	// The DB takes its own reference; dropping ours lets Close free it.
+	defer cache.Unref()
+	po := &pebble.Options{
+		FS:                 fs,
+		Cache:              cache,
+		Logger:             slogLogger{log},
+		FormatMajorVersion: pebble.FormatNewest,
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				log.Error("pebble background error", "err", err)
+			},
+		},
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("lockstep: open pebble store %s: %w", dir, err)
+	}
+	return db, nil
+}
+
+// makeDurableDir creates dir and any missing parents, syncing the parent of
+// each new directory. Pebble syncs the entries inside dir but not dir's own
+// entry in its parent, so without this a crash soon after the first open
+// could lose the whole directory, synced writes included.
+func makeDurableDir(fs vfs.FS, dir string) error {
+	var created []string
+	for d := dir; d != "" && d != "." && d != fs.PathDir(d); d = fs.PathDir(d) {
+		_, err := fs.Stat(d)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("lockstep: storage dir %s: %w", dir, err)
+		}
+		created = append(created, d)
+	}
+	if len(created) == 0 {
+		return nil
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("lockstep: create storage dir %s: %w", dir, err)
+	}
+	for i := len(created) - 1; i >= 0; i-- {
+		if err := syncDir(fs, fs.PathDir(created[i])); err != nil {
+			return fmt.Errorf("lockstep: create storage dir %s: %w", dir, err)
+		}
+	}
+	return nil
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	f, err := fs.OpenDir(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
+}
+
+// load reads the state and cluster keys, recording clusterID if none is
+// stored yet.
+func (p *Pebble) load(clusterID string) error {
+	st, err := readState(p.db)
+	if err != nil {
+		return err
+	}
+	p.state.Store(st)
+	// pebble.Open flushes whatever it replays from the WAL into synced
+	// sstables, so everything a fresh open sees is already durable.
+	p.syncedSeq.Store(st.seq)
+	stored, err := getCopy(p.db, keyCluster)
+	if err != nil {
+		return err
+	}
+	if clusterID == "" {
+		return nil
+	}
+	if stored != nil && string(stored) != clusterID {
+		return fmt.Errorf("%w: directory has %q, opened as %q", ErrWrongCluster, stored, clusterID)
+	}
+	if stored == nil {
+		if err := p.db.Set(keyCluster, []byte(clusterID), pebble.Sync); err != nil {
+			return fmt.Errorf("lockstep: record cluster id: %w", err)
+		}
+	}
+	return nil
+}
+
+// readState decodes the state key from r; a missing key is the empty state.
+func readState(r pebble.Reader) (*pebbleState, error) {
+	v, err := getCopy(r, keyState)
+	if err != nil || v == nil {
+		return &pebbleState{}, err
+	}
+	if len(v) != stateLen {
+		return nil, fmt.Errorf("%w: state record of %d bytes", ErrCorrupt, len(v))
+	}
+	return &pebbleState{
+		seq: binary.BigEndian.Uint64(v),
+		stats: Stats{
+			Keys:    int64(binary.BigEndian.Uint64(v[8:])),
+			Expires: int64(binary.BigEndian.Uint64(v[16:])),
+		},
+	}, nil
+}
+
+// getCopy returns a copy of the value under a raw key, or nil if absent.
+func getCopy(r pebble.Reader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lockstep: storage read: %w", err)
+	}
+	out := bytes.Clone(v)
+	return out, closer.Close()
+}
+
+// Get returns a copy of key's entry: pebble's buffers are only valid until
+// the read is released.
+func (p *Pebble) Get(key []byte) (Entry, bool, error) {
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if p.closed {
+		return Entry{}, false, ErrClosed
+	}
+	kb := p.keyPool.Get().(*[]byte)
+	k := append(append((*kb)[:0], prefixUser), key...)
+	v, closer, err := p.db.Get(k)
+	*kb = k
+	p.keyPool.Put(kb)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Entry{}, false, nil
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("lockstep: storage get: %w", err)
+	}
+	defer closer.Close()
+	e, err := decodeEntry(key, v)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	e.Value = bytes.Clone(e.Value)
+	return e, true, nil
+}
+
+// decodeEntry splits a stored value; the result aliases v.
+func decodeEntry(key, v []byte) (Entry, error) {
+	if len(v) < expireLen {
+		return Entry{}, fmt.Errorf("%w: entry for key %q has %d bytes", ErrCorrupt, key, len(v))
+	}
+	return Entry{ExpireAt: int64(binary.BigEndian.Uint64(v)), Value: v[expireLen:]}, nil
+}
+
+// Scan iterates a consistent point-in-time image of the keyspace. fn runs
+// while Close is held off, so it must not call back into the store.
+func (p *Pebble) Scan(start []byte, fn func(key []byte, e Entry) bool) error {
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	return scanReader(p.db, start, fn)
+}
+
+// scanReader scans the user keys of r from start.
+func scanReader(r pebble.Reader, start []byte, fn func(key []byte, e Entry) bool) error {
+	lower := append([]byte{prefixUser}, start...)
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: userKeyEnd})
+	if err != nil {
+		return fmt.Errorf("lockstep: storage scan: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		key := it.Key()[1:]
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return errors.Join(fmt.Errorf("lockstep: storage scan: %w", err), it.Close())
+		}
+		e, err := decodeEntry(key, v)
+		if err != nil {
+			return errors.Join(err, it.Close())
+		}
+		if !fn(key, e) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("lockstep: storage scan: %w", err)
+	}
+	return nil
+}
+
+// Stats counts the keys as of the last applied Batch.
+func (p *Pebble) Stats() Stats { return p.state.Load().stats }
+
+// AppliedSeq is the Seq of the last applied Batch.
+func (p *Pebble) AppliedSeq() uint64 { return p.state.Load().seq }
+
+// Durable is true.
+func (p *Pebble) Durable() bool { return true }
+
+// Sync makes every Batch applied before the call durable.
+//
+// It writes an empty LogData record with pebble.Sync, the idiom pebble
+// itself uses to sync the WAL (see Checkpoint's WithFlushedWAL). The WAL is
+// one sequential log, so syncing a record syncs every batch committed before
+// it; a WAL retired by a memtable switch was synced when it was closed. The
+// record adds nothing to the memtable. Group commit comes from pebble's
+// commit pipeline: its LogWriter flushes and fsyncs whatever is queued in
+// one go, so Sync calls that arrive while an fsync is in flight share the
+// next one. Committing an empty pebble batch would not work: Commit returns
+// at once for an empty batch without touching the WAL.
+//
+// A Sync with nothing applied since the last completed one returns at once.
+func (p *Pebble) Sync() error {
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	seq := p.AppliedSeq()
+	if seq <= p.syncedSeq.Load() {
+		return nil
+	}
+	if err := p.db.LogData(nil, pebble.Sync); err != nil {
+		return fmt.Errorf("lockstep: storage sync: %w", err)
+	}
+	for {
+		old := p.syncedSeq.Load()
+		if seq <= old || p.syncedSeq.CompareAndSwap(old, seq) {
+			return nil
+		}
+	}
+}
+
+// Snapshot returns a view on a pebble snapshot. The view must be closed;
+// Close closes any still open.
+func (p *Pebble) Snapshot() (View, error) {
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if p.closed {
+		return nil, ErrClosed
+	}
+	snap := p.db.NewSnapshot()
+	// The state key is read from the snapshot itself, so the view's seq and
+	// stats match its data exactly even while Apply runs.
+	st, err := readState(snap)
+	if err != nil {
+		return nil, errors.Join(err, snap.Close())
+	}
+	v := &pebbleView{p: p, snap: snap, state: *st}
+	p.viewsMu.Lock()
+	p.views[v] = struct{}{}
+	p.viewsMu.Unlock()
+	return v, nil
+}
+
+// Close closes open views, flushes the memtable to disk and closes pebble.
+//
+// Once the closed flag is set and the in-flight calls have drained, no
+// method touches db, so the rest runs without the lock: a view's Scan
+// callback that calls the store then gets ErrClosed instead of deadlocking
+// against Close waiting for that Scan.
+func (p *Pebble) Close() error {
+	p.life.Lock()
+	if p.closed {
+		p.life.Unlock()
+		return ErrClosed
+	}
+	p.closed = true
+	p.life.Unlock()
+	p.viewsMu.Lock()
+	views := make([]*pebbleView, 0, len(p.views))
+	for v := range p.views {
+		views = append(views, v)
+	}
+	p.viewsMu.Unlock()
+	var errs []error
+	for _, v := range views {
+		if err := v.Close(); err != nil && !errors.Is(err, ErrClosed) {
+			errs = append(errs, err)
+		}
+	}
+	if err := p.db.Flush(); err != nil {
+		errs = append(errs, fmt.Errorf("lockstep: storage flush: %w", err))
+	}
+	if err := p.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("lockstep: storage close: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// pebbleView is a Pebble snapshot with the state it was taken at.
+type pebbleView struct {
+	p     *Pebble
+	mu    sync.RWMutex // guards closed against Scan
+	snap  *pebble.Snapshot
+	state pebbleState
+	done  bool
+}
+
+func (v *pebbleView) Scan(start []byte, fn func(key []byte, e Entry) bool) error {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if v.done {
+		return ErrClosed
+	}
+	return scanReader(v.snap, start, fn)
+}
+
+func (v *pebbleView) Stats() Stats       { return v.state.stats }
+func (v *pebbleView) AppliedSeq() uint64 { return v.state.seq }
+
+func (v *pebbleView) Close() error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.done {
+		return ErrClosed
+	}
+	v.done = true
+	// The snapshot is released before the view leaves the set, so a
+	// concurrent Pebble.Close that no longer sees it cannot close the DB
+	// under a live snapshot.
+	err := v.snap.Close()
+	v.p.viewsMu.Lock()
+	delete(v.p.views, v)
+	v.p.viewsMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("lockstep: storage snapshot close: %w", err)
+	}
+	return nil
+}
+
+// slogLogger adapts slog to pebble's Logger.
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Infof(format string, args ...any) {
+	s.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf logs and panics: pebble calls it on invariant violations and does
+// not expect it to return, and a library must not exit the process.
+func (s slogLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.l.Error(msg, "component", "pebble")
+	panic("pebble: " + msg)
+}

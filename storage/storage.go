@@ -1,0 +1,114 @@
+// Package storage holds a replica's keyspace: an ordered map from key to
+// value and absolute expiry, plus the sequence number of the last update
+// applied to it. Two implementations share one contract and one test suite:
+// Memory (an ordered in-memory tree) and Pebble (durable, on disk).
+package storage
+
+import "errors"
+
+// Entry is the stored form of one key's value.
+type Entry struct {
+	Value []byte
+	// ExpireAt is the absolute expiry in Unix milliseconds; 0 means never.
+	ExpireAt int64
+}
+
+// OpKind names one kind of change in a Batch.
+type OpKind uint8
+
+const (
+	// OpSet stores Entry under Key, replacing any previous entry.
+	OpSet OpKind = iota + 1
+	// OpDelete removes Key; deleting a missing key is not an error.
+	OpDelete
+	// OpClear removes every key (FLUSHALL).
+	OpClear
+)
+
+// Op is one change in a Batch.
+type Op struct {
+	Kind  OpKind
+	Key   []byte
+	Entry Entry
+}
+
+// Batch is a set of changes applied atomically together with the sequence
+// number of the update that produced them.
+//
+// Seq must be strictly greater than the store's AppliedSeq, so the first
+// Batch of a fresh store needs Seq >= 1. There is no exception for Seq 0:
+// a replica's history is numbered from 1, and refusing repeats is what lets
+// a replica ignore an update it already applied before a restart.
+type Batch struct {
+	Ops []Op
+	Seq uint64
+}
+
+// Stats counts what a store holds.
+type Stats struct {
+	Keys    int64 // live and not-yet-purged expired keys
+	Expires int64 // keys with a non-zero ExpireAt
+}
+
+// Common errors, wrapped with %w.
+var (
+	// ErrClosed is returned by every method after Close.
+	ErrClosed = errors.New("lockstep: storage closed")
+	// ErrOutOfOrder means a Batch's Seq was not greater than AppliedSeq.
+	ErrOutOfOrder = errors.New("lockstep: batch sequence out of order")
+	// ErrWrongCluster means a data directory belongs to another cluster or
+	// node than the one opening it.
+	ErrWrongCluster = errors.New("lockstep: data directory belongs to another cluster")
+	// ErrBadOp means a Batch held an Op with an unknown Kind. Apply checks
+	// every Op before changing anything, so the store is left as it was.
+	ErrBadOp = errors.New("lockstep: unknown storage op kind")
+)
+
+// Store is an ordered keyspace.
+//
+// Concurrency: every method is safe for concurrent use. Apply calls are
+// applied in the order they are made, and a Get, Scan or Stats sees either
+// all or none of a Batch. Slices passed to Apply may be kept by the store and
+// must not be modified afterwards. Slices a Store returns (from Get and to a
+// Scan callback) must not be modified; those passed to a Scan callback are
+// valid only during the call. A Scan callback runs while the store holds a
+// read lock, so it must not call methods of the same Store (a writer queued
+// behind the lock would deadlock the nested call) and should be quick; use
+// Snapshot for a long scan.
+type Store interface {
+	// Get returns the entry for key, expired or not.
+	Get(key []byte) (Entry, bool, error)
+	// Apply applies b atomically. It does not wait for durability: call
+	// Sync for that. It fails with ErrOutOfOrder, changing nothing, unless
+	// b.Seq > AppliedSeq.
+	Apply(b *Batch) error
+	// Scan calls fn for each key >= start in ascending order until fn
+	// returns false.
+	Scan(start []byte, fn func(key []byte, e Entry) bool) error
+	// Stats counts the keys.
+	Stats() Stats
+	// AppliedSeq is the Seq of the last applied Batch, restored on reopen.
+	AppliedSeq() uint64
+	// Sync makes every Batch applied before the call durable. Concurrent
+	// callers may share one disk flush (group commit). It is a no-op for
+	// stores that are not durable.
+	Sync() error
+	// Durable reports whether the store survives a process crash.
+	Durable() bool
+	// Snapshot returns a consistent read-only view as of one Batch.
+	Snapshot() (View, error)
+	// Close releases the store. A durable store flushes first.
+	Close() error
+}
+
+// View is a consistent, read-only point-in-time image of a Store, for
+// streaming state to a new replica while writes continue. Its methods are
+// safe for concurrent use, and its Scan callback may call the Store it came
+// from. A View must be closed; once its Store is closed, a View may fail
+// with ErrClosed.
+type View interface {
+	Scan(start []byte, fn func(key []byte, e Entry) bool) error
+	Stats() Stats
+	AppliedSeq() uint64
+	Close() error
+}
