@@ -197,34 +197,6 @@ func (m *Machine) find(name []byte) *spec {
 	return m.specs[string(buf[:len(name)])]
 }
 
-func arityError(name string) string {
-	return "ERR wrong number of arguments for '" + name + "' command"
-}
+func arityError(name string) string { return resp.ArityError(name) }
 
-// unknownCommand formats Redis's reply for an unknown command: the name cut
-// to 128 bytes, then quoted arguments while the quoted text is under 128.
-func unknownCommand(args [][]byte) string {
-	var sb strings.Builder
-	sb.WriteString("ERR unknown command '")
-	sb.Write(clip(args[0], 128))
-	sb.WriteString("', with args beginning with: ")
-	used := 0
-	for _, a := range args[1:] {
-		if used >= 128 {
-			break
-		}
-		a = clip(a, 128-used)
-		used += len(a) + 3
-		sb.WriteByte('\'')
-		sb.Write(a)
-		sb.WriteString("' ")
-	}
-	return sb.String()
-}
-
-func clip(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
-}
+func unknownCommand(args [][]byte) string { return resp.UnknownCommandError(args) }

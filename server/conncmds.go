@@ -41,7 +41,7 @@ func (c *conn) cmdPing(args [][]byte) {
 	case 2:
 		c.out = resp.AppendBulk(c.out, args[1])
 	default:
-		c.out = resp.AppendError(c.out, "ERR wrong number of arguments for 'ping' command")
+		c.out = resp.AppendError(c.out, resp.ArityError("ping"))
 	}
 }
 

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"strings"
-
 	"github.com/lockstep/lockstep/resp"
 	"github.com/lockstep/lockstep/statemachine"
 )
@@ -55,7 +53,7 @@ func (c *conn) dispatch(args [][]byte) {
 	c.srv.commands.Add(1)
 	cmd := c.lookup(args[0])
 	if cmd == nil {
-		c.out = resp.AppendError(c.out, unknownCommand(args))
+		c.out = resp.AppendError(c.out, resp.UnknownCommandError(args))
 		return
 	}
 	if !c.authed && !preAuth(cmd.info.Name) {
@@ -63,7 +61,7 @@ func (c *conn) dispatch(args [][]byte) {
 		return
 	}
 	if !arityOK(cmd.info.Arity, len(args)) {
-		c.out = resp.AppendError(c.out, "ERR wrong number of arguments for '"+cmd.info.Name+"' command")
+		c.out = resp.AppendError(c.out, resp.ArityError(cmd.info.Name))
 		return
 	}
 	cmd.calls.Inc()
@@ -105,31 +103,4 @@ func arityOK(arity, n int) bool {
 // preAuth lists the commands a client may send before AUTH, as Redis does.
 func preAuth(name string) bool {
 	return name == "auth" || name == "hello" || name == "quit"
-}
-
-// unknownCommand builds Redis 7's exact unknown-command error line.
-func unknownCommand(args [][]byte) string {
-	var b strings.Builder
-	b.WriteString("ERR unknown command '")
-	b.Write(clip(args[0], 128))
-	b.WriteString("', with args beginning with: ")
-	n := 0
-	for _, a := range args[1:] {
-		if n >= 128 {
-			break
-		}
-		part := clip(a, 128-n)
-		b.WriteByte('\'')
-		b.Write(part)
-		b.WriteString("' ")
-		n += len(part) + 3
-	}
-	return b.String()
-}
-
-func clip(b []byte, n int) []byte {
-	if len(b) > n {
-		return b[:n]
-	}
-	return b
 }

@@ -43,9 +43,9 @@ func (c *conn) cmdClient(args [][]byte) {
 	case sub == "info" && len(args) == 2:
 		c.out = resp.AppendBulkString(c.out, c.describe(time.Now()))
 	case isClientSub(sub):
-		c.out = resp.AppendError(c.out, "ERR wrong number of arguments for 'client|"+sub+"' command")
+		c.out = resp.AppendError(c.out, resp.ArityError("client|"+sub))
 	default:
-		c.out = resp.AppendError(c.out, "ERR unknown subcommand '"+string(clip(args[1], 128))+"'. Try CLIENT HELP.")
+		c.out = resp.AppendError(c.out, resp.UnknownSubcommandError(args[1], "CLIENT"))
 	}
 }
 
@@ -111,7 +111,7 @@ func (c *conn) cmdCommand(args [][]byte) {
 		// An empty map: clients then run without per-command hints.
 		c.out = resp.AppendArray(c.out, 0)
 	default:
-		c.out = resp.AppendError(c.out, "ERR unknown subcommand '"+string(clip(args[1], 128))+"'. Try COMMAND HELP.")
+		c.out = resp.AppendError(c.out, resp.UnknownSubcommandError(args[1], "COMMAND"))
 	}
 }
 
@@ -171,7 +171,7 @@ func (c *conn) cmdConfig(args [][]byte) {
 	case "set", "rewrite", "resetstat":
 		c.out = resp.AppendError(c.out, "ERR lockstep is configured by command-line flags; CONFIG "+strings.ToUpper(string(args[1]))+" is not supported")
 	default:
-		c.out = resp.AppendError(c.out, "ERR unknown subcommand '"+string(clip(args[1], 128))+"'. Try CONFIG HELP.")
+		c.out = resp.AppendError(c.out, resp.UnknownSubcommandError(args[1], "CONFIG"))
 	}
 }
 

@@ -192,6 +192,9 @@ func serveUntilSignal(ctx context.Context, f *serverFlags, srv *server.Server, l
 		log.Info("admin endpoint", "addr", adm.Addr().String())
 	}
 	go func() { errc <- srv.Serve(ln) }()
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go n.RunExpirySweeper(sweepCtx, 100*time.Millisecond, 1000)
 	log.Info("ready", "addr", ln.Addr().String(), "storage", f.storage, "fsync", n.Fsync().String(), "version", buildVersion())
 	var serveErr error
 	select {

@@ -1,0 +1,23 @@
+package node
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/lockstep/lockstep/storage"
+)
+
+// countingStore is a memory store that claims durability and counts Sync
+// calls, each of which takes a little time like a disk flush.
+type countingStore struct {
+	storage.Store
+	syncs atomic.Int64
+}
+
+func (c *countingStore) Durable() bool { return true }
+
+func (c *countingStore) Sync() error {
+	c.syncs.Add(1)
+	time.Sleep(200 * time.Microsecond)
+	return nil
+}
