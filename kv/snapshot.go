@@ -35,19 +35,42 @@ const (
 // Snapshot writes the state as of one applied sequence number to w. It
 // reads from a store View, so it may run while Apply continues.
 func (m *Machine) Snapshot(w io.Writer) error {
+	snap, err := m.OpenSnapshot()
+	if err != nil {
+		return err
+	}
+	defer snap.Close()
+	return snap.Write(w)
+}
+
+// OpenSnapshot captures the state as of the last applied update without
+// copying it. A replication runtime calls it under its own lock, so the
+// snapshot's Seq and the protocol's bookkeeping agree, and writes it out
+// after releasing the lock.
+func (m *Machine) OpenSnapshot() (statemachine.Snapshot, error) {
 	view, err := m.store.Snapshot()
 	if err != nil {
-		return fmt.Errorf("kv: snapshot: %w", err)
+		return nil, fmt.Errorf("kv: snapshot: %w", err)
 	}
-	defer view.Close()
+	return &snapshot{view: view}, nil
+}
 
+// snapshot is an open store View waiting to be written out.
+type snapshot struct{ view storage.View }
+
+func (s *snapshot) Seq() uint64  { return s.view.AppliedSeq() }
+func (s *snapshot) Close() error { return s.view.Close() }
+
+// Write streams the snapshot in the layout described above.
+func (s *snapshot) Write(w io.Writer) error {
+	view := s.view
 	sw := &snapWriter{w: bufio.NewWriterSize(w, 64<<10), crc: newCRC()}
 	sw.rec = append(sw.rec[:0], snapMagic...)
 	sw.rec = append(sw.rec, snapVersion)
 	sw.rec = binary.BigEndian.AppendUint64(sw.rec, view.AppliedSeq())
 	sw.flushRecord()
 	var count uint64
-	err = view.Scan(nil, func(key []byte, e storage.Entry) bool {
+	err := view.Scan(nil, func(key []byte, e storage.Entry) bool {
 		sw.rec = append(sw.rec[:0], tagEntry)
 		sw.rec = appendBytes(sw.rec, key)
 		sw.rec = appendBytes(sw.rec, e.Value)

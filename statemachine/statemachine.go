@@ -81,8 +81,9 @@ var (
 //
 // Concurrency: the runtime serializes Prepare and Apply (one at a time, in
 // sequence order) and runs Read only while no Prepare or Apply is running, so
-// a multi-key read sees one state. Snapshot may run concurrently with Apply;
-// it captures the state as of one sequence number. Restore runs alone.
+// a multi-key read sees one state. OpenSnapshot is serialized with Apply too,
+// but writing an open Snapshot may run concurrently with Apply: it shows the
+// state as of one sequence number. Restore runs alone.
 type StateMachine interface {
 	// Commands lists every command the machine accepts, for routing, arity
 	// checks and COMMAND replies.
@@ -107,8 +108,22 @@ type StateMachine interface {
 	// AppliedSeq is the sequence number of the last applied Update.
 	AppliedSeq() uint64
 
-	// Snapshot writes the whole state, including AppliedSeq, to w.
-	Snapshot(w io.Writer) error
-	// Restore replaces the whole state with one read from r.
+	// OpenSnapshot captures the whole state as of AppliedSeq, cheaply;
+	// the caller writes it out later and closes it.
+	OpenSnapshot() (Snapshot, error)
+	// Restore replaces the whole state with a stream written by a
+	// Snapshot's Write. The state's AppliedSeq becomes the snapshot's.
 	Restore(r io.Reader) error
+}
+
+// Snapshot is a point-in-time image of a state machine. Taking one is
+// cheap and may happen under the runtime's lock, so the image's Seq and the
+// protocol's bookkeeping agree; writing it out is slow and happens outside,
+// while updates continue to be applied.
+type Snapshot interface {
+	// Seq is the sequence number of the last update the image contains.
+	Seq() uint64
+	// Write streams the image; it may be called once.
+	Write(w io.Writer) error
+	Close() error
 }

@@ -34,7 +34,7 @@ Start a node with 'lockstep server', load it with 'lockstep bench'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newBenchCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(), newUpCmd(), newStatusCmd(), newBenchCmd(), newVersionCmd())
 	return root
 }
 

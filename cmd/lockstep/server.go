@@ -40,6 +40,7 @@ type serverFlags struct {
 	shutdownWait time.Duration
 	logLevel     string
 	logFormat    string
+	cluster      clusterFlags
 }
 
 func newServerCmd() *cobra.Command {
@@ -50,7 +51,11 @@ func newServerCmd() *cobra.Command {
 		Long: `Run a lockstep node that serves Redis clients on --listen.
 
 With no coordinator flags the node runs standalone: a group of one with
-replication off. With --storage pebble (the default) every acknowledged write
+replication off. With --etcd-endpoints and --name it joins a replication
+group coordinated by etcd (chain replication): the first --bootstrap-expect
+nodes form the chain, later ones join behind the tail after receiving a
+snapshot. Any node serves any client: writes are forwarded to the head and
+reads to the tail. With --storage pebble (the default) every acknowledged write
 is on disk in --data-dir when --fsync is always (the default); concurrent
 writers share each fsync (group commit).
 
@@ -78,6 +83,16 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.DurationVar(&f.shutdownWait, "shutdown-timeout", 10*time.Second, "how long a graceful shutdown waits for clients to finish")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	c := &f.cluster
+	fl.StringVar(&c.etcd, "etcd-endpoints", "", "comma-separated etcd client URLs; joins a replication group (empty: standalone)")
+	fl.StringVar(&c.name, "name", "", "this node's unique name in the cluster (required with --etcd-endpoints)")
+	fl.StringVar(&c.peerAddr, "peer-addr", "127.0.0.1:0", "address for replication traffic from other nodes (port 0 picks a free one)")
+	fl.StringVar(&c.cluster, "cluster", "lockstep", "cluster name: the etcd key prefix shared by the nodes of one cluster")
+	fl.StringVar(&c.group, "group", "default", "replication group this node serves")
+	fl.StringVar(&c.protocol, "protocol", "chain", "replication protocol for a new group: chain")
+	fl.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease: a node silent this long is removed; it stops serving before then")
+	fl.IntVar(&c.bootstrapExpect, "bootstrap-expect", 1, "how many nodes form a new group's first chain")
+	fl.IntVar(&c.window, "window", 1024, "most unacknowledged updates the head holds before new writes wait")
 	return cmd
 }
 
@@ -114,6 +129,9 @@ func (f *serverFlags) validate() (settings, error) {
 	if s.limits.MaxBulkLen, err = parseBytes(f.maxBulk); err != nil || s.limits.MaxBulkLen < 1 {
 		return s, fmt.Errorf("--proto-max-bulk-len %q: want a positive size such as 512mb", f.maxBulk)
 	}
+	if err := f.cluster.validate(); err != nil {
+		return s, err
+	}
 	if s.log, err = newLogger(f.logLevel, f.logFormat); err != nil {
 		return s, err
 	}
@@ -124,6 +142,14 @@ func runServer(ctx context.Context, f *serverFlags) error {
 	set, err := f.validate()
 	if err != nil {
 		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if f.cluster.enabled() {
+		return runClusterServer(ctx, f, set)
 	}
 	log := set.log
 	store, err := openStore(f, log)
@@ -141,20 +167,43 @@ func runServer(ctx context.Context, f *serverFlags) error {
 			log.Error("closing storage", "err", err)
 		}
 	}()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.Config{
-		Backend: n, RequirePass: f.requirePass, MaxClients: f.maxClients, Limits: set.limits,
-		IdleTimeout: f.idleTimeout, Version: buildVersion(), Logger: log, Metrics: server.NewMetrics(reg),
-	})
-	if err != nil {
-		return err
-	}
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.listen, err)
 	}
-	return serveUntilSignal(ctx, f, srv, ln, reg, n, log)
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	defer stopSweep()
+	go n.RunExpirySweeper(sweepCtx, 100*time.Millisecond, 1000)
+	return serve(ctx, f, set, ln, n, n.Err, nil)
+}
+
+// runClusterServer runs a node that replicates through an etcd-coordinated
+// group.
+func runClusterServer(ctx context.Context, f *serverFlags, set settings) error {
+	log := set.log
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.listen, err)
+	}
+	cn, err := startCluster(ctx, f, ln.Addr().String(), log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	defer cn.close(context.Background())
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lost := make(chan error, 1)
+	go func() { lost <- cn.run(runCtx, f, log); cancel() }()
+	err = serve(runCtx, f, set, ln, cn.rep, cn.rep.Err, func() string {
+		st := cn.rep.Status()
+		return fmt.Sprintf("role=%s epoch=%d", st.Role, st.Epoch)
+	})
+	cancel()
+	if lerr := <-lost; lerr != nil {
+		return lerr
+	}
+	return err
 }
 
 func openStore(f *serverFlags, log *slog.Logger) (storage.Store, error) {
@@ -172,19 +221,24 @@ func openStore(f *serverFlags, log *slog.Logger) (storage.Store, error) {
 	return st, nil
 }
 
-// serveUntilSignal runs the client and admin endpoints until SIGINT or
-// SIGTERM, then shuts down gracefully.
-func serveUntilSignal(ctx context.Context, f *serverFlags, srv *server.Server, ln net.Listener, reg *prometheus.Registry, n *node.Node, log *slog.Logger) error {
-	if ctx == nil {
-		ctx = context.Background()
+// serve runs the client and admin endpoints until ctx ends (a signal, or
+// the cluster session ending), then shuts down gracefully.
+func serve(ctx context.Context, f *serverFlags, set settings, ln net.Listener, backend server.Backend, health admin.Health, describe func() string) error {
+	log := set.log
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.Config{
+		Backend: backend, RequirePass: f.requirePass, MaxClients: f.maxClients, Limits: set.limits,
+		IdleTimeout: f.idleTimeout, Version: buildVersion(), Logger: log, Metrics: server.NewMetrics(reg),
+	})
+	if err != nil {
+		_ = ln.Close()
+		return err
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	errc := make(chan error, 2)
 	var adm *admin.Server
 	if f.adminAddr != "" {
-		var err error
-		if adm, err = admin.Listen(f.adminAddr, reg, n.Err); err != nil {
+		if adm, err = admin.Listen(f.adminAddr, reg, health); err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("--admin-addr %s: %w", f.adminAddr, err)
 		}
@@ -192,14 +246,15 @@ func serveUntilSignal(ctx context.Context, f *serverFlags, srv *server.Server, l
 		log.Info("admin endpoint", "addr", adm.Addr().String())
 	}
 	go func() { errc <- srv.Serve(ln) }()
-	sweepCtx, stopSweep := context.WithCancel(ctx)
-	defer stopSweep()
-	go n.RunExpirySweeper(sweepCtx, 100*time.Millisecond, 1000)
-	log.Info("ready", "addr", ln.Addr().String(), "storage", f.storage, "fsync", n.Fsync().String(), "version", buildVersion())
+	attrs := []any{"addr", ln.Addr().String(), "storage", f.storage, "version", buildVersion()}
+	if describe != nil {
+		attrs = append(attrs, "cluster", describe())
+	}
+	log.Info("ready", attrs...)
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "reason", "signal")
+		log.Info("shutting down")
 	case serveErr = <-errc:
 		log.Error("serving stopped", "err", serveErr)
 	}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/dedup"
+	"github.com/lockstep/lockstep/kv"
+	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/replica"
+	"github.com/lockstep/lockstep/server"
+	"github.com/lockstep/lockstep/storage"
+	"github.com/lockstep/lockstep/transport"
+)
+
+// clusterFlags are the settings of a node that joins a replication group
+// through etcd.
+type clusterFlags struct {
+	etcd            string
+	name            string
+	peerAddr        string
+	cluster         string
+	group           string
+	protocol        string
+	leaseTTL        time.Duration
+	bootstrapExpect int
+	window          int
+}
+
+func (c *clusterFlags) enabled() bool { return c.etcd != "" }
+
+func (c *clusterFlags) validate() error {
+	if !c.enabled() {
+		return nil
+	}
+	if c.name == "" {
+		return errors.New("--name is required with --etcd-endpoints")
+	}
+	if strings.ContainsAny(c.name, "/# \t\n") {
+		return fmt.Errorf("--name %q: must not contain '/', '#' or spaces", c.name)
+	}
+	if _, _, err := net.SplitHostPort(c.peerAddr); err != nil {
+		return fmt.Errorf("--peer-addr %q: %w", c.peerAddr, err)
+	}
+	if c.protocol != "chain" {
+		return fmt.Errorf("--protocol %q: only chain is available", c.protocol)
+	}
+	if c.leaseTTL < time.Second {
+		return fmt.Errorf("--lease-ttl %v: must be at least 1s (etcd leases are whole seconds)", c.leaseTTL)
+	}
+	if c.bootstrapExpect < 1 {
+		return fmt.Errorf("--bootstrap-expect %d: must be at least 1", c.bootstrapExpect)
+	}
+	if c.window < 1 {
+		return fmt.Errorf("--window %d: must be at least 1", c.window)
+	}
+	return nil
+}
+
+// clusterNode is everything a replicated node runs besides the front end.
+type clusterNode struct {
+	cli     *clientv3.Client
+	session *coord.Session
+	rep     *replica.Replica
+	tr      *transport.Transport
+	store   storage.Store
+	peers   sync.Map // name -> peer address
+}
+
+// startCluster connects to etcd, prepares storage and starts the replica,
+// its transport and its coordinator session. clientAddr is the bound
+// client port, published so other replicas can forward to this one.
+func startCluster(ctx context.Context, f *serverFlags, clientAddr string, log *slog.Logger) (*clusterNode, error) {
+	cf := &f.cluster
+	cli, err := coord.Dial(strings.Split(cf.etcd, ","), log.With("component", "etcd-client"))
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-endpoints %s: %w", cf.etcd, err)
+	}
+	n := &clusterNode{cli: cli}
+	if err := n.start(ctx, f, clientAddr, log); err != nil {
+		n.close(context.Background())
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr string, log *slog.Logger) error {
+	cf := &f.cluster
+	octx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	id, err := coord.EnsureClusterID(octx, n.cli, cf.cluster)
+	if err != nil {
+		return fmt.Errorf("cannot reach etcd at %s: %w", cf.etcd, err)
+	}
+	if n.store, err = openReplicaStore(f, id, log); err != nil {
+		return err
+	}
+	inc := coord.NewIncarnation()
+	machine := dedup.Wrap(kv.New(n.store, kv.Options{}), 0)
+	n.rep, err = replica.New(replica.Options{
+		Name: cf.name, Incarnation: inc, Machine: machine, Store: n.store,
+		Core:   chain.Options{Window: cf.window},
+		Logger: log.With("component", "replica"),
+	})
+	if err != nil {
+		return err
+	}
+	n.tr, err = transport.Listen(transport.Config{
+		Name: cf.name, ClusterID: id, Listen: cf.peerAddr,
+		Resolve: n.resolve, Handler: n.rep.Deliver, Snapshot: n.rep.ServeSnapshot,
+		Logger: log.With("component", "transport"),
+	})
+	if err != nil {
+		return fmt.Errorf("--peer-addr %s: %w", cf.peerAddr, err)
+	}
+	n.session, err = coord.NewSession(octx, n.cli, coord.SessionConfig{
+		Cluster: cf.cluster, Group: cf.group, TTL: cf.leaseTTL, Logger: log.With("component", "session"),
+		Node: coord.NodeInfo{
+			Name: cf.name, Incarnation: inc, ClientAddr: clientAddr, PeerAddr: n.tr.Addr(),
+			AdminAddr: f.adminAddr, Pid: os.Getpid(), State: coord.StateStarting,
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("register with etcd: %w", err)
+	}
+	n.rep.Attach(n.tr, n.tr, n.session)
+	log.Info("joined cluster", "cluster", cf.cluster, "cluster_id", id, "name", cf.name, "incarnation", inc, "peer_addr", n.tr.Addr())
+	return nil
+}
+
+// openReplicaStore opens the node's storage. A replica that restarts is a
+// new member: it rejoins behind the tail and receives a snapshot, so its
+// old local state is discarded after checking that the data directory
+// belongs to this cluster.
+func openReplicaStore(f *serverFlags, clusterID string, log *slog.Logger) (storage.Store, error) {
+	if f.storage == "memory" {
+		return storage.NewMemory(), nil
+	}
+	dir := filepath.Join(f.dataDir, "pebble")
+	if _, err := os.Stat(dir); err == nil {
+		old, err := storage.OpenPebble(dir, storage.PebbleOptions{ClusterID: clusterID})
+		if err != nil {
+			return nil, fmt.Errorf("open storage in %s: %w", dir, err)
+		}
+		_ = old.Close()
+		log.Info("discarding local state from an earlier run; it will be rebuilt from a snapshot", "dir", dir)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("--data-dir: %w", err)
+	}
+	st, err := storage.OpenPebble(dir, storage.PebbleOptions{ClusterID: clusterID, Logger: log.With("component", "pebble")})
+	if err != nil {
+		return nil, fmt.Errorf("open storage in %s: %w", dir, err)
+	}
+	return st, nil
+}
+
+func (n *clusterNode) resolve(name string) (string, bool) {
+	v, ok := n.peers.Load(name)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
+}
+
+// run starts the background loops; it returns when the session is lost
+// or ctx ends.
+func (n *clusterNode) run(ctx context.Context, f *serverFlags, log *slog.Logger) error {
+	cf := &f.cluster
+	go n.rep.Run(ctx)
+	go func() {
+		for cfg := range coord.WatchConfig(ctx, n.cli, cf.cluster, cf.group) {
+			n.rep.SetConfig(cfg)
+		}
+	}()
+	go n.pollNodes(ctx, cf.cluster, log)
+	go n.publishStatus(ctx)
+	go n.rep.RunExpirySweeper(ctx, 100*time.Millisecond, 1000)
+	go func() {
+		opts := coord.PlanOptions{Protocol: cf.protocol, BootstrapExpect: cf.bootstrapExpect}
+		if err := coord.RunReconfigurator(ctx, n.cli, n.session, opts); err != nil && ctx.Err() == nil {
+			log.Error("reconfigurator stopped", "err", err)
+		}
+	}()
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-n.session.Done():
+		return fmt.Errorf("lost the coordinator lease (%v); this process stops serving and must restart to rejoin", n.session.Err())
+	}
+}
+
+// pollNodes keeps peer addresses and client routes current.
+func (n *clusterNode) pollNodes(ctx context.Context, cluster string, log *slog.Logger) {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		nodes, err := coord.ListNodes(lctx, n.cli, cluster)
+		cancel()
+		if err == nil {
+			for _, nd := range nodes {
+				n.peers.Store(nd.Name, nd.PeerAddr)
+			}
+			n.rep.SetNodes(nodes)
+		} else if ctx.Err() == nil {
+			log.Debug("list nodes", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// publishStatus reports role, epoch and progress to etcd, which is how the
+// reconfigurator learns that a joiner has caught up and how `lockstep
+// status` shows the cluster.
+func (n *clusterNode) publishStatus(ctx context.Context) {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	var last coord.NodeInfo
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		st := n.rep.Status()
+		info := n.session.Info()
+		info.State, info.Role, info.Epoch, info.Applied = st.State, st.Role, st.Epoch, st.Applied
+		if info.Applied == last.Applied && info.State == last.State && info.Role == last.Role && info.Epoch == last.Epoch {
+			continue
+		}
+		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := n.session.UpdateInfo(uctx, info); err == nil {
+			last = info
+		}
+		cancel()
+	}
+}
+
+// close leaves the cluster: the lease is revoked so peers reconfigure at
+// once instead of waiting for it to expire.
+func (n *clusterNode) close(ctx context.Context) {
+	if n.session != nil {
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_ = n.session.Close(cctx)
+		cancel()
+	}
+	if n.tr != nil {
+		_ = n.tr.Close()
+	}
+	if n.store != nil {
+		_ = n.store.Close()
+	}
+	if n.cli != nil {
+		_ = n.cli.Close()
+	}
+}
+
+var _ server.Backend = (*replica.Replica)(nil)

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockstep/lockstep/coord"
+)
+
+type statusFlags struct {
+	dir     string
+	etcd    string
+	cluster string
+	group   string
+	json    bool
+}
+
+func newStatusCmd() *cobra.Command {
+	f := &statusFlags{}
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the nodes of a cluster: role, epoch, applied sequence, lag, address",
+		Long: `Show every node of a replication group as the coordinator sees it.
+
+Point it at a cluster started by 'lockstep up' with --dir, or at any
+cluster's etcd with --etcd-endpoints. Roles: head, middle, tail (chain
+order; a one-node chain's node is the head), joining (catching up behind the
+tail, or waiting to), down (a configured member whose process is gone).
+lag is how many updates a node is behind the most advanced one.`,
+		Example: `  lockstep status --dir lockstep-cluster
+  lockstep status --etcd-endpoints http://10.0.0.5:2379 --json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStatus(cmd.Context(), f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.dir, "dir", "lockstep-cluster", "directory of a cluster started by 'lockstep up' (read for its etcd address)")
+	fl.StringVar(&f.etcd, "etcd-endpoints", "", "comma-separated etcd client URLs (overrides --dir)")
+	fl.StringVar(&f.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
+	fl.StringVar(&f.group, "group", "default", "replication group")
+	fl.BoolVar(&f.json, "json", false, `print JSON: {"nodes":[{"name","pid","client_addr","role","epoch",...}]}`)
+	return cmd
+}
+
+// NodeStatus is one row of `lockstep status`.
+type NodeStatus struct {
+	Name       string `json:"name"`
+	Pid        int    `json:"pid"`
+	ClientAddr string `json:"client_addr"`
+	PeerAddr   string `json:"peer_addr,omitempty"`
+	Role       string `json:"role"`
+	State      string `json:"state"`
+	Epoch      uint64 `json:"epoch"`
+	Applied    uint64 `json:"applied"`
+	Lag        uint64 `json:"lag"`
+}
+
+// ClusterStatus is the whole answer of `lockstep status --json`.
+type ClusterStatus struct {
+	Cluster  string       `json:"cluster"`
+	Group    string       `json:"group"`
+	Protocol string       `json:"protocol"`
+	Epoch    uint64       `json:"epoch"`
+	Nodes    []NodeStatus `json:"nodes"`
+}
+
+func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
+	endpoints := f.etcd
+	if endpoints == "" {
+		info, err := readUpInfo(f.dir)
+		if err != nil {
+			return err
+		}
+		endpoints = strings.Join(info.EtcdEndpoints, ",")
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	cli, err := coord.Dial(strings.Split(endpoints, ","), nil)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	st, err := clusterStatus(ctx, cli, f.cluster, f.group)
+	if err != nil {
+		return fmt.Errorf("read cluster state from etcd at %s: %w", endpoints, err)
+	}
+	if f.json {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return printStatus(out, st)
+}
+
+func printStatus(out io.Writer, st ClusterStatus) error {
+	fmt.Fprintf(out, "cluster %s, group %s, protocol %s, epoch %d\n", st.Cluster, st.Group, st.Protocol, st.Epoch)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tEPOCH\tAPPLIED\tLAG\tCLIENT ADDR\tPID")
+	for _, n := range st.Nodes {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\n", n.Name, n.Role, n.State, n.Epoch, n.Applied, n.Lag, n.ClientAddr, n.Pid)
+	}
+	return tw.Flush()
+}
+
+// clusterStatus joins the configuration (who should be where) with the
+// live node records (who is there and how far along).
+func clusterStatus(ctx context.Context, cli *clientv3.Client, cluster, group string) (ClusterStatus, error) {
+	st := ClusterStatus{Cluster: cluster, Group: group}
+	cfg, err := coord.GetConfig(ctx, cli, cluster, group)
+	if err != nil && !errors.Is(err, coord.ErrNoConfig) {
+		return st, err
+	}
+	nodes, err := coord.ListNodes(ctx, cli, cluster)
+	if err != nil {
+		return st, err
+	}
+	st.Protocol, st.Epoch = cfg.Protocol, cfg.Epoch
+	live := map[string]coord.NodeInfo{}
+	var maxApplied uint64
+	for _, n := range nodes {
+		live[n.Name] = n
+		maxApplied = max(maxApplied, n.Applied)
+	}
+	row := func(name, inc, role string) NodeStatus {
+		n, ok := live[name]
+		if !ok || (inc != "" && n.Incarnation != inc) {
+			return NodeStatus{Name: name, Role: "down", State: "down"}
+		}
+		delete(live, name)
+		return NodeStatus{Name: name, Pid: n.Pid, ClientAddr: n.ClientAddr, PeerAddr: n.PeerAddr, Role: role,
+			State: n.State, Epoch: n.Epoch, Applied: n.Applied, Lag: maxApplied - n.Applied}
+	}
+	for i, m := range cfg.Members {
+		st.Nodes = append(st.Nodes, row(m.Name, m.Incarnation, chainPosition(i, len(cfg.Members))))
+	}
+	if j := cfg.Joining; j != nil {
+		st.Nodes = append(st.Nodes, row(j.Name, j.Incarnation, "joining"))
+	}
+	for _, n := range nodes {
+		if _, waiting := live[n.Name]; waiting {
+			st.Nodes = append(st.Nodes, row(n.Name, "", "joining"))
+		}
+	}
+	return st, nil
+}
+
+func chainPosition(i, n int) string {
+	switch {
+	case i == 0:
+		return "head"
+	case i == n-1:
+		return "tail"
+	}
+	return "middle"
+}
+
+// upInfo is what `lockstep up` writes to DIR/cluster.json.
+type upInfo struct {
+	EtcdEndpoints []string `json:"etcd_endpoints"`
+	Cluster       string   `json:"cluster"`
+	Group         string   `json:"group"`
+}
+
+func readUpInfo(dir string) (upInfo, error) {
+	var info upInfo
+	b, err := os.ReadFile(filepath.Join(dir, "cluster.json"))
+	if err != nil {
+		return info, fmt.Errorf("no cluster started by 'lockstep up' in %s (use --dir or --etcd-endpoints): %w", dir, err)
+	}
+	if err := json.Unmarshal(b, &info); err != nil {
+		return info, fmt.Errorf("%s/cluster.json: %w", dir, err)
+	}
+	return info, nil
+}

@@ -1,0 +1,168 @@
+package coord
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// PlanOptions are the policy inputs of Plan.
+type PlanOptions struct {
+	// Protocol is the replication protocol a new group is bootstrapped with;
+	// DefaultProtocol if empty. An existing group keeps its protocol.
+	Protocol string
+	// BootstrapExpect is how many live nodes must be registered before the
+	// group is first formed (at least 1).
+	BootstrapExpect int
+}
+
+// Plan decides the next configuration of a group from the current one (nil
+// if the group has none) and the live nodes. It is pure: no I/O, no clock.
+// It makes at most one change per call, bumping Epoch by one, and the
+// caller applies it with CASConfig and calls again until nothing changes.
+// In priority order:
+//
+//  1. Bootstrap. With no configuration, once BootstrapExpect nodes are live,
+//     the first BootstrapExpect of them in registration order become the
+//     members, at epoch 1. Every node starts empty, so no data is at stake.
+//     A group is bootstrapped only once: Plan never creates a configuration
+//     when cur is non-nil.
+//  2. Removal. Members whose (name, incarnation) is not live are removed,
+//     wherever they sit in the chain, and a joiner that is not live is
+//     cleared. The last member is never removed: if every member is dead the
+//     group is down and the configuration stays as it is. Re-forming it from
+//     nodes that are alive but never held the data (or restarted with their
+//     memory wiped) would silently lose writes that were acknowledged; it
+//     takes an operator, or a member coming back with its data, to decide.
+//  3. Promotion. A joiner that reports StateCaughtUp for the current epoch
+//     is appended as the new tail. A caught-up report from an older epoch
+//     does not count: the chain changed since and the joiner must catch up
+//     with the new tail.
+//  4. Join. If there is no joiner and at least one member is live, the
+//     earliest-registered live node that is not a member (a new node, or a
+//     restarted process, which has a new incarnation) becomes the joiner.
+//     Nodes in StateStopping are not picked.
+//
+// nodes need not be sorted; Plan orders them by CreateRevision. reason
+// describes the change for logs, or why nothing changed.
+func Plan(cur *Config, nodes []NodeInfo, opts PlanOptions) (next Config, changed bool, reason string) {
+	live := slices.Clone(nodes)
+	slices.SortStableFunc(live, func(a, b NodeInfo) int {
+		return compareInt64(a.CreateRevision, b.CreateRevision)
+	})
+	if cur == nil {
+		return planBootstrap(live, opts)
+	}
+	byName := make(map[string]NodeInfo, len(live))
+	for _, n := range live {
+		byName[n.Name] = n
+	}
+	isLive := func(m Member) bool {
+		n, ok := byName[m.Name]
+		return ok && n.Incarnation == m.Incarnation
+	}
+	if next, ok, why := planRemoval(*cur, isLive); ok || why != "" {
+		return next, ok, why
+	}
+	if cur.Joining != nil {
+		return planPromotion(*cur, byName[cur.Joining.Name])
+	}
+	return planJoin(*cur, live)
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func planBootstrap(live []NodeInfo, opts PlanOptions) (Config, bool, string) {
+	expect := max(opts.BootstrapExpect, 1)
+	if len(live) < expect {
+		return Config{}, false, fmt.Sprintf("bootstrap waits for %d live nodes, have %d", expect, len(live))
+	}
+	proto := opts.Protocol
+	if proto == "" {
+		proto = DefaultProtocol
+	}
+	next := Config{Epoch: 1, Protocol: proto}
+	for _, n := range live[:expect] {
+		next.Members = append(next.Members, n.Member())
+	}
+	return next, true, "bootstrap with " + memberList(next.Members)
+}
+
+// planRemoval removes dead members and a dead joiner. It returns a
+// non-empty reason without a change when the whole group is dead.
+func planRemoval(cur Config, isLive func(Member) bool) (Config, bool, string) {
+	next := cur.clone()
+	next.Members = next.Members[:0]
+	var gone []Member
+	for _, m := range cur.Members {
+		if isLive(m) {
+			next.Members = append(next.Members, m)
+		} else {
+			gone = append(gone, m)
+		}
+	}
+	if len(next.Members) == 0 && len(cur.Members) > 0 {
+		return cur.clone(), false, "group down: every member is dead; keeping configuration"
+	}
+	var parts []string
+	if len(gone) > 0 {
+		parts = append(parts, "remove dead "+memberList(gone))
+	}
+	if cur.Joining != nil && !isLive(*cur.Joining) {
+		parts = append(parts, "clear dead joiner "+cur.Joining.String())
+		next.Joining = nil
+	}
+	if len(parts) == 0 {
+		return Config{}, false, ""
+	}
+	next.Epoch++
+	next.Revision = 0
+	return next, true, strings.Join(parts, "; ")
+}
+
+func planPromotion(cur Config, joiner NodeInfo) (Config, bool, string) {
+	if joiner.State != StateCaughtUp || joiner.Epoch != cur.Epoch {
+		return cur.clone(), false, fmt.Sprintf("joiner %s not caught up at epoch %d (state %q, epoch %d)",
+			cur.Joining, cur.Epoch, joiner.State, joiner.Epoch)
+	}
+	next := cur.clone()
+	next.Members = append(next.Members, *cur.Joining)
+	next.Joining = nil
+	next.Epoch++
+	next.Revision = 0
+	return next, true, "promote " + cur.Joining.String() + " to tail"
+}
+
+func planJoin(cur Config, live []NodeInfo) (Config, bool, string) {
+	if len(cur.Members) == 0 {
+		return cur.clone(), false, "no members to join"
+	}
+	for _, n := range live {
+		if n.State == StateStopping || cur.Index(n.Member()) >= 0 {
+			continue
+		}
+		next := cur.clone()
+		j := n.Member()
+		next.Joining = &j
+		next.Epoch++
+		next.Revision = 0
+		return next, true, "add joiner " + j.String()
+	}
+	return cur.clone(), false, "no change"
+}
+
+func memberList(ms []Member) string {
+	parts := make([]string, len(ms))
+	for i, m := range ms {
+		parts[i] = m.String()
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}

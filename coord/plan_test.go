@@ -1,0 +1,149 @@
+package coord
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// live returns NodeInfos for names, registered in the given order, each in
+// its "i-<name>" incarnation (as members() builds them).
+func live(names ...string) []NodeInfo {
+	out := make([]NodeInfo, len(names))
+	for i, n := range names {
+		out[i] = NodeInfo{Name: n, Incarnation: "i-" + n, State: StateServing, CreateRevision: int64(10 + i)}
+	}
+	return out
+}
+
+func cfg(epoch uint64, joining string, names ...string) *Config {
+	c := &Config{Epoch: epoch, Protocol: "chain", Members: members(names...), Revision: 99}
+	if joining != "" {
+		j := members(joining)[0]
+		c.Joining = &j
+	}
+	return c
+}
+
+func with(nodes []NodeInfo, name string, f func(*NodeInfo)) []NodeInfo {
+	for i := range nodes {
+		if nodes[i].Name == name {
+			f(&nodes[i])
+		}
+	}
+	return nodes
+}
+
+func TestPlan(t *testing.T) {
+	opts := PlanOptions{Protocol: "chain", BootstrapExpect: 3}
+	tests := []struct {
+		name    string
+		cur     *Config
+		nodes   []NodeInfo
+		opts    *PlanOptions // nil: opts above
+		want    *Config      // nil: no change
+		because string       // substring of the reason
+	}{
+		{name: "bootstrap waits for expect", nodes: live("a", "b"), because: "waits for 3"},
+		{name: "bootstrap in registration order",
+			nodes: []NodeInfo{
+				{Name: "c", Incarnation: "i-c", CreateRevision: 30},
+				{Name: "a", Incarnation: "i-a", CreateRevision: 10},
+				{Name: "d", Incarnation: "i-d", CreateRevision: 40},
+				{Name: "b", Incarnation: "i-b", CreateRevision: 20},
+			},
+			want: cfg(1, "", "a", "b", "c"), because: "bootstrap"},
+		{name: "bootstrap defaults", nodes: live("a"), opts: &PlanOptions{},
+			want: &Config{Epoch: 1, Protocol: DefaultProtocol, Members: members("a")}},
+		{name: "steady", cur: cfg(5, "", "a", "b", "c"), nodes: live("a", "b", "c"), because: "no change"},
+		{name: "head dies", cur: cfg(5, "", "a", "b", "c"), nodes: live("b", "c"), want: cfg(6, "", "b", "c"), because: "remove dead [a/i-a]"},
+		{name: "middle dies", cur: cfg(5, "", "a", "b", "c"), nodes: live("a", "c"), want: cfg(6, "", "a", "c")},
+		{name: "tail dies", cur: cfg(5, "", "a", "b", "c"), nodes: live("a", "b"), want: cfg(6, "", "a", "b")},
+		{name: "two die at once", cur: cfg(5, "", "a", "b", "c"), nodes: live("b"), want: cfg(6, "", "b")},
+		{name: "all members dead keeps config", cur: cfg(5, "", "a", "b"), nodes: live("x", "y", "z"), because: "group down"},
+		{name: "all members dead with joiner keeps config", cur: cfg(5, "x", "a"), nodes: live("x"), because: "group down"},
+		{name: "joiner dies", cur: cfg(5, "d", "a", "b"), nodes: live("a", "b"), want: cfg(6, "", "a", "b"), because: "clear dead joiner"},
+		{name: "member and joiner die together", cur: cfg(5, "d", "a", "b"), nodes: live("a"), want: cfg(6, "", "a")},
+		{name: "new node joins", cur: cfg(5, "", "a", "b"), nodes: live("a", "b", "d", "e"), want: cfg(6, "d", "a", "b"), because: "add joiner d/i-d"},
+		{name: "stopping node does not join", cur: cfg(5, "", "a"),
+			nodes: with(live("a", "d", "e"), "d", func(n *NodeInfo) { n.State = StateStopping }), want: cfg(6, "e", "a")},
+		{name: "one joiner at a time", cur: cfg(5, "d", "a", "b"), nodes: live("a", "b", "d", "e"), because: "not caught up"},
+		{name: "caught-up joiner promoted to tail", cur: cfg(5, "d", "a", "b"),
+			nodes: with(live("a", "b", "d"), "d", func(n *NodeInfo) { n.State, n.Epoch = StateCaughtUp, 5 }),
+			want:  cfg(6, "", "a", "b", "d"), because: "promote d/i-d"},
+		{name: "caught up at a stale epoch waits", cur: cfg(5, "d", "a", "b"),
+			nodes: with(live("a", "b", "d"), "d", func(n *NodeInfo) { n.State, n.Epoch = StateCaughtUp, 4 }), because: "not caught up"},
+		{name: "removal before promotion", cur: cfg(5, "d", "a", "b"),
+			nodes: with(live("a", "d"), "d", func(n *NodeInfo) { n.State, n.Epoch = StateCaughtUp, 5 }), want: cfg(6, "d", "a")},
+		{name: "restarted member is removed first", cur: cfg(5, "", "a", "b", "c"),
+			nodes: with(live("a", "b", "c"), "b", func(n *NodeInfo) { n.Incarnation, n.CreateRevision = "i-b2", 50 }),
+			want:  cfg(6, "", "a", "c")},
+		{name: "restarted member then rejoins", cur: cfg(6, "", "a", "c"),
+			nodes: with(live("a", "b", "c"), "b", func(n *NodeInfo) { n.Incarnation, n.CreateRevision = "i-b2", 50 }),
+			want:  &Config{Epoch: 7, Protocol: "chain", Members: members("a", "c"), Joining: &Member{Name: "b", Incarnation: "i-b2"}}},
+		{name: "restarted joiner is cleared", cur: cfg(5, "d", "a"),
+			nodes: with(live("a", "d"), "d", func(n *NodeInfo) { n.Incarnation = "i-d2" }), want: cfg(6, "", "a")},
+		{name: "existing group never re-bootstraps", cur: cfg(5, "", "a"), nodes: nil, because: "group down"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o := opts
+			if tc.opts != nil {
+				o = *tc.opts
+			}
+			var before Config
+			if tc.cur != nil {
+				before = tc.cur.clone()
+			}
+			next, changed, reason := Plan(tc.cur, tc.nodes, o)
+			if tc.cur != nil && !reflect.DeepEqual(*tc.cur, before) {
+				t.Fatalf("Plan modified its input: %+v, was %+v", *tc.cur, before)
+			}
+			if changed != (tc.want != nil) {
+				t.Fatalf("changed = %v (reason %q, next %+v), want %v", changed, reason, next, tc.want != nil)
+			}
+			if tc.want != nil {
+				next.Revision, tc.want.Revision = 0, 0
+				if !reflect.DeepEqual(next, *tc.want) {
+					t.Fatalf("next = %+v joining %v, want %+v joining %v", next, next.Joining, *tc.want, tc.want.Joining)
+				}
+				var prev Config
+				if tc.cur != nil {
+					prev = *tc.cur
+				}
+				if err := checkSuccessor(prev, next); err != nil {
+					t.Fatalf("plan breaks the CAS rules: %v", err)
+				}
+			}
+			if !strings.Contains(reason, tc.because) {
+				t.Fatalf("reason %q does not mention %q", reason, tc.because)
+			}
+		})
+	}
+}
+
+// TestPlanConverges applies Plan repeatedly, as the reconfigurator does,
+// and checks it reaches a fixed point with every live node a member.
+func TestPlanConverges(t *testing.T) {
+	nodes := live("a", "b", "c", "d", "e")
+	var cur *Config
+	for step := 0; ; step++ {
+		if step > 20 {
+			t.Fatalf("no fixed point after 20 steps: %+v", cur)
+		}
+		next, changed, _ := Plan(cur, nodes, PlanOptions{BootstrapExpect: 2})
+		if !changed {
+			break
+		}
+		if cur != nil && next.Epoch != cur.Epoch+1 {
+			t.Fatalf("epoch %d after %d", next.Epoch, cur.Epoch)
+		}
+		cur = &next
+		if cur.Joining != nil { // the joiner catches up at once
+			nodes = with(nodes, cur.Joining.Name, func(n *NodeInfo) { n.State, n.Epoch = StateCaughtUp, cur.Epoch })
+		}
+	}
+	if want := members("a", "b", "c", "d", "e"); !reflect.DeepEqual(cur.Members, want) || cur.Joining != nil {
+		t.Fatalf("fixed point %+v, want members %v and no joiner", cur, want)
+	}
+}

@@ -1,0 +1,199 @@
+// Package coord is lockstep's coordinator: the replicated master that the
+// chain-replication paper assumes and the atomic test-and-set that VMware FT
+// keeps on shared storage, built on etcd.
+//
+// Three etcd features do all the work:
+//
+//   - Leases are the failure detector. Every node process holds one lease
+//     (a [Session]) and registers itself under nodes/<name> with it; when the
+//     process dies the lease expires and the key vanishes.
+//   - A transaction that compares the configuration key's revision
+//     ([CASConfig]) is the only way a group's configuration changes, so two
+//     would-be coordinators can never both move the same epoch forward.
+//   - Watches deliver news: [WatchConfig] to every node, and node arrivals and
+//     departures to the one reconfigurator that won the election
+//     ([RunReconfigurator]).
+//
+// All keys live under /lockstep/<cluster>/:
+//
+//	id                        cluster id (random hex), created once at bootstrap
+//	nodes/<name>              NodeInfo JSON, attached to the node's lease
+//	groups/<group>/config     Config JSON
+//	groups/<group>/election/  reconfigurator election (concurrency.Election)
+//
+// The decision of what the next configuration should be is the pure function
+// [Plan]; everything else in the package is I/O around it.
+package coord
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+var (
+	// ErrConflict means a compare-and-swap lost: the configuration changed
+	// since it was read. Re-read and decide again.
+	ErrConflict = errors.New("lockstep: configuration changed concurrently")
+	// ErrLeaseLost means the node's lease is gone (expired or revoked) or can
+	// no longer be renewed. The process must stop serving and re-register as
+	// a new incarnation.
+	ErrLeaseLost = errors.New("lockstep: coordinator lease lost")
+	// ErrWrongCluster means the data a node holds belongs to another cluster
+	// than the one the coordinator describes.
+	ErrWrongCluster = errors.New("lockstep: wrong cluster id")
+	// ErrNoConfig means the group has no configuration yet (not bootstrapped).
+	ErrNoConfig = errors.New("lockstep: no configuration")
+	// ErrNoClusterID means the cluster id has not been created yet.
+	ErrNoClusterID = errors.New("lockstep: cluster id not set")
+	// ErrInvalid means an argument cannot be used: an empty or malformed
+	// name, or a configuration that breaks the epoch or membership rules.
+	ErrInvalid = errors.New("lockstep: invalid coordinator request")
+	// ErrSessionClosed means the session was closed by its owner.
+	ErrSessionClosed = errors.New("lockstep: coordinator session closed")
+)
+
+// Node states reported in [NodeInfo.State]. The reconfigurator reads only
+// StateCaughtUp (to promote a joiner) and StateStopping (never picked as a
+// joiner); the rest are for operators.
+const (
+	StateStarting = "starting"
+	StateJoining  = "joining"
+	StateCaughtUp = "caughtup"
+	StateServing  = "serving"
+	StateStopping = "stopping"
+)
+
+// DefaultProtocol is the replication protocol a group is bootstrapped with
+// when [PlanOptions.Protocol] is empty.
+const DefaultProtocol = "chain"
+
+// Member identifies one replica of a group. Incarnation is a random id chosen
+// at every process start, so a restarted process is a new member that must
+// rejoin through state transfer rather than silently resume a position its
+// lost memory no longer backs.
+type Member struct {
+	Name        string `json:"name"`
+	Incarnation string `json:"incarnation"`
+}
+
+// String returns name/incarnation, the form used in logs and plan reasons.
+func (m Member) String() string { return m.Name + "/" + m.Incarnation }
+
+// Config is one group's configuration (its view). Members are in chain order:
+// Members[0] is the head (or primary), the last one the tail. Joining is a
+// node receiving state transfer; it is not yet part of the chain. Every
+// change bumps Epoch by exactly one.
+type Config struct {
+	Epoch    uint64   `json:"epoch"`
+	Protocol string   `json:"protocol"`
+	Members  []Member `json:"members"`
+	Joining  *Member  `json:"joining,omitempty"`
+	// Revision is the etcd mod revision the configuration was read at (or
+	// written with). CASConfig compares it; it is not stored.
+	Revision int64 `json:"-"`
+}
+
+// Head returns the first member, or false if there is none.
+func (c Config) Head() (Member, bool) {
+	if len(c.Members) == 0 {
+		return Member{}, false
+	}
+	return c.Members[0], true
+}
+
+// Tail returns the last member, or false if there is none.
+func (c Config) Tail() (Member, bool) {
+	if len(c.Members) == 0 {
+		return Member{}, false
+	}
+	return c.Members[len(c.Members)-1], true
+}
+
+// Index returns m's position in the chain, or -1 if m is not a member. Both
+// name and incarnation must match.
+func (c Config) Index(m Member) int {
+	for i, x := range c.Members {
+		if x == m {
+			return i
+		}
+	}
+	return -1
+}
+
+// clone returns a deep copy, so a plan never aliases the caller's slices.
+func (c Config) clone() Config {
+	out := c
+	out.Members = append([]Member(nil), c.Members...)
+	if c.Joining != nil {
+		j := *c.Joining
+		out.Joining = &j
+	}
+	return out
+}
+
+// NodeInfo is what a node publishes about itself under nodes/<name>. It is
+// attached to the node's lease, so it disappears when the node dies.
+type NodeInfo struct {
+	Name        string `json:"name"`
+	Incarnation string `json:"incarnation"`
+	ClientAddr  string `json:"client_addr,omitempty"`
+	PeerAddr    string `json:"peer_addr,omitempty"`
+	AdminAddr   string `json:"admin_addr,omitempty"`
+	Pid         int    `json:"pid,omitempty"`
+	// State is one of the State* constants.
+	State string `json:"state"`
+	Role  string `json:"role,omitempty"`
+	// Epoch is the configuration epoch the node has installed; a joiner's
+	// StateCaughtUp counts only for this epoch.
+	Epoch   uint64 `json:"epoch"`
+	Applied uint64 `json:"applied"`
+	Lag     uint64 `json:"lag"`
+	// CreateRevision is the etcd revision at which this incarnation
+	// registered; it orders nodes by registration. Filled by ListNodes.
+	CreateRevision int64 `json:"-"`
+}
+
+// Member returns the node's identity as a group member.
+func (n NodeInfo) Member() Member { return Member{Name: n.Name, Incarnation: n.Incarnation} }
+
+// NewIncarnation returns a fresh random incarnation id (16 hex digits).
+func NewIncarnation() string { return randomHex(8) }
+
+// randomHex returns n random bytes as hex. crypto/rand never fails on the
+// platforms Go supports.
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// validName rejects names that would escape their place in the key layout.
+func validName(kind, s string) error {
+	if s == "" || strings.ContainsAny(s, "/\x00") {
+		return fmt.Errorf("%w: %s %q must be non-empty and contain no '/'", ErrInvalid, kind, s)
+	}
+	return nil
+}
+
+// Key layout. Every function takes names already checked by validName.
+
+func clusterPrefix(cluster string) string { return "/lockstep/" + cluster + "/" }
+
+func clusterIDKey(cluster string) string { return clusterPrefix(cluster) + "id" }
+
+func nodesPrefix(cluster string) string { return clusterPrefix(cluster) + "nodes/" }
+
+func nodeKey(cluster, name string) string { return nodesPrefix(cluster) + name }
+
+func groupPrefix(cluster, group string) string {
+	return clusterPrefix(cluster) + "groups/" + group + "/"
+}
+
+func configKey(cluster, group string) string { return groupPrefix(cluster, group) + "config" }
+
+func electionPrefix(cluster, group string) string {
+	return groupPrefix(cluster, group) + "election"
+}

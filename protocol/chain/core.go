@@ -1,0 +1,399 @@
+package chain
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Defaults for the zero fields of Options.
+const (
+	DefaultWindow      = 1024
+	DefaultMaxBatch    = 256
+	DefaultResendTicks = 10
+	DefaultHelloTicks  = 10
+)
+
+// Options tunes a Core. Zero fields take their defaults.
+type Options struct {
+	// ID is this replica's name, as configurations list it.
+	ID string
+	// Window is the most unacknowledged entries the head may hold;
+	// Propose returns ErrWindowFull beyond it (default 1024).
+	Window int
+	// JoinWindow is how many applied entries the tail may buffer for a
+	// joiner that has not acknowledged them before it holds back its own
+	// acks, so that writes wait instead of the buffer growing without
+	// bound (default Window). A joiner that has not acknowledged anything
+	// yet counts from the oldest entry the tail still holds.
+	JoinWindow int
+	// MaxBatch is the most entries one MsgEntries carries (default 256).
+	MaxBatch int
+	// ResendTicks is how many ticks without acknowledgement progress,
+	// while entries are outstanding, before the predecessor sends again
+	// from the oldest unacknowledged entry (go-back-N) (default 10).
+	ResendTicks int
+	// HelloTicks is how many ticks without a message from the
+	// predecessor, while behind it, before the successor sends Hello
+	// again (default 10).
+	HelloTicks int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Window <= 0 {
+		o.Window = DefaultWindow
+	}
+	if o.JoinWindow <= 0 {
+		o.JoinWindow = o.Window
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.ResendTicks <= 0 {
+		o.ResendTicks = DefaultResendTicks
+	}
+	if o.HelloTicks <= 0 {
+		o.HelloTicks = DefaultHelloTicks
+	}
+	return o
+}
+
+// Ready is the effects a Core has accumulated since the last call to
+// Core.Ready. The caller owns the slices; Entry.Data is shared with the
+// core's log and must not be modified.
+type Ready struct {
+	// Messages are to be sent, in this order per destination.
+	Messages []Message
+	// Apply holds entries received from the predecessor, consecutive and
+	// continuing those of earlier Readies, for the runtime to apply in
+	// order and then report with Core.Applied. The head's own proposals
+	// are never listed: the runtime applies those itself.
+	Apply []Entry
+	// Commit, at the head or single member, is a seq such that every
+	// entry up to it is applied by every member of the chain, so the
+	// replies of writes up to it may be released. 0 means no change.
+	Commit uint64
+	// NeedSnapshot names the predecessor to fetch a snapshot from, after
+	// it answered MsgSnapshotNeeded, or "". The runtime installs the
+	// snapshot, calls Core.Restored, and keeps retrying (or waits for a new
+	// configuration) if the transfer fails.
+	NeedSnapshot string
+}
+
+// Status is a summary of a Core for the coordinator, metrics and tests.
+type Status struct {
+	ID          string
+	Role        Role
+	Epoch       uint64
+	Applied     uint64 // the runtime's applied seq as last reported
+	Last        uint64 // the newest seq received or proposed
+	Commit      uint64 // every seq <= Commit is applied by every member downstream and upstream
+	Pending     int    // entries held in the log: Last-Pending is the oldest seq a successor may resume from
+	Predecessor string
+	Successor   string
+	// CaughtUp, for a replica with a predecessor, means it has applied
+	// everything up to the predecessor's last seq as last reported in this
+	// epoch; the coordinator promotes a joiner once it is set. A replica
+	// without a predecessor is always caught up.
+	CaughtUp bool
+	// Complete means the replica is a member that has applied every entry
+	// a head may have committed. A joiner promoted to member is not
+	// complete at first: the old tail may have committed up to JoinWindow
+	// entries the joiner had not applied, and the replicas that still
+	// hold them may be slow to learn of the promotion. It becomes complete
+	// once its predecessor has spoken in the new configuration (which
+	// proves the predecessor left the old one) and it has applied up to
+	// the seq the predecessor then reported. An incomplete replica does
+	// not lead: Propose refuses, and it streams nothing to its successor
+	// until its barrier is known. A coordinator keeps at least one
+	// complete member alive in the chain.
+	Complete bool
+	// ReadReady means the replica is a complete tail (or single member),
+	// so the runtime may answer reads from its state.
+	ReadReady bool
+}
+
+// Core is the chain replication protocol for one replica of one group. It
+// is not safe for concurrent use: the runtime serializes every call, like
+// etcd-io/raft's RawNode.
+type Core struct {
+	opts Options
+
+	cfg        Config
+	role       Role
+	pred, succ string
+	succIsEnd  bool // the successor is the end of the chain: its Hello and acks report its own applied seq
+
+	applied    uint64
+	log        entryLog // entries (log.base, log.last()]
+	commit     uint64   // monotonic; see Status.Commit
+	commitSent uint64   // the last Commit handed out in a Ready
+
+	down downLink // this replica as predecessor of succ
+	up   upLink   // this replica as successor of pred
+
+	holding bool   // Hold was called and its joiner has not acknowledged hold yet
+	hold    uint64 // entries above hold are kept while holding
+
+	// A promoted joiner waits for its predecessor's first report in its
+	// new configuration (barrierPending), then until applied reaches
+	// barrier; see Status.Complete.
+	barrierPending bool
+	barrier        uint64
+
+	ready Ready
+}
+
+// downLink is the state of the link to the successor. It is reset with
+// every configuration: nothing is sent before the successor's Hello of the
+// current epoch.
+type downLink struct {
+	ready   bool   // a Hello of this epoch arrived and was served from the log
+	next    uint64 // the next seq to send
+	ack     uint64 // the highest ack from the successor in this epoch
+	floor   uint64 // the successor is known to hold every seq <= floor (Hello or ack)
+	idle    int    // ticks without ack progress while sent entries are unacknowledged
+	greet   bool   // answer the Hello with an (empty, if need be) MsgEntries
+}
+
+// upLink is the state of the link to the predecessor, reset with every
+// configuration.
+type upLink struct {
+	heard     bool   // a MsgEntries from the predecessor arrived in this epoch
+	predLast  uint64 // the predecessor's last seq as it last reported
+	quiet     int    // ticks since the last message from the predecessor
+	awaitSnap bool   // the predecessor answered MsgSnapshotNeeded; waiting for Restored
+	gapHello  bool   // a Hello went out for a gap and no entry was accepted since
+	ackSent   uint64 // the highest ack sent upstream in this epoch
+}
+
+// New returns a Core for the replica opts.ID whose state machine has
+// applied entries 1..applied. It has no role until SetConfig.
+func New(opts Options, applied uint64) *Core {
+	c := &Core{opts: opts.withDefaults(), applied: applied}
+	c.log.reset(applied)
+	return c
+}
+
+// SetConfig installs cfg if its epoch is newer than the current one and it
+// is valid; older, repeated and invalid configurations are ignored. Every
+// new epoch restarts both links: the successor side sends Hello to its
+// (possibly new) predecessor, and the predecessor side sends nothing until
+// its successor's Hello of this epoch arrives.
+//
+// A replica removed from a configuration must not rejoin with its state,
+// since its history may hold entries that were never committed; the
+// runtime starts it again empty with a new Core.
+func (c *Core) SetConfig(cfg Config) {
+	if cfg.Epoch <= c.cfg.Epoch || cfg.Validate() != nil {
+		return
+	}
+	prev := c.role
+	c.cfg = Config{Epoch: cfg.Epoch, Members: slices.Clone(cfg.Members), Joining: cfg.Joining}
+	c.place()
+	c.down = downLink{}
+	c.up = upLink{}
+	if c.succ == "" {
+		c.holding = false
+	}
+	switch {
+	case c.role == RoleNone || c.role == RoleJoining:
+		c.barrierPending, c.barrier = false, 0
+	case prev == RoleJoining:
+		c.barrierPending = true
+	}
+	if c.pred != "" {
+		c.sendHello()
+	}
+	c.settle()
+}
+
+// place derives role, predecessor and successor from the configuration.
+func (c *Core) place() {
+	c.role, c.pred, c.succ, c.succIsEnd = RoleNone, "", "", false
+	m := c.cfg.Members
+	i := slices.Index(m, c.opts.ID)
+	switch {
+	case i < 0 && c.cfg.Joining == c.opts.ID:
+		c.role, c.pred = RoleJoining, m[len(m)-1]
+		return
+	case i < 0:
+		return
+	case len(m) == 1:
+		c.role = RoleSingle
+	case i == 0:
+		c.role = RoleHead
+	case i == len(m)-1:
+		c.role = RoleTail
+	default:
+		c.role = RoleMiddle
+	}
+	if i > 0 {
+		c.pred = m[i-1]
+	}
+	if i < len(m)-1 {
+		c.succ = m[i+1]
+		c.succIsEnd = i+1 == len(m)-1 && c.cfg.Joining == ""
+	} else if c.cfg.Joining != "" {
+		c.succ, c.succIsEnd = c.cfg.Joining, true
+	}
+}
+
+// Propose appends data as the next entry at the head (or single member)
+// and returns its seq. The runtime applies it locally and then calls
+// Applied; the entry reaches the successor only after that.
+func (c *Core) Propose(data []byte) (uint64, error) {
+	if c.role != RoleHead && c.role != RoleSingle {
+		return 0, fmt.Errorf("%w: %s is %s in epoch %d", ErrNotHead, c.opts.ID, c.role, c.cfg.Epoch)
+	}
+	if !c.complete() {
+		return 0, fmt.Errorf("%w: %s may lack committed entries (applied %d, barrier %d, known %t)",
+			ErrNotHead, c.opts.ID, c.applied, c.barrier, !c.barrierPending)
+	}
+	last := c.log.last()
+	if last-c.windowBase() >= uint64(c.opts.Window) {
+		return 0, ErrWindowFull
+	}
+	c.log.append(Entry{Seq: last + 1, Data: data})
+	return last + 1, nil
+}
+
+// Applied reports that the runtime has applied (and made durable as its
+// policy requires) every entry up to seq. Values beyond the last entry are
+// clamped to it; older values are ignored.
+func (c *Core) Applied(seq uint64) {
+	seq = min(seq, c.log.last())
+	if seq <= c.applied {
+		return
+	}
+	c.applied = seq
+	c.settle()
+}
+
+// AcceptsSnapshot reports whether Restored(seq) would be accepted: the
+// replica is a joiner or a member that is not complete (see
+// Status.Complete), and seq is not older than its applied seq. A snapshot
+// fetched after Ready.NeedSnapshot may arrive after a reconfiguration; the
+// runtime checks this before installing it.
+func (c *Core) AcceptsSnapshot(seq uint64) bool {
+	return c.role != RoleNone && !c.complete() && seq >= c.applied
+}
+
+// Restored reports that the runtime replaced its state with a snapshot
+// taken at seq, after Ready.NeedSnapshot. The log is dropped, and so must
+// be any entry of an earlier Ready.Apply the runtime has not applied yet.
+// The replica then says Hello from seq. It is ignored unless
+// AcceptsSnapshot(seq).
+func (c *Core) Restored(seq uint64) {
+	if !c.AcceptsSnapshot(seq) {
+		return
+	}
+	c.log.reset(seq)
+	c.applied = seq
+	c.up.awaitSnap = false
+	c.up.gapHello = false
+	if c.pred != "" {
+		c.sendHello()
+	}
+	c.settle()
+}
+
+// Hold reports that the runtime is serving a snapshot taken at seq to a
+// joiner: entries above seq are kept until the successor acknowledges seq,
+// so the joiner can continue from the snapshot. A configuration that leaves
+// this replica without a successor releases the hold.
+func (c *Core) Hold(seq uint64) {
+	c.holding, c.hold = true, seq
+	c.settle()
+}
+
+// Tick advances logical time for the resend and Hello timers.
+func (c *Core) Tick() {
+	if c.role == RoleNone {
+		return
+	}
+	c.tickDown()
+	c.tickUp()
+	c.settle()
+}
+
+// tickDown acts when entries sent to the successor have gone without ack
+// progress for ResendTicks: it sends again from the oldest entry the
+// successor is not known to hold (go-back-N), or, if it is known to hold
+// them all, an empty MsgEntries, which makes it repeat its ack (the ack,
+// not the entries, may be what was lost).
+func (c *Core) tickDown() {
+	d := &c.down
+	if !d.ready || d.ack+1 >= d.next {
+		d.idle = 0
+		return
+	}
+	d.idle++
+	if d.idle >= c.opts.ResendTicks {
+		d.idle = 0
+		d.next = d.floor + 1
+		d.greet = true
+	}
+}
+
+// tickUp sends Hello again when the predecessor has been silent for
+// HelloTicks while this replica is behind it (or has not heard from it at
+// all in this epoch).
+func (c *Core) tickUp() {
+	u := &c.up
+	if c.pred == "" || u.awaitSnap || (u.heard && c.log.last() >= u.predLast) {
+		u.quiet = 0
+		return
+	}
+	u.quiet++
+	if u.quiet >= c.opts.HelloTicks {
+		c.sendHello()
+	}
+}
+
+// HasReady reports whether Ready would return any effect.
+func (c *Core) HasReady() bool {
+	r := &c.ready
+	return len(r.Messages) > 0 || len(r.Apply) > 0 || r.Commit != 0 || r.NeedSnapshot != ""
+}
+
+// Ready takes the effects accumulated since the last call.
+func (c *Core) Ready() Ready {
+	r := c.ready
+	c.ready = Ready{}
+	return r
+}
+
+// Status summarizes the replica.
+func (c *Core) Status() Status {
+	s := Status{
+		ID:          c.opts.ID,
+		Role:        c.role,
+		Epoch:       c.cfg.Epoch,
+		Applied:     c.applied,
+		Last:        c.log.last(),
+		Commit:      c.commit,
+		Pending:     len(c.log.ents),
+		Predecessor: c.pred,
+		Successor:   c.succ,
+	}
+	switch {
+	case c.role == RoleNone:
+	case c.pred == "":
+		s.CaughtUp = true
+	default:
+		s.CaughtUp = c.up.heard && !c.up.awaitSnap && c.applied >= c.up.predLast
+	}
+	s.Complete = c.complete()
+	s.ReadReady = s.Complete && (c.role == RoleTail || c.role == RoleSingle)
+	return s
+}
+
+// complete reports whether this replica is a member holding every entry a
+// head may have committed; see Status.Complete.
+func (c *Core) complete() bool {
+	switch c.role {
+	case RoleNone, RoleJoining:
+		return false
+	}
+	return !c.barrierPending && c.applied >= c.barrier
+}

@@ -1,0 +1,174 @@
+package chain_test
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"strings"
+
+	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/sim"
+)
+
+// simParams are the knobs of one simulated run, all drawn from its seed.
+type simParams struct {
+	nodes    int // 3..5 replicas, all members at the start
+	opts     chain.Options
+	clients  int
+	pCrash   float64 // per step
+	pReset   float64 // per step: reset one link
+	pCut     float64 // per step: cut one link for a while
+	pOp      float64 // per idle client per step
+	pApply   float64 // per node per step: the runtime applies some queued entries
+	pTick    float64 // per node per step
+	cfgDelay int64   // most steps a new configuration takes to reach a node
+	detect   int64   // most steps the master takes to notice a crash
+	restart  int64   // most steps a removed crashed node stays down
+	snap     int64   // most steps between taking a snapshot and installing it
+}
+
+func drawParams(rng *rand.Rand) simParams {
+	w := 4 + rng.IntN(29)
+	return simParams{
+		nodes: 3 + rng.IntN(3),
+		opts: chain.Options{
+			Window:      w,
+			JoinWindow:  1 + rng.IntN(2*w),
+			MaxBatch:    1 + rng.IntN(8),
+			ResendTicks: 2 + rng.IntN(9),
+			HelloTicks:  2 + rng.IntN(9),
+		},
+		clients:  2 + rng.IntN(4),
+		pCrash:   0.001 + 0.01*rng.Float64()*rng.Float64(),
+		pReset:   0.03 * rng.Float64(),
+		pCut:     0.01 * rng.Float64(),
+		pOp:      0.1 + 0.3*rng.Float64(),
+		pApply:   0.1 + 0.9*rng.Float64(),
+		pTick:    0.1 + 0.5*rng.Float64(),
+		cfgDelay: int64(rng.IntN(1 + rng.IntN(16))),
+		detect:   2 + int64(rng.IntN(10)),
+		restart:  5 + int64(rng.IntN(60)),
+		snap:     int64(rng.IntN(2) * rng.IntN(20)),
+	}
+}
+
+// simNode is one replica: a Core, the runtime around it (an apply queue)
+// and a tiny state machine, a map of strings.
+type simNode struct {
+	name  string
+	alive bool
+	core  *chain.Core
+
+	kv      map[string]string
+	applied uint64
+	digest  []uint64      // digest[s]: entry s's data digest (index 0 unused)
+	hist    []uint64      // hist[s]: digest of the history 1..s, for prefix checks
+	queue   []chain.Entry // received or proposed, not yet applied
+	queued  uint64        // last seq queued
+
+	configs    []timedConfig // published, not yet delivered
+	commitSeen uint64
+	downSince  int64 // step of the crash
+	detectAt   int64 // step the master notices the crash
+	restartAt  int64
+}
+
+type timedConfig struct {
+	at  int64
+	cfg chain.Config
+}
+
+func newSimNode(name string, opts chain.Options) *simNode {
+	n := &simNode{name: name, alive: true}
+	opts.ID = name
+	n.core = chain.New(opts, 0)
+	n.kv = map[string]string{}
+	n.digest, n.hist = []uint64{0}, []uint64{0}
+	return n
+}
+
+// kvEntry encodes a write: op byte, key, NUL, value.
+func kvEntry(op sim.KVOp, key, value string) []byte {
+	return append(append([]byte{byte(op)}, key...), append([]byte{0}, value...)...)
+}
+
+func digestOf(data []byte) uint64 {
+	h := fnv.New64a()
+	h.Write(data)
+	return h.Sum64() | 1
+}
+
+// apply applies the next queued entry to the state machine.
+func (n *simNode) apply(e chain.Entry) error {
+	if e.Seq != n.applied+1 {
+		return fmt.Errorf("%s applies seq %d after %d", n.name, e.Seq, n.applied)
+	}
+	op, rest := sim.KVOp(e.Data[0]), string(e.Data[1:])
+	key, value, ok := strings.Cut(rest, "\x00")
+	if !ok {
+		return fmt.Errorf("%s: corrupt entry %d", n.name, e.Seq)
+	}
+	switch op {
+	case sim.KVPut:
+		n.kv[key] = value
+	case sim.KVAppend:
+		n.kv[key] += value
+	default:
+		return fmt.Errorf("%s: entry %d has op %d", n.name, e.Seq, op)
+	}
+	d := digestOf(e.Data)
+	n.digest = append(n.digest, d)
+	n.hist = append(n.hist, n.hist[len(n.hist)-1]*1099511628211^d)
+	n.applied = e.Seq
+	return nil
+}
+
+// simSnapshot is a replica's state at one seq, in transfer.
+type simSnapshot struct {
+	seq    uint64
+	kv     map[string]string
+	digest []uint64
+	hist   []uint64
+}
+
+// snapshot copies n's state at its applied seq.
+func (n *simNode) snapshot() *simSnapshot {
+	s := &simSnapshot{seq: n.applied, kv: make(map[string]string, len(n.kv))}
+	for k, v := range n.kv {
+		s.kv[k] = v
+	}
+	s.digest = slices.Clone(n.digest[:s.seq+1])
+	s.hist = slices.Clone(n.hist[:s.seq+1])
+	return s
+}
+
+// restore installs s, dropping whatever was queued to apply.
+func (n *simNode) restore(s *simSnapshot) {
+	n.kv, n.digest, n.hist = s.kv, s.digest, s.hist
+	n.applied, n.queued, n.queue = s.seq, s.seq, nil
+}
+
+// simClient runs one operation at a time.
+type simClient struct {
+	id      int
+	busy    bool
+	op      sim.OpID
+	node    *simNode // the head it waits on
+	seq     uint64
+	counter int
+}
+
+// simMaster plays the coordinator: it removes crashed replicas, adds a
+// restarted one as joiner, and promotes the joiner once it is caught up.
+type simMaster struct {
+	cfg  chain.Config
+	size int // members wanted
+}
+
+var errInvariant = errors.New("invariant violated")
+
+func violation(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errInvariant, fmt.Sprintf(format, args...))
+}

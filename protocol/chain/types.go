@@ -1,0 +1,154 @@
+// Package chain is the pure core of chain replication (van Renesse and
+// Schneider, OSDI 2004): no goroutines, sockets, clocks or disks. The
+// runtime feeds it events (a proposal at the head, a message from a
+// neighbour, a tick, a new configuration, "I have applied up to seq") and
+// collects effects with Ready (messages to send, entries to apply, the
+// commit point that releases replies).
+//
+// Roles come from the configuration: the first member is the head, which
+// orders writes and numbers them; the last is the tail, whose apply commits
+// an entry; updates flow head to tail and acks flow back. A Joining node
+// sits behind the tail, receives every update but does not count for
+// commit until the coordinator appends it to Members.
+package chain
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+)
+
+// Config is one configuration (view) of a chain group, as the coordinator
+// publishes it. Epoch grows by one with every change.
+type Config struct {
+	Epoch   uint64
+	Members []string // chain order: Members[0] is the head, the last is the tail
+	Joining string   // a node catching up behind the tail, or ""
+}
+
+// Entry is one update in the group's history.
+type Entry struct {
+	Seq  uint64
+	Data []byte // an encoded statemachine.Update; opaque to the core
+}
+
+// MsgType names the messages replicas exchange.
+type MsgType uint8
+
+const (
+	// MsgHello goes from a replica to its predecessor when the link is
+	// new (new configuration, reconnect) or looks stuck: "I am your
+	// successor in Epoch and have applied up to Seq; send from Seq+1".
+	MsgHello MsgType = iota + 1
+	// MsgEntries carries consecutive entries to the successor. Seq is the
+	// sender's last seq (so a joiner can tell when it has caught up).
+	MsgEntries
+	// MsgAck tells the predecessor that every replica from the sender to
+	// the end of the chain has applied up to Seq.
+	MsgAck
+	// MsgSnapshotNeeded answers a Hello whose Seq is older than anything
+	// the predecessor still holds: the successor must fetch a snapshot
+	// (Seq is the oldest seq the predecessor could send from: a Hello
+	// with Seq at least this one would be served from its log).
+	MsgSnapshotNeeded
+)
+
+// Message is what replicas send each other. Every message carries the
+// sender's epoch; a replica drops messages from any other epoch.
+type Message struct {
+	Type    MsgType
+	From    string
+	To      string
+	Epoch   uint64
+	Seq     uint64
+	Entries []Entry
+}
+
+// Role is a replica's place in the current configuration.
+type Role uint8
+
+const (
+	RoleNone    Role = iota // not in the configuration
+	RoleHead                // first of several members
+	RoleMiddle              // neither first nor last
+	RoleTail                // last of several members
+	RoleSingle              // the only member: head and tail at once
+	RoleJoining             // behind the tail, catching up
+)
+
+// Errors the core returns.
+var (
+	// ErrNotHead: Propose was called on a replica that is not the head.
+	ErrNotHead = errors.New("lockstep: not the chain head")
+	// ErrWindowFull: the head holds Window unacknowledged entries; the
+	// caller waits for the commit point to advance and retries.
+	ErrWindowFull = errors.New("lockstep: replication window full")
+	// ErrStaleEpoch: a message from another epoch was refused.
+	ErrStaleEpoch = errors.New("lockstep: stale epoch")
+	// ErrUnexpectedMessage: a message of the current epoch that does not
+	// fit this replica's place in the chain (another recipient, a sender
+	// that is not the right neighbour, an unknown type, a successor that
+	// claims more history than this replica has) was dropped.
+	ErrUnexpectedMessage = errors.New("lockstep: unexpected chain message")
+	// ErrInvalidConfig: a configuration without members, with an empty or
+	// repeated name, or with epoch 0.
+	ErrInvalidConfig = errors.New("lockstep: invalid chain configuration")
+)
+
+// Validate reports whether c is a configuration a coordinator may publish:
+// epoch above 0, at least one member, no empty or repeated names, and a
+// joiner that is not already a member.
+func (c Config) Validate() error {
+	if c.Epoch == 0 {
+		return fmt.Errorf("%w: epoch 0", ErrInvalidConfig)
+	}
+	if len(c.Members) == 0 {
+		return fmt.Errorf("%w: no members", ErrInvalidConfig)
+	}
+	seen := make(map[string]bool, len(c.Members)+1)
+	names := c.Members
+	if c.Joining != "" {
+		names = append(slices.Clip(names), c.Joining)
+	}
+	for _, n := range names {
+		if n == "" || seen[n] {
+			return fmt.Errorf("%w: empty or repeated name %q", ErrInvalidConfig, n)
+		}
+		seen[n] = true
+	}
+	return nil
+}
+
+// String names the role for logs and status output.
+func (r Role) String() string {
+	switch r {
+	case RoleNone:
+		return "none"
+	case RoleHead:
+		return "head"
+	case RoleMiddle:
+		return "middle"
+	case RoleTail:
+		return "tail"
+	case RoleSingle:
+		return "single"
+	case RoleJoining:
+		return "joining"
+	}
+	return "unknown"
+}
+
+// String names the message type for logs.
+func (t MsgType) String() string {
+	switch t {
+	case MsgHello:
+		return "hello"
+	case MsgEntries:
+		return "entries"
+	case MsgAck:
+		return "ack"
+	case MsgSnapshotNeeded:
+		return "snapshot-needed"
+	}
+	return "unknown"
+}

@@ -1,0 +1,241 @@
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/resp"
+	"github.com/lockstep/lockstep/statemachine"
+)
+
+// Internal commands replicas send each other over the client port. A
+// forwarded write carries a client id and request number so a retry after a
+// failover is answered from the dedup table instead of applied twice. Both
+// are answered locally or refused with TRYAGAIN, never forwarded again, so
+// a request cannot loop between replicas that disagree about the chain.
+const (
+	cmdForwardWrite = "lockstep.fwd"  // lockstep.fwd <client> <num> <command> [args...]
+	cmdForwardRead  = "lockstep.read" // lockstep.read <command> [args...]
+)
+
+// Commands lists the state machine's commands plus the internal ones.
+func (r *Replica) Commands() []statemachine.Command {
+	cmds := append([]statemachine.Command(nil), r.sm.Commands()...)
+	return append(cmds,
+		statemachine.Command{Name: cmdForwardWrite, Arity: -4, Kind: statemachine.KindWrite},
+		statemachine.Command{Name: cmdForwardRead, Arity: -2, Kind: statemachine.KindRead},
+	)
+}
+
+// Write runs a write at the head or forwards it there.
+func (r *Replica) Write(args [][]byte, out []byte) ([]byte, uint64, error) {
+	if err := r.Err(); err != nil {
+		return out, 0, err
+	}
+	if strings.EqualFold(string(args[0]), cmdForwardWrite) {
+		return r.forwardedWrite(args, out)
+	}
+	if isHead(r.Role()) && r.leaseValid() {
+		out, seq, err := r.propose("", 0, args, out)
+		if !errors.Is(err, ErrNotServing) {
+			return out, seq, err
+		}
+	}
+	r.stats.forwarded.Add(1)
+	out, err := r.forward.write(args, out)
+	return out, 0, err
+}
+
+// forwardedWrite serves lockstep.fwd from another replica.
+func (r *Replica) forwardedWrite(args [][]byte, out []byte) ([]byte, uint64, error) {
+	client := string(args[1])
+	num, err := strconv.ParseUint(string(args[2]), 10, 64)
+	if err != nil || client == "" {
+		return resp.AppendError(out, "ERR lockstep.fwd: bad client id or request number"), 0, nil
+	}
+	if !isHead(r.Role()) || !r.leaseValid() {
+		return resp.AppendError(out, tryAgain("not the head")), 0, nil
+	}
+	return r.propose(client, num, args[3:], out)
+}
+
+// propose prepares, numbers and applies a write at the head. The reply is
+// gated on the returned sequence number reaching the commit point.
+func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) ([]byte, uint64, error) {
+	deadline := time.Now().Add(r.opts.WaitTimeout)
+	for {
+		r.mu.Lock()
+		if !isHead(r.Role()) {
+			r.mu.Unlock()
+			return out, 0, ErrNotServing
+		}
+		if client != "" {
+			if reply, seq, dup, err := r.sm.Duplicate(client, num); dup {
+				r.mu.Unlock()
+				if err != nil {
+					return resp.AppendError(out, "ERR "+err.Error()), 0, nil
+				}
+				return append(out, reply...), seq, nil
+			}
+		}
+		r.env.nowMillis = r.opts.Now().UnixMilli()
+		var u statemachine.Update
+		var err error
+		if client != "" {
+			u, err = r.sm.PrepareTagged(client, num, args, &r.env)
+		} else {
+			u, err = r.sm.Prepare(args, &r.env)
+		}
+		if err != nil {
+			r.mu.Unlock()
+			return out, 0, r.fail(err)
+		}
+		seq, err := r.core.Propose(u)
+		if errors.Is(err, chain.ErrWindowFull) {
+			ch, _ := r.commit.changed()
+			r.mu.Unlock()
+			if err := waitUntil(ch, deadline); err != nil {
+				return out, 0, fmt.Errorf("%w: replication window full", ErrNotServing)
+			}
+			continue
+		}
+		if err != nil {
+			r.mu.Unlock()
+			return out, 0, ErrNotServing
+		}
+		out, err = r.sm.Apply(seq, u, out)
+		if err != nil {
+			r.mu.Unlock()
+			return out, 0, r.fail(err)
+		}
+		r.core.Applied(seq)
+		r.mu.Unlock()
+		r.kickLoop()
+		return out, seq, nil
+	}
+}
+
+func waitUntil(ch <-chan struct{}, deadline time.Time) error {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-ch:
+		return nil
+	case <-t.C:
+		return context.DeadlineExceeded
+	}
+}
+
+// Read answers at the tail or forwards to it.
+func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
+	if err := r.Err(); err != nil {
+		return out, 0, err
+	}
+	local := strings.EqualFold(string(args[0]), cmdForwardRead)
+	if local {
+		args = args[1:]
+	}
+	if isTail(r.Role()) && r.leaseValid() {
+		r.mu.RLock()
+		ok := isTail(r.Role())
+		var err error
+		if ok {
+			out, err = r.sm.Read(args, r.opts.Now().UnixMilli(), out)
+		}
+		r.mu.RUnlock()
+		if ok {
+			return out, 0, err
+		}
+	}
+	if local {
+		return resp.AppendError(out, tryAgain("not the tail")), 0, nil
+	}
+	r.stats.forwarded.Add(1)
+	out, err := r.forward.read(args, out)
+	return out, 0, err
+}
+
+// Wait blocks until the write numbered gate has committed (every replica
+// in the chain has applied it). If this replica stops being the head first,
+// the write's fate is unknown and the client is told so.
+func (r *Replica) Wait(ctx context.Context, gate uint64) error {
+	if gate == 0 {
+		return nil
+	}
+	deadline := time.NewTimer(r.opts.WaitTimeout)
+	defer deadline.Stop()
+	for {
+		ch, err := r.commit.changed()
+		if r.commit.seq.Load() >= gate {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !isHead(r.Role()) {
+			return ErrOutcomeUnknown
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%w: not committed within %v", ErrOutcomeUnknown, r.opts.WaitTimeout)
+		}
+	}
+}
+
+// leaseValid reports whether this node may serve as head or tail: it must
+// hold a lease that cannot have expired at the coordinator yet.
+func (r *Replica) leaseValid() bool { return r.lease == nil || r.lease.Valid() }
+
+func tryAgain(why string) string { return "TRYAGAIN lockstep: " + why }
+
+// RunExpirySweeper deletes expired keys through the head's write path,
+// examining batch keys every interval, until ctx ends. Only the head
+// sweeps: the deletes are ordinary updates that every replica applies.
+func (r *Replica) RunExpirySweeper(ctx context.Context, interval time.Duration, batch int) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var after []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !isHead(r.Role()) || !r.leaseValid() || r.Err() != nil {
+			continue
+		}
+		after = r.sweepOnce(after, batch)
+	}
+}
+
+func (r *Replica) sweepOnce(after []byte, batch int) []byte {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !isHead(r.Role()) {
+		return after
+	}
+	r.env.nowMillis = r.opts.Now().UnixMilli()
+	u, next, err := r.sm.PrepareExpireSweep(after, batch, &r.env)
+	if err != nil || u == nil {
+		return next
+	}
+	seq, err := r.core.Propose(u)
+	if err != nil {
+		return after // window full or role lost: try the same keys later
+	}
+	if _, err := r.sm.Apply(seq, u, nil); err != nil {
+		r.fail(err) // takes no lock of ours
+		return nil
+	}
+	r.core.Applied(seq)
+	r.kickLoop()
+	return next
+}

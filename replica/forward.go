@@ -1,0 +1,189 @@
+package replica
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/resp"
+)
+
+// routes knows where the head and tail of the current configuration take
+// client connections.
+type routes struct {
+	mu      sync.Mutex
+	cfg     coord.Config
+	addrs   map[string]string // name -> client address, for the live incarnation
+	incs    map[string]string // name -> live incarnation
+	changed chan struct{}
+}
+
+func newRoutes() *routes {
+	return &routes{addrs: map[string]string{}, incs: map[string]string{}, changed: make(chan struct{})}
+}
+
+func (rt *routes) setConfig(cfg coord.Config) {
+	rt.mu.Lock()
+	rt.cfg = cfg
+	rt.notifyLocked()
+	rt.mu.Unlock()
+}
+
+func (rt *routes) setNodes(nodes []coord.NodeInfo) {
+	rt.mu.Lock()
+	clear(rt.addrs)
+	clear(rt.incs)
+	for _, n := range nodes {
+		rt.addrs[n.Name] = n.ClientAddr
+		rt.incs[n.Name] = n.Incarnation
+	}
+	rt.notifyLocked()
+	rt.mu.Unlock()
+}
+
+func (rt *routes) notifyLocked() {
+	close(rt.changed)
+	rt.changed = make(chan struct{})
+}
+
+// target returns the client address of the head (wantHead) or the tail,
+// and a channel closed when routing information changes.
+func (rt *routes) target(wantHead bool) (string, <-chan struct{}) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	ms := rt.cfg.Members
+	if len(ms) == 0 {
+		return "", rt.changed
+	}
+	m := ms[len(ms)-1]
+	if wantHead {
+		m = ms[0]
+	}
+	if rt.incs[m.Name] != m.Incarnation {
+		return "", rt.changed // that member's process is gone
+	}
+	return rt.addrs[m.Name], rt.changed
+}
+
+// forwarder sends requests this replica cannot answer to the replica that
+// can, over pooled RESP connections. Each lane is one request at a time
+// with its own client id and request counter, so a write retried after a
+// failover carries the id the new head's dedup table knows.
+type forwarder struct {
+	id     string
+	routes *routes
+	log    *slog.Logger
+	lanes  chan *lane
+	// Budget bounds how long one request may wait for a head or tail to
+	// appear and answer, across retries.
+	budget time.Duration
+}
+
+const forwardLanes = 64
+
+func newForwarder(id string, rt *routes, log *slog.Logger) *forwarder {
+	f := &forwarder{id: id, routes: rt, log: log, lanes: make(chan *lane, forwardLanes), budget: 15 * time.Second}
+	for i := range forwardLanes {
+		f.lanes <- &lane{client: id + "/" + strconv.Itoa(i)}
+	}
+	return f
+}
+
+// lane is one forwarding connection and its request counter.
+type lane struct {
+	client string
+	num    uint64
+	addr   string
+	conn   net.Conn
+	rd     *resp.Reader
+	bw     *bufio.Writer
+}
+
+func (l *lane) close() {
+	if l.conn != nil {
+		_ = l.conn.Close()
+		l.conn, l.addr = nil, ""
+	}
+}
+
+func (f *forwarder) write(args [][]byte, out []byte) ([]byte, error) {
+	l := <-f.lanes
+	defer func() { f.lanes <- l }()
+	l.num++
+	fwd := make([][]byte, 0, len(args)+3)
+	fwd = append(fwd, []byte(cmdForwardWrite), []byte(l.client), strconv.AppendUint(nil, l.num, 10))
+	fwd = append(fwd, args...)
+	return f.do(l, true, fwd, out)
+}
+
+func (f *forwarder) read(args [][]byte, out []byte) ([]byte, error) {
+	l := <-f.lanes
+	defer func() { f.lanes <- l }()
+	fwd := make([][]byte, 0, len(args)+1)
+	fwd = append(fwd, []byte(cmdForwardRead))
+	fwd = append(fwd, args...)
+	return f.do(l, false, fwd, out)
+}
+
+// do sends req to the head or tail and appends its reply, retrying on a
+// connection failure or a TRYAGAIN (the target changed under us) until the
+// budget runs out. A write is resent with the same request number.
+func (f *forwarder) do(l *lane, head bool, req [][]byte, out []byte) ([]byte, error) {
+	deadline := time.Now().Add(f.budget)
+	for attempt := 0; ; attempt++ {
+		addr, changed := f.routes.target(head)
+		if addr != "" {
+			v, err := l.roundTrip(addr, req, deadline)
+			if err == nil && !isTryAgain(v) {
+				return resp.AppendValue(out, v), nil
+			}
+			if err != nil {
+				l.close()
+				f.log.Debug("forward failed", "to", addr, "err", err)
+			}
+		}
+		if time.Now().After(deadline) {
+			what := "tail"
+			if head {
+				what = "head"
+			}
+			return out, fmt.Errorf("%w: no %s answered within %v", ErrNotServing, what, f.budget)
+		}
+		backoff := time.NewTimer(min(time.Duration(attempt+1)*20*time.Millisecond, 200*time.Millisecond))
+		select {
+		case <-changed:
+		case <-backoff.C:
+		}
+		backoff.Stop()
+	}
+}
+
+func isTryAgain(v resp.Value) bool {
+	return v.Type == '-' && len(v.Str) >= 8 && string(v.Str[:8]) == "TRYAGAIN"
+}
+
+func (l *lane) roundTrip(addr string, req [][]byte, deadline time.Time) (resp.Value, error) {
+	if l.conn == nil || l.addr != addr {
+		l.close()
+		c, err := net.DialTimeout("tcp", addr, time.Until(deadline))
+		if err != nil {
+			return resp.Value{}, err
+		}
+		l.conn, l.addr = c, addr
+		l.rd = resp.NewReaderLimits(c, resp.Limits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 24})
+		l.bw = bufio.NewWriter(c)
+	}
+	_ = l.conn.SetDeadline(deadline)
+	if _, err := l.bw.Write(resp.AppendCommand(nil, req...)); err != nil {
+		return resp.Value{}, err
+	}
+	if err := l.bw.Flush(); err != nil {
+		return resp.Value{}, err
+	}
+	return l.rd.ReadValue()
+}

@@ -1,0 +1,237 @@
+// Package replica is the runtime that runs a replication protocol core on
+// a real node: it feeds the pure core (protocol/chain) with messages from
+// the transport, ticks from a clock and configurations from the etcd
+// coordinator, and carries out the core's effects: sending messages,
+// applying entries to the state machine, releasing client replies at the
+// commit point, and fetching or serving snapshots for joining replicas.
+//
+// It implements server.Backend, so the RESP front end is the same one a
+// standalone node uses. Clients may talk to any replica: writes are
+// forwarded to the head, reads to the tail.
+package replica
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/dedup"
+	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/storage"
+)
+
+// Errors a replica reports, wrapped with %w.
+var (
+	// ErrNotServing: the replica cannot answer now (no valid lease, not in
+	// the configuration, or no head/tail reachable). Clients retry.
+	ErrNotServing = errors.New("lockstep: replica not serving")
+	// ErrOutcomeUnknown: a write was applied locally but the replica lost
+	// its role before the write committed; it may or may not survive.
+	ErrOutcomeUnknown = errors.New("lockstep: write outcome unknown after reconfiguration")
+	// ErrFailed: a local storage error stopped the replica.
+	ErrFailed = errors.New("lockstep: replica failed")
+)
+
+// Sender delivers an encoded protocol message to a peer by name. It must
+// not block; a message it cannot queue is dropped (the core retransmits).
+type Sender interface {
+	Send(to string, payload []byte) bool
+}
+
+// SnapshotFetcher opens a snapshot stream from a peer.
+type SnapshotFetcher interface {
+	OpenStream(ctx context.Context, to string, req []byte) (io.ReadCloser, error)
+}
+
+// Lease tells whether this node's coordinator lease is still valid.
+type Lease interface {
+	Valid() bool
+}
+
+// Options assemble a replica.
+type Options struct {
+	Name        string
+	Incarnation string
+	Machine     *dedup.Machine
+	Store       storage.Store
+	Core        chain.Options
+	Tick        time.Duration // core tick; default 10ms
+	// WaitTimeout bounds how long a write's reply waits for commit; the
+	// client then gets an error (outcome unknown). Default 30s.
+	WaitTimeout time.Duration
+	Now         func() time.Time
+	Logger      *slog.Logger
+}
+
+// Replica runs one chain replica.
+type Replica struct {
+	opts  Options
+	sm    *dedup.Machine
+	store storage.Store
+	log   *slog.Logger
+
+	send    Sender
+	fetch   SnapshotFetcher
+	lease   Lease
+	routes  *routes
+	forward *forwarder
+
+	// mu guards the core and serializes Prepare, Apply and Restore; reads
+	// of the state machine take it shared.
+	mu     sync.RWMutex
+	core   *chain.Core
+	env    env
+	cfg    coord.Config
+	member bool // my incarnation is the configured one for my name
+
+	role   atomic.Uint32 // chain.Role
+	epoch  atomic.Uint64
+	commit commitPoint
+
+	inbox    chan chain.Message
+	configs  chan coord.Config
+	kick     chan struct{}
+	fetching atomic.Bool
+	failed   atomic.Pointer[error]
+	stats    stats
+}
+
+// New builds a replica; call Attach, then Run.
+func New(opts Options) (*Replica, error) {
+	if opts.Machine == nil || opts.Store == nil || opts.Name == "" {
+		return nil, fmt.Errorf("lockstep: replica needs a name, a machine and a store")
+	}
+	if opts.Tick <= 0 {
+		opts.Tick = 10 * time.Millisecond
+	}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = 30 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Core.ID = opts.Name
+	r := &Replica{
+		opts:    opts,
+		sm:      opts.Machine,
+		store:   opts.Store,
+		log:     opts.Logger,
+		core:    chain.New(opts.Core, opts.Machine.AppliedSeq()),
+		env:     newEnv(),
+		inbox:   make(chan chain.Message, 4096),
+		configs: make(chan coord.Config, 16),
+		kick:    make(chan struct{}, 1),
+		routes:  newRoutes(),
+	}
+	r.commit.init()
+	return r, nil
+}
+
+// Attach wires the replica to its transport, snapshot source and lease.
+// They are created after the replica because the transport delivers into it.
+func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
+	r.send, r.fetch, r.lease = send, fetch, lease
+	r.forward = newForwarder(r.opts.Name+"/"+r.opts.Incarnation, r.routes, r.log)
+}
+
+// Deliver hands an inbound protocol message to the replica. The transport
+// calls it from its reader goroutines; it blocks when the inbox is full,
+// which pushes back on the sender through TCP.
+func (r *Replica) Deliver(from string, payload []byte) {
+	m, err := chain.DecodeMessage(payload)
+	if err != nil {
+		r.log.Warn("dropping undecodable message", "from", from, "err", err)
+		return
+	}
+	r.inbox <- m
+}
+
+// SetConfig hands the replica a configuration from the coordinator.
+func (r *Replica) SetConfig(cfg coord.Config) { r.configs <- cfg }
+
+// SetNodes updates where peers are (client addresses for forwarding).
+func (r *Replica) SetNodes(nodes []coord.NodeInfo) { r.routes.setNodes(nodes) }
+
+// Err reports why the replica stopped, or nil.
+func (r *Replica) Err() error {
+	if p := r.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (r *Replica) fail(err error) error {
+	err = fmt.Errorf("%w: %w", ErrFailed, err)
+	if r.failed.CompareAndSwap(nil, &err) {
+		r.log.Error("replica stopped", "err", err)
+		r.commit.fail(err)
+	}
+	return *r.failed.Load()
+}
+
+// Role is the replica's current role.
+func (r *Replica) Role() chain.Role { return chain.Role(r.role.Load()) }
+
+// Epoch is the configuration epoch the replica runs in.
+func (r *Replica) Epoch() uint64 { return r.epoch.Load() }
+
+// Run drives the core until ctx ends.
+func (r *Replica) Run(ctx context.Context) {
+	t := time.NewTicker(r.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			r.commit.fail(ErrNotServing)
+			return
+		case m := <-r.inbox:
+			r.stepMessages(m)
+		case cfg := <-r.configs:
+			r.applyConfig(cfg)
+		case <-r.kick:
+		case <-t.C:
+			r.mu.Lock()
+			r.core.Tick()
+			r.mu.Unlock()
+		}
+		r.handleReady(ctx)
+	}
+}
+
+// stepMessages steps m and whatever else is already queued, so a burst of
+// messages costs one Ready round.
+func (r *Replica) stepMessages(m chain.Message) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stepLocked(m)
+	for range 256 {
+		select {
+		case m = <-r.inbox:
+			r.stepLocked(m)
+		default:
+			return
+		}
+	}
+}
+
+func (r *Replica) stepLocked(m chain.Message) {
+	if err := r.core.Step(m); err != nil && !errors.Is(err, chain.ErrStaleEpoch) {
+		r.log.Debug("message refused", "from", m.From, "type", m.Type, "err", err)
+	}
+}
+
+func (r *Replica) kickLoop() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,19 @@
+// Package sim holds the reusable parts of lockstep's deterministic
+// simulations: a network of FIFO links with delays, resets and partitions
+// (Network), a recorder of client operations (History), a porcupine model of
+// a key-value store to check those operations for linearizability (KVModel),
+// and a cheap trace to show what a failing seed did (Trace).
+//
+// Nothing here reads a clock or a global random source: time is the step
+// number the simulation passes in, and every random choice comes from the
+// one *rand.Rand the simulation was built with, so a seed replays exactly.
+// Nothing here iterates over a map either, for the same reason.
+package sim
+
+import "math/rand/v2"
+
+// NewRand returns the PCG generator a simulation draws every random choice
+// from, seeded from seed alone.
+func NewRand(seed uint64) *rand.Rand {
+	return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+}
