@@ -177,7 +177,7 @@ func connectAll(ctx context.Context, cfg Config) ([]net.Conn, error) {
 	errs := make([]error, cfg.Clients)
 	var wg sync.WaitGroup
 	for i := range conns {
-		wg.Go(func() { conns[i], errs[i] = connect(ctx, cfg) })
+		wg.Go(func() { conns[i], errs[i] = connect(ctx, cfg, cfg.addrFor(i)) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
@@ -195,12 +195,12 @@ func connectAll(ctx context.Context, cfg Config) ([]net.Conn, error) {
 	return conns, nil
 }
 
-// connect opens one connection and authenticates it.
-func connect(ctx context.Context, cfg Config) (net.Conn, error) {
+// connect opens one connection to addr and authenticates it.
+func connect(ctx context.Context, cfg Config, addr string) (net.Conn, error) {
 	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w to %s: %w", ErrConnect, cfg.Addr, err)
+		return nil, fmt.Errorf("%w to %s: %w", ErrConnect, addr, err)
 	}
 	if cfg.Password == "" {
 		return conn, nil

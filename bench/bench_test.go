@@ -68,6 +68,31 @@ func TestRequestsStopExactly(t *testing.T) {
 	}
 }
 
+// TestWaitReplicas checks that --wait follows every SET with WAIT n 0,
+// counts the pair as one SET, and counts too few acknowledgements as an
+// error.
+func TestWaitReplicas(t *testing.T) {
+	for _, tc := range []struct{ acks, wantErrs int }{{0, 0}, {1, 1}} {
+		cfg := testConfig(t, "")
+		srv := newFake(t, cfg)
+		srv.waitAcks = tc.acks
+		cfg.Addr = srv.start()
+		cfg.Clients, cfg.Pipeline, cfg.Requests, cfg.WaitReplicas = 3, 4, 400, 2
+		cfg.GetRatio, cfg.SetRatio = 0, 1
+		res, err := run(t, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Set.Ops != 400 || srv.sets.Load() != 400 || srv.waits.Load() != 400 {
+			t.Fatalf("acks %d: %d SETs counted, server saw %d SETs and %d WAITs, want 400 each",
+				tc.acks, res.Set.Ops, srv.sets.Load(), srv.waits.Load())
+		}
+		if want := int64(tc.wantErrs * 400); res.Errors != want {
+			t.Fatalf("acks %d: %d errors, want %d", tc.acks, res.Errors, want)
+		}
+	}
+}
+
 func TestRatio(t *testing.T) {
 	for _, tc := range []struct{ get, set int }{{9, 1}, {1, 1}, {0, 1}, {1, 0}} {
 		cfg := testConfig(t, "")

@@ -84,37 +84,39 @@ func (o *opStats) record(lat time.Duration, isErr bool) {
 // client is one connection and the goroutine that drives it. Only that
 // goroutine touches its fields, except done, which progress reads.
 type client struct {
-	id      int
-	sh      *shared
-	conn    net.Conn
-	rd      *resp.Reader
-	rng     *rand.Rand
-	buf     []byte
-	key     []byte
-	ops     []byte // the operation of each request in the current batch
-	getArgs [][]byte
-	setArgs [][]byte
-	get     opStats
-	set     opStats
-	samples []string
-	last    time.Time // when the last measured reply arrived
-	done    atomic.Int64
+	id       int
+	sh       *shared
+	conn     net.Conn
+	rd       *resp.Reader
+	rng      *rand.Rand
+	buf      []byte
+	key      []byte
+	ops      []byte // the operation of each request in the current batch
+	getArgs  [][]byte
+	setArgs  [][]byte
+	waitArgs [][]byte
+	get      opStats
+	set      opStats
+	samples  []string
+	last     time.Time // when the last measured reply arrived
+	done     atomic.Int64
 }
 
 func newClient(id int, sh *shared, conn net.Conn) *client {
 	seed := uint64(sh.cfg.Seed) + uint64(id)
 	return &client{
-		id:      id,
-		sh:      sh,
-		conn:    conn,
-		rd:      resp.NewReader(conn),
-		rng:     rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
-		buf:     make([]byte, 0, sh.cfg.Pipeline*(sh.cfg.ValueSize+64)),
-		ops:     make([]byte, 0, sh.cfg.Pipeline),
-		getArgs: [][]byte{[]byte("GET"), nil},
-		setArgs: [][]byte{[]byte("SET"), nil, sh.value},
-		get:     newOpStats(),
-		set:     newOpStats(),
+		id:       id,
+		sh:       sh,
+		conn:     conn,
+		rd:       resp.NewReader(conn),
+		rng:      rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		buf:      make([]byte, 0, sh.cfg.Pipeline*(sh.cfg.ValueSize+64)),
+		ops:      make([]byte, 0, sh.cfg.Pipeline),
+		getArgs:  [][]byte{[]byte("GET"), nil},
+		waitArgs: [][]byte{[]byte("WAIT"), []byte(strconv.Itoa(sh.cfg.WaitReplicas)), []byte("0")},
+		setArgs:  [][]byte{[]byte("SET"), nil, sh.value},
+		get:      newOpStats(),
+		set:      newOpStats(),
 	}
 }
 
@@ -159,6 +161,9 @@ func (c *client) fill(n int) {
 		} else {
 			c.setArgs[1] = c.key
 			c.buf = resp.AppendCommand(c.buf, c.setArgs...)
+			if cfg.WaitReplicas > 0 {
+				c.buf = resp.AppendCommand(c.buf, c.waitArgs...)
+			}
 			c.ops = append(c.ops, opSet)
 		}
 	}
@@ -184,6 +189,11 @@ func (c *client) readReplies(start time.Time, measured bool) error {
 		if err != nil {
 			return err
 		}
+		if op == opSet && c.sh.cfg.WaitReplicas > 0 {
+			if v, err = c.readWait(v); err != nil {
+				return err
+			}
+		}
 		if !measured {
 			continue
 		}
@@ -203,6 +213,24 @@ func (c *client) readReplies(start time.Time, measured bool) error {
 		c.done.Add(int64(len(c.ops)))
 	}
 	return nil
+}
+
+// readWait reads the WAIT reply that follows a SET's reply and returns
+// what to count for the pair: the SET's error, a WAIT error, an error if
+// fewer replicas acknowledged than asked for, or the SET's reply.
+func (c *client) readWait(set resp.Value) (resp.Value, error) {
+	w, err := c.rd.ReadValue()
+	switch {
+	case err != nil:
+		return w, err
+	case set.Type == '-':
+		return set, nil
+	case w.Type == '-':
+		return w, nil
+	case w.Type == ':' && w.Int < int64(c.sh.cfg.WaitReplicas):
+		return resp.Value{Type: '-', Str: []byte("WAIT: fewer replicas acknowledged than asked for")}, nil
+	}
+	return set, nil
 }
 
 // sample keeps the first few distinct error replies for the report.

@@ -63,6 +63,11 @@ type Config struct {
 	// GetRatio and SetRatio weigh the choice between GET and SET; 9 and 1
 	// mean nine GETs for each SET on average.
 	GetRatio, SetRatio int
+	// WaitReplicas, when positive, follows every SET with WAIT
+	// <WaitReplicas> 0 in the same pipeline and counts the SET done only
+	// when the WAIT answers: Redis's synchronous replication, for
+	// comparing against a replicated lockstep.
+	WaitReplicas int
 	// Password, when set, is sent with AUTH on every connection first.
 	Password string
 	// Seed drives key and operation choice; client i uses Seed+i, so the
@@ -102,8 +107,13 @@ func (c Config) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrInvalidConfig, fmt.Sprintf(format, args...))
 	}
-	if _, port, err := net.SplitHostPort(c.Addr); err != nil || port == "" {
-		return bad("--addr %q is not host:port", c.Addr)
+	for _, a := range strings.Split(c.Addr, ",") {
+		if _, port, err := net.SplitHostPort(strings.TrimSpace(a)); err != nil || port == "" {
+			return bad("--addr %q is not host:port", a)
+		}
+	}
+	if c.WaitReplicas < 0 {
+		return bad("--wait %d must not be negative", c.WaitReplicas)
 	}
 	switch {
 	case c.Clients < 1 || c.Clients > maxClients:
@@ -178,4 +188,11 @@ func (c Config) withDefaults() Config {
 		c.Duration = 0
 	}
 	return c
+}
+
+// addrFor spreads clients over the comma-separated addresses in Addr:
+// client i uses the (i mod n)th.
+func (c Config) addrFor(i int) string {
+	addrs := strings.Split(c.Addr, ",")
+	return strings.TrimSpace(addrs[i%len(addrs)])
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"net"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,8 @@ type fakeServer struct {
 	stall    bool   // read commands but never answer them
 
 	gets, sets, others atomic.Int64
+	waits              atomic.Int64
+	waitAcks           int // replicas WAIT reports (default: as many as asked)
 	total, auths       atomic.Int64
 	badKeys, badValues atomic.Int64
 	valueSize          int
@@ -130,6 +133,9 @@ func (s *fakeServer) reply(w *bufio.Writer, name string, args []resp.Value, auth
 		if len(args) != 3 || len(args[2].Str) != s.valueSize {
 			s.badValues.Add(1)
 		}
+	case name == "WAIT":
+		s.replyWait(w, args)
+		return
 	default:
 		s.others.Add(1)
 	}
@@ -144,6 +150,16 @@ func (s *fakeServer) reply(w *bufio.Writer, name string, args []resp.Value, auth
 	default:
 		w.WriteString("+OK\r\n")
 	}
+}
+
+// replyWait answers WAIT n 0 with n, or with waitAcks when set.
+func (s *fakeServer) replyWait(w *bufio.Writer, args []resp.Value) {
+	s.waits.Add(1)
+	acks := string(args[1].Str)
+	if s.waitAcks > 0 {
+		acks = strconv.Itoa(s.waitAcks)
+	}
+	w.WriteString(":" + acks + "\r\n")
 }
 
 // maxKeyString is the largest key the configured keyspace may produce;

@@ -4,12 +4,19 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/lockstep/lockstep/internal/proctest"
 )
+
+type quietLogger struct{}
+
+func (quietLogger) Printf(context.Context, string, ...any) {}
 
 // lockstepBin is the binary built once for the whole package.
 var lockstepBin string
@@ -19,6 +26,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// go-redis logs every failed dial; the failover tests cause many.
+	redis.SetLogger(quietLogger{})
 	root, err := proctest.ModuleRoot()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -69,7 +69,8 @@ measured and a non-zero exit status.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "host:port of the RESP server to load")
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, "host:port of the RESP server to load; a comma-separated list spreads clients over several nodes")
+	f.IntVar(&cfg.WaitReplicas, "wait", 0, "follow every SET with WAIT <n> 0 and count it done when WAIT answers (Redis synchronous replication)")
 	f.IntVar(&cfg.Clients, "clients", cfg.Clients, "number of concurrent connections, one goroutine each")
 	f.DurationVar(&cfg.Duration, "duration", cfg.Duration, "length of the measured run (ignored when --requests is set)")
 	f.Int64Var(&cfg.Requests, "requests", 0, "stop after exactly this many requests over all clients (0: run for --duration)")

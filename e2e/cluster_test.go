@@ -1,0 +1,127 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/internal/proctest"
+)
+
+// cluster is an embedded etcd in the test process plus real lockstep
+// server processes that join it, as `lockstep up` would start them.
+type cluster struct {
+	t         *testing.T
+	etcd      *coord.Embedded
+	endpoints string
+	size      int
+	procs     map[string]*proctest.Proc
+}
+
+func startCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	e, err := coord.StartEmbedded(ctx, coord.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, etcd: e, endpoints: e.Endpoints()[0], size: size, procs: map[string]*proctest.Proc{}}
+	t.Cleanup(func() {
+		for _, p := range c.procs {
+			p.Kill()
+		}
+		e.Close()
+	})
+	for i := 1; i <= size; i++ {
+		c.start(nodeName(i))
+	}
+	c.waitMembers(size, 30*time.Second)
+	return c
+}
+
+func nodeName(i int) string { return "n" + string(rune('0'+i)) }
+
+// start runs (or restarts, as a new incarnation) the node called name.
+func (c *cluster) start(name string) *proctest.Proc {
+	c.t.Helper()
+	p := proctest.StartLockstep(c.t, lockstepBin, "--name", name, "--listen", "127.0.0.1:0",
+		"--etcd-endpoints", c.endpoints, "--storage", "memory", "--bootstrap-expect", string(rune('0'+c.size)),
+		"--lease-ttl", "2s", "--log-level", "info")
+	c.procs[name] = p
+	return p
+}
+
+func (c *cluster) kill(name string) {
+	c.procs[name].Kill()
+}
+
+// status runs `lockstep status --json` against the cluster's etcd.
+func (c *cluster) status() ClusterStatus {
+	c.t.Helper()
+	out, err := exec.Command(lockstepBin, "status", "--etcd-endpoints", c.endpoints, "--json").Output()
+	if err != nil {
+		c.t.Fatalf("lockstep status: %v", err)
+	}
+	var st ClusterStatus
+	if err := json.Unmarshal(out, &st); err != nil {
+		c.t.Fatalf("lockstep status --json: %v\n%s", err, out)
+	}
+	return st
+}
+
+// ClusterStatus mirrors `lockstep status --json`.
+type ClusterStatus struct {
+	Epoch uint64 `json:"epoch"`
+	Nodes []struct {
+		Name       string `json:"name"`
+		Pid        int    `json:"pid"`
+		ClientAddr string `json:"client_addr"`
+		Role       string `json:"role"`
+		State      string `json:"state"`
+		Applied    uint64 `json:"applied"`
+	} `json:"nodes"`
+}
+
+// byRole returns the name of the node with role, or "".
+func (s ClusterStatus) byRole(role string) string {
+	for _, n := range s.Nodes {
+		if n.Role == role {
+			return n.Name
+		}
+	}
+	return ""
+}
+
+// serving counts configured members (not joining, not down).
+func (s ClusterStatus) serving() int {
+	n := 0
+	for _, nd := range s.Nodes {
+		if nd.Role == "head" || nd.Role == "middle" || nd.Role == "tail" {
+			n++
+		}
+	}
+	return n
+}
+
+func (c *cluster) waitMembers(n int, timeout time.Duration) ClusterStatus {
+	c.t.Helper()
+	var st ClusterStatus
+	proctest.Eventually(c.t, timeout, "a chain of "+string(rune('0'+n))+" serving members", func() bool {
+		st = c.status()
+		return st.serving() == n && !strings.Contains(statusRoles(st), "down")
+	})
+	return st
+}
+
+func statusRoles(st ClusterStatus) string {
+	var b strings.Builder
+	for _, n := range st.Nodes {
+		b.WriteString(n.Name + "=" + n.Role + " ")
+	}
+	return b.String()
+}
