@@ -97,7 +97,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 		}
 		seq, err := r.core.Propose(u)
 		if errors.Is(err, chain.ErrWindowFull) {
-			ch, _ := r.commit.changed()
+			ch := r.commit.windowChanged()
 			r.mu.Unlock()
 			if err := waitUntil(ch, deadline); err != nil {
 				return out, 0, fmt.Errorf("%w: replication window full", ErrNotServing)
@@ -164,24 +164,23 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 // in the chain has applied it). If this replica stops being the head first,
 // the write's fate is unknown and the client is told so.
 func (r *Replica) Wait(ctx context.Context, gate uint64) error {
-	if gate == 0 {
+	if gate == 0 || r.commit.seq.Load() >= gate {
 		return nil
 	}
 	deadline := time.NewTimer(r.opts.WaitTimeout)
 	defer deadline.Stop()
 	for {
-		ch, err := r.commit.changed()
-		if r.commit.seq.Load() >= gate {
-			return nil
-		}
+		done, changed, err := r.commit.wait(gate)
 		if err != nil {
 			return err
 		}
-		if !isHead(r.Role()) {
+		if !isHead(r.Role()) && r.commit.seq.Load() < gate {
 			return ErrOutcomeUnknown
 		}
 		select {
-		case <-ch:
+		case <-done:
+			return nil
+		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-deadline.C:

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"sort"
 	"context"
 	"math/rand/v2"
 	"sync"
@@ -14,6 +15,8 @@ import (
 // lets the core forward them and ack), messages are sent, and the commit
 // point is published to waiting writers.
 func (r *Replica) handleReady(ctx context.Context) {
+	r.readyMu.Lock()
+	defer r.readyMu.Unlock()
 	for range 64 {
 		r.mu.Lock()
 		rd := r.core.Ready()
@@ -60,31 +63,87 @@ func (r *Replica) sendAll(msgs []chain.Message) {
 	}
 }
 
-// commitPoint publishes the highest committed sequence number to writers
-// waiting for their replies, and wakes them on any change of role too.
+// commitPoint publishes the highest committed sequence number to the
+// writers waiting for their replies. Waiters are kept in sequence order so
+// an advance wakes exactly the writers it commits, not every writer; a
+// change of role or a failure wakes everyone to re-check.
 type commitPoint struct {
-	seq atomic.Uint64
-	mu  sync.Mutex
-	ch  chan struct{}
-	err error
+	seq     atomic.Uint64
+	mu      sync.Mutex
+	waiters []waiter      // sorted by seq
+	changed chan struct{} // closed on a change of role or on failure
+	err     error
 }
 
-func (c *commitPoint) init() { c.ch = make(chan struct{}) }
+type waiter struct {
+	seq uint64
+	ch  chan struct{}
+}
 
+func (c *commitPoint) init() { c.changed = make(chan struct{}) }
+
+// advance publishes seq and releases the waiters it covers.
 func (c *commitPoint) advance(seq uint64) {
 	if seq <= c.seq.Load() {
 		return
 	}
+	c.mu.Lock()
 	c.seq.Store(seq)
-	c.wake()
+	n := 0
+	for n < len(c.waiters) && c.waiters[n].seq <= seq {
+		close(c.waiters[n].ch)
+		n++
+	}
+	c.waiters = append(c.waiters[:0], c.waiters[n:]...)
+	c.mu.Unlock()
 }
 
-// wake releases every waiter so it re-checks its condition.
+// wait registers for seq. done is closed when seq commits; changed when
+// the role changes or the replica fails (then err may be set).
+func (c *commitPoint) wait(seq uint64) (done, changed <-chan struct{}, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.seq.Load() >= seq {
+		return closedChan, c.changed, nil
+	}
+	if c.err != nil {
+		return nil, c.changed, c.err
+	}
+	ch := make(chan struct{})
+	i := sort.Search(len(c.waiters), func(i int) bool { return c.waiters[i].seq > seq })
+	c.waiters = append(c.waiters, waiter{})
+	copy(c.waiters[i+1:], c.waiters[i:])
+	c.waiters[i] = waiter{seq: seq, ch: ch}
+	return ch, c.changed, nil
+}
+
+var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
+
+// wake tells every waiter to re-check its role.
 func (c *commitPoint) wake() {
 	c.mu.Lock()
-	close(c.ch)
-	c.ch = make(chan struct{})
+	close(c.changed)
+	c.changed = make(chan struct{})
 	c.mu.Unlock()
+}
+
+// windowChanged returns a channel closed at the next advance or change, for
+// writers waiting for room in the replication window.
+func (c *commitPoint) windowChanged() <-chan struct{} {
+	done, changed, _ := c.wait(c.seq.Load() + 1)
+	return anyOf(done, changed)
+}
+
+func anyOf(a, b <-chan struct{}) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		select {
+		case <-a:
+		case <-b:
+		}
+		close(out)
+	}()
+	return out
 }
 
 func (c *commitPoint) fail(err error) {
@@ -94,13 +153,6 @@ func (c *commitPoint) fail(err error) {
 	}
 	c.mu.Unlock()
 	c.wake()
-}
-
-// changed returns a channel closed at the next change, and the sticky error.
-func (c *commitPoint) changed() (<-chan struct{}, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.ch, c.err
 }
 
 // env is the Env handed to Prepare on the head; only touched under mu.

@@ -153,3 +153,22 @@ func (f *countingFile) SyncData() error {
 	f.syncs.Add(1)
 	return f.File.SyncData()
 }
+
+// BenchmarkMemoryApplyRandom inserts into a store of 100,000 keys with a
+// shared prefix, the shape of a benchmark keyspace, where the tree search
+// dominates.
+func BenchmarkMemoryApplyRandom(b *testing.B) {
+	m := NewMemory()
+	keys := make([][]byte, 100_000)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "key:%012d", i)
+		_ = m.Apply(&Batch{Seq: uint64(i + 1), Ops: []Op{{Kind: OpSet, Key: keys[i], Entry: Entry{Value: []byte("v")}}}})
+	}
+	seq := uint64(len(keys))
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		seq++
+		k := keys[(i*7919)%len(keys)]
+		_ = m.Apply(&Batch{Seq: seq, Ops: []Op{{Kind: OpSet, Key: k, Entry: Entry{Value: []byte("w")}}}})
+	}
+}

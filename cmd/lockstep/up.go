@@ -29,6 +29,7 @@ type upFlags struct {
 	restartAfter time.Duration
 	storage      string
 	leaseTTL     time.Duration
+	adminBase    int
 }
 
 func newUpCmd() *cobra.Command {
@@ -63,6 +64,7 @@ recreated); logs are in --dir/<node>.log.`,
 	fl.DurationVar(&f.restartAfter, "restart-after", 0, "restart a node this long after it dies (0: never)")
 	fl.StringVar(&f.storage, "storage", "memory", "node storage: memory or pebble")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease TTL of each node")
+	fl.IntVar(&f.adminBase, "admin-base-port", 0, "if set, node i serves /metrics and /debug/pprof on admin-base-port+i-1")
 	return cmd
 }
 
@@ -152,6 +154,9 @@ func (s *supervisor) start(i int) error {
 		"--etcd-endpoints", s.etcd, "--data-dir", filepath.Join(s.f.dir, name),
 		"--storage", s.f.storage, "--bootstrap-expect", strconv.Itoa(s.f.nodes),
 		"--lease-ttl", s.f.leaseTTL.String(), "--protocol", s.f.protocol)
+	if s.f.adminBase > 0 {
+		cmd.Args = append(cmd.Args, "--admin-addr", "127.0.0.1:"+strconv.Itoa(s.f.adminBase+i-1))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		logf.Close()
