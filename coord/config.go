@@ -119,7 +119,9 @@ func checkSuccessor(prev, next Config) error {
 // lost its leader), it re-reads the key and resumes; configurations written
 // in the gap may then be skipped, but what is delivered always has a
 // strictly larger Revision (and so Epoch) than what came before. A deleted
-// key is not reported.
+// key is not reported. Invalid cluster or group names close the channel at
+// once. The goroutine behind it blocks until each value is received, so
+// read the channel until it closes.
 func WatchConfig(ctx context.Context, cli *clientv3.Client, cluster, group string) <-chan Config {
 	out := make(chan Config)
 	key, err := configKeyChecked(cluster, group)

@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -68,5 +69,18 @@ func TestEmbeddedServes(t *testing.T) {
 	resp, err := cli.Get(ctx, "k")
 	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "v" {
 		t.Fatalf("get = %v, %v; want v", resp, err)
+	}
+}
+
+func TestEmbeddedPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	defer l.Close()
+	ctx := testCtx(t)
+	_, err = StartEmbedded(ctx, EmbeddedConfig{Dir: t.TempDir(), ClientURL: "http://" + l.Addr().String()})
+	if err == nil || !isAddrInUse(err) {
+		t.Fatalf("StartEmbedded on a taken port = %v, want an address-in-use error", err)
 	}
 }

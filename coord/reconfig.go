@@ -92,10 +92,10 @@ func (r *reconfigurator) term(ctx context.Context) error {
 	}
 	// Stop the concurrency session's own keep-alive at once (Orphan, never
 	// Close: Close would revoke the node's lease). The lease stays owned by
-	// r.s, whose fenced renewals are then its only ones: a second keep-alive
-	// would keep a crashed node's lease alive for up to a renewal interval
-	// longer and so delay failover. The election needs only the client and
-	// the lease id.
+	// r.s, whose fenced renewals are then its only ones (but for at most one
+	// the keep-alive may send as it starts): a second steady keep-alive would
+	// keep a crashed node's lease alive up to a renewal interval longer and
+	// so delay failover. The election needs only the client and the lease id.
 	cs.Orphan()
 	go func() {
 		select {

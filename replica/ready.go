@@ -1,9 +1,9 @@
 package replica
 
 import (
-	"sort"
 	"context"
 	"math/rand/v2"
+	"sort"
 	"sync"
 	"sync/atomic"
 

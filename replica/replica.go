@@ -94,12 +94,12 @@ type Replica struct {
 	epoch  atomic.Uint64
 	commit commitPoint
 
-	inbox    chan chain.Message
-	runCtx   atomic.Pointer[context.Context]
+	inbox  chan chain.Message
+	runCtx atomic.Pointer[context.Context]
 	// readyMu serializes taking and carrying out the core's effects, so
 	// messages leave in the order the core produced them whichever
 	// goroutine (run loop, transport reader) handles them.
-	readyMu sync.Mutex
+	readyMu  sync.Mutex
 	configs  chan coord.Config
 	kick     chan struct{}
 	fetching atomic.Bool

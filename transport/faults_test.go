@@ -215,29 +215,39 @@ func TestSendDropChurn(t *testing.T) {
 	rec := &recorder{}
 	startNode(t, dir, "b", func(c *Config) { c.Handler = func(string, []byte) {} })
 	a := startNode(t, dir, "a", nil)
-	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			payload := make([]byte, 100)
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-					a.Send("b", payload)
+			for i := range 5000 {
+				a.Send("b", payload)
+				if i%100 == 0 {
+					runtime.Gosched()
 				}
 			}
 		}()
 	}
-	for range 50 {
-		a.Drop("b")
-		runtime.Gosched()
+	sent := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(sent)
+	}()
+	drops := 0
+	for churning := true; churning; {
+		select {
+		case <-sent:
+			churning = false
+		default:
+			a.Drop("b")
+			drops++
+			runtime.Gosched()
+		}
 	}
-	close(stop)
-	wg.Wait()
+	if drops == 0 {
+		t.Fatal("the senders finished before any Drop")
+	}
 
 	b2 := startNode(t, dir, "b2", func(c *Config) { c.Handler = rec.handle })
 	dir.set("b", b2.Addr()) // a's next dial of "b" reaches b2, which records

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -239,6 +240,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	go func() { // Sends racing with Close must stop being accepted
 		defer close(sending)
 		for a.Send("b", make([]byte, 100)) || !a.isClosed() {
+			runtime.Gosched()
 		}
 	}()
 	s, err := a.OpenStream(context.Background(), "b", nil)

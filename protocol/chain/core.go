@@ -147,12 +147,12 @@ type Core struct {
 // every configuration: nothing is sent before the successor's Hello of the
 // current epoch.
 type downLink struct {
-	ready   bool   // a Hello of this epoch arrived and was served from the log
-	next    uint64 // the next seq to send
-	ack     uint64 // the highest ack from the successor in this epoch
-	floor   uint64 // the successor is known to hold every seq <= floor (Hello or ack)
-	idle    int    // ticks without ack progress while sent entries are unacknowledged
-	greet   bool   // answer the Hello with an (empty, if need be) MsgEntries
+	ready bool   // a Hello of this epoch arrived and was served from the log
+	next  uint64 // the next seq to send
+	ack   uint64 // the highest ack from the successor in this epoch
+	floor uint64 // the successor is known to hold every seq <= floor (Hello or ack)
+	idle  int    // ticks without ack progress while sent entries are unacknowledged
+	greet bool   // answer the Hello with an (empty, if need be) MsgEntries
 }
 
 // upLink is the state of the link to the predecessor, reset with every
@@ -289,6 +289,7 @@ func (c *Core) Restored(seq uint64) {
 	}
 	c.log.reset(seq)
 	c.applied = seq
+	c.ready.Apply = nil
 	c.up.awaitSnap = false
 	c.up.gapHello = false
 	if c.pred != "" {

@@ -263,4 +263,3 @@ func (w *world) finalCheck() error {
 	}
 	return nil
 }
-

@@ -228,7 +228,7 @@ func (w *world) applyAndTick() error {
 		if !n.alive {
 			continue
 		}
-		if len(n.queue) > 0 && w.rng.Float64() < w.p.pApply {
+		if len(n.queue) > 0 && w.rng.Float64() < w.p.pApply[n.index] {
 			k := 1 + w.rng.IntN(len(n.queue))
 			for _, e := range n.queue[:k] {
 				if err := w.applyOne(n, e); err != nil {

@@ -86,7 +86,7 @@ func newWorld(seed uint64, trace *sim.Trace) *world {
 	w.net = sim.NewNetwork[chain.Message](rng, sim.NetworkOptions{MinDelay: 1, MaxDelay: 1 + int64(rng.IntN(1+rng.IntN(12)))})
 	cfg := chain.Config{Epoch: 1}
 	for i := range w.p.nodes {
-		n := newSimNode(fmt.Sprintf("n%d", i+1), w.p.opts)
+		n := newSimNode(fmt.Sprintf("n%d", i+1), i, w.p.opts)
 		w.nodes = append(w.nodes, n)
 		w.by[n.name] = n
 		cfg.Members = append(cfg.Members, n.name)
@@ -165,14 +165,28 @@ func (w *world) faults() {
 		w.stats.resets++
 		w.logf("reset %s-%s: %d lost", a, b, w.net.Reset(a, b))
 	case r < w.p.pCrash+w.p.pReset+w.p.pCut:
-		a, b := w.pair()
-		w.net.Cut(a, b)
-		w.stats.cuts++
 		at := w.step + 5 + int64(w.rng.IntN(60))
-		i, _ := slices.BinarySearchFunc(w.cuts, at, func(c timedCut, t int64) int { return int(c.at - t) })
-		w.cuts = slices.Insert(w.cuts, i, timedCut{at: at, a: a, b: b})
-		w.logf("cut %s-%s until %d", a, b, at)
+		if w.rng.IntN(3) > 0 {
+			a, b := w.pair()
+			w.cut(a, b, at)
+			return
+		}
+		x := w.nodes[w.rng.IntN(len(w.nodes))].name
+		for _, n := range w.nodes {
+			if n.name != x {
+				w.cut(x, n.name, at)
+			}
+		}
 	}
+}
+
+// cut partitions a from b until step at.
+func (w *world) cut(a, b string, at int64) {
+	w.net.Cut(a, b)
+	w.stats.cuts++
+	i, _ := slices.BinarySearchFunc(w.cuts, at, func(c timedCut, t int64) int { return int(c.at - t) })
+	w.cuts = slices.Insert(w.cuts, i, timedCut{at: at, a: a, b: b})
+	w.logf("cut %s-%s until %d", a, b, at)
 }
 
 func (w *world) pair() (string, string) {
@@ -225,7 +239,7 @@ func (w *world) crashOne() {
 // restart brings a removed node back empty, as a new process with lost
 // state, knowing the current configuration (which does not include it).
 func (w *world) restart(n *simNode) {
-	fresh := newSimNode(n.name, w.p.opts)
+	fresh := newSimNode(n.name, n.index, w.p.opts)
 	*n = *fresh
 	n.core.SetConfig(w.m.cfg)
 	w.stats.restarts++

@@ -17,22 +17,23 @@ type simParams struct {
 	nodes    int // 3..5 replicas, all members at the start
 	opts     chain.Options
 	clients  int
-	pCrash   float64 // per step
-	pReset   float64 // per step: reset one link
-	pCut     float64 // per step: cut one link for a while
-	pOp      float64 // per idle client per step
-	pApply   float64 // per node per step: the runtime applies some queued entries
-	pTick    float64 // per node per step
-	cfgDelay int64   // most steps a new configuration takes to reach a node
-	detect   int64   // most steps the master takes to notice a crash
-	restart  int64   // most steps a removed crashed node stays down
-	snap     int64   // most steps between taking a snapshot and installing it
+	pCrash   float64   // per step
+	pReset   float64   // per step: reset one link
+	pCut     float64   // per step: cut one link for a while
+	pOp      float64   // per idle client per step
+	pApply   []float64 // per node (by index) per step: the runtime applies some queued entries
+	pTick    float64   // per node per step
+	cfgDelay int64     // most steps a new configuration takes to reach a node
+	detect   int64     // most steps the master takes to notice a crash
+	restart  int64     // most steps a removed crashed node stays down
+	snap     int64     // most steps between taking a snapshot and installing it
 }
 
 func drawParams(rng *rand.Rand) simParams {
 	w := 4 + rng.IntN(29)
+	nodes := 3 + rng.IntN(3)
 	return simParams{
-		nodes: 3 + rng.IntN(3),
+		nodes: nodes,
 		opts: chain.Options{
 			Window:      w,
 			JoinWindow:  1 + rng.IntN(2*w),
@@ -45,7 +46,7 @@ func drawParams(rng *rand.Rand) simParams {
 		pReset:   0.03 * rng.Float64(),
 		pCut:     0.01 * rng.Float64(),
 		pOp:      0.1 + 0.3*rng.Float64(),
-		pApply:   0.1 + 0.9*rng.Float64(),
+		pApply:   applySpeeds(rng, nodes),
 		pTick:    0.1 + 0.5*rng.Float64(),
 		cfgDelay: int64(rng.IntN(1 + rng.IntN(16))),
 		detect:   2 + int64(rng.IntN(10)),
@@ -54,10 +55,24 @@ func drawParams(rng *rand.Rand) simParams {
 	}
 }
 
+// applySpeeds draws how eagerly each node's runtime applies; in half the
+// seeds one node is much slower than the rest.
+func applySpeeds(rng *rand.Rand, nodes int) []float64 {
+	p := make([]float64, nodes)
+	for i := range p {
+		p[i] = 0.3 + 0.7*rng.Float64()
+	}
+	if rng.IntN(2) == 0 {
+		p[rng.IntN(nodes)] = 0.02 + 0.1*rng.Float64()
+	}
+	return p
+}
+
 // simNode is one replica: a Core, the runtime around it (an apply queue)
 // and a tiny state machine, a map of strings.
 type simNode struct {
 	name  string
+	index int
 	alive bool
 	core  *chain.Core
 
@@ -80,8 +95,8 @@ type timedConfig struct {
 	cfg chain.Config
 }
 
-func newSimNode(name string, opts chain.Options) *simNode {
-	n := &simNode{name: name, alive: true}
+func newSimNode(name string, index int, opts chain.Options) *simNode {
+	n := &simNode{name: name, index: index, alive: true}
 	opts.ID = name
 	n.core = chain.New(opts, 0)
 	n.kv = map[string]string{}

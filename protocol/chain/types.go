@@ -10,6 +10,16 @@
 // an entry; updates flow head to tail and acks flow back. A Joining node
 // sits behind the tail, receives every update but does not count for
 // commit until the coordinator appends it to Members.
+//
+// Flow control: the head holds at most Options.Window unacknowledged
+// entries. A tail with a joiner holds its acks back to JoinWindow beyond
+// the joiner, so a slow joiner slows writes instead of making the tail
+// buffer without bound. The price is that a promoted joiner may lack up
+// to JoinWindow entries the old tail already committed; until it has them
+// it is not complete (Status.Complete): it neither leads nor serves reads,
+// and it learns how far it must go (its barrier) from its predecessor's
+// first message in the new configuration, which also proves the
+// predecessor has stopped acting on the old one.
 package chain
 
 import (
@@ -40,8 +50,10 @@ const (
 	// new (new configuration, reconnect) or looks stuck: "I am your
 	// successor in Epoch and have applied up to Seq; send from Seq+1".
 	MsgHello MsgType = iota + 1
-	// MsgEntries carries consecutive entries to the successor. Seq is the
-	// sender's last seq (so a joiner can tell when it has caught up).
+	// MsgEntries carries consecutive entries to the successor, or none
+	// (to answer a Hello, or to ask for the ack again). Seq is the
+	// sender's last seq, or its barrier if higher (see Status.Complete),
+	// so a joiner can tell when it has caught up.
 	MsgEntries
 	// MsgAck tells the predecessor that every replica from the sender to
 	// the end of the chain has applied up to Seq.
