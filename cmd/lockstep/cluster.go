@@ -230,11 +230,14 @@ func (n *clusterNode) pollNodes(ctx context.Context, cluster string, log *slog.L
 
 // publishStatus reports role, epoch and progress to etcd, which is how the
 // reconfigurator learns that a joiner has caught up and how `lockstep
-// status` shows the cluster.
+// status` shows the cluster. A change of state, role or epoch is published
+// at once; progress alone at most once a second, since every write to a
+// node record wakes the reconfigurator.
 func (n *clusterNode) publishStatus(ctx context.Context) {
-	t := time.NewTicker(100 * time.Millisecond)
+	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	var last coord.NodeInfo
+	var lastAt time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -244,12 +247,13 @@ func (n *clusterNode) publishStatus(ctx context.Context) {
 		st := n.rep.Status()
 		info := n.session.Info()
 		info.State, info.Role, info.Epoch, info.Applied = st.State, st.Role, st.Epoch, st.Applied
-		if info.Applied == last.Applied && info.State == last.State && info.Role == last.Role && info.Epoch == last.Epoch {
+		changed := info.State != last.State || info.Role != last.Role || info.Epoch != last.Epoch
+		if !changed && (info.Applied == last.Applied || time.Since(lastAt) < time.Second) {
 			continue
 		}
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := n.session.UpdateInfo(uctx, info); err == nil {
-			last = info
+			last, lastAt = info, time.Now()
 		}
 		cancel()
 	}
