@@ -8,6 +8,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lockstep/lockstep/internal/proctest"
 )
 
 // newTestSession registers node name in cluster with the given TTL and
@@ -29,16 +31,10 @@ func newTestSession(t *testing.T, cli *clientv3.Client, cluster, name string, tt
 	return s
 }
 
-// eventually polls cond every 10 ms until it holds or d passes.
+// eventually polls cond until it holds or the deadline passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	proctest.Eventually(t, d, what, cond)
 }
 
 func nodeNames(t *testing.T, cli *clientv3.Client, cluster string) map[string]NodeInfo {

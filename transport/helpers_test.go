@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/lockstep/lockstep/internal/proctest"
 )
 
 func TestMain(m *testing.M) {
@@ -96,13 +98,7 @@ func startNode(t testing.TB, dir *directory, name string, mod func(*Config)) *no
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	proctest.Eventually(t, timeout, what, cond)
 }
 
 // recorder is a Handler that keeps copies of what it receives.

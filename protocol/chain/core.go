@@ -162,6 +162,7 @@ type upLink struct {
 	predLast  uint64 // the predecessor's last seq as it last reported
 	quiet     int    // ticks since the last message from the predecessor
 	awaitSnap bool   // the predecessor answered MsgSnapshotNeeded; waiting for Restored
+	snapFrom  uint64 // its Seq: applying up to it ends the wait as well
 	gapHello  bool   // a Hello went out for a gap and no entry was accepted since
 	ackSent   uint64 // the highest ack sent upstream in this epoch
 }
@@ -266,6 +267,12 @@ func (c *Core) Applied(seq uint64) {
 		return
 	}
 	c.applied = seq
+	if u := &c.up; u.awaitSnap && c.applied >= u.snapFrom {
+		// Entries received before the predecessor asked for a snapshot
+		// got this replica where the predecessor can serve it from.
+		u.awaitSnap = false
+		c.sendHello()
+	}
 	c.settle()
 }
 

@@ -131,7 +131,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 	if u.awaitSnap || c.applied >= m.Seq {
 		return nil
 	}
-	u.awaitSnap = true
+	u.awaitSnap, u.snapFrom = true, m.Seq
 	c.ready.NeedSnapshot = c.pred
 	return nil
 }

@@ -1,0 +1,356 @@
+package chain_test
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/lockstep/lockstep/protocol/chain"
+)
+
+// dropEntriesFrom returns a filter that drops MsgEntries sent by from
+// carrying any entry above seq.
+func dropEntriesFrom(from string, seq uint64) func(chain.Message) bool {
+	return func(m chain.Message) bool {
+		return m.Type == chain.MsgEntries && m.From == from && len(m.Entries) > 0 && m.Entries[len(m.Entries)-1].Seq > seq
+	}
+}
+
+// TestHeadFailure: the old successor becomes head, keeps its log and
+// continues numbering from its last seq; what only the old head had was
+// never committed and is replaced.
+func TestHeadFailure(t *testing.T) {
+	c := newCluster(t, small, "a", "b", "c")
+	c.config(cfg(1, "", "a", "b", "c"))
+	c.run()
+	c.propose("a", "e1")
+	c.propose("a", "e2")
+	c.run()
+	c.drop = dropEntriesFrom("b", 2)
+	c.propose("a", "e3")
+	c.propose("a", "e4")
+	c.run()
+	c.drop = dropEntriesFrom("a", 4)
+	c.propose("a", "lost5")
+	c.run()
+	if a := c.node("a"); a.commit != 2 {
+		t.Fatalf("head commit %d before the failure, want 2", a.commit)
+	}
+	c.crash("a")
+	c.drop = nil
+	c.config(cfg(2, "", "b", "c"))
+	c.run()
+	if seq := c.propose("b", "f5"); seq != 5 {
+		t.Fatalf("the new head proposed seq %d, want 5", seq)
+	}
+	c.run()
+	want := append(seqs(1, 4), "f5")
+	c.wantApplied("b", want...)
+	c.wantApplied("c", want...)
+	if b := c.node("b"); b.commit != 5 || c.status("b").Role != chain.RoleHead {
+		t.Fatalf("new head %+v, commit %d; want head with commit 5", c.status("b"), b.commit)
+	}
+}
+
+// TestMiddleFailure: the new successor says Hello to its new predecessor,
+// which sends again from its log; nothing in flight is lost.
+func TestMiddleFailure(t *testing.T) {
+	c := newCluster(t, small, "a", "b", "c")
+	c.config(cfg(1, "", "a", "b", "c"))
+	c.run()
+	c.propose("a", "e1")
+	c.propose("a", "e2")
+	c.run()
+	c.drop = dropEntriesFrom("b", 2)
+	c.propose("a", "e3")
+	c.propose("a", "e4")
+	c.run()
+	if st := c.status("a"); st.Pending != 2 || c.node("a").commit != 2 {
+		t.Fatalf("head %+v: want 2 unacknowledged entries, commit 2", st)
+	}
+	c.crash("b")
+	c.drop = nil
+	c.config(cfg(2, "", "a", "c"))
+	c.run()
+	c.wantApplied("c", seqs(1, 4)...)
+	if st := c.status("a"); c.node("a").commit != 4 || st.Pending != 0 || st.Successor != "c" {
+		t.Fatalf("head %+v, commit %d: want commit 4, empty log, successor c", st, c.node("a").commit)
+	}
+}
+
+// TestTailFailure: the predecessor becomes tail, everything it applied is
+// committed, and it acks upstream.
+func TestTailFailure(t *testing.T) {
+	c := newCluster(t, small, "a", "b", "c")
+	c.config(cfg(1, "", "a", "b", "c"))
+	c.run()
+	c.propose("a", "e1")
+	c.propose("a", "e2")
+	c.run()
+	c.drop = dropEntriesFrom("b", 2)
+	c.propose("a", "e3")
+	c.propose("a", "e4")
+	c.run()
+	c.crash("c")
+	c.drop = nil
+	c.config(cfg(2, "", "a", "b"))
+	c.run()
+	if a := c.node("a"); a.commit != 4 {
+		t.Fatalf("head commit %d after the tail failed, want 4", a.commit)
+	}
+	if st := c.status("b"); st.Role != chain.RoleTail || !st.ReadReady || st.Commit != 4 {
+		t.Fatalf("new tail %+v", st)
+	}
+}
+
+// TestJoinerSnapshotAndPromotion: a fresh joiner is told to fetch a
+// snapshot, catches up behind the tail, and becomes the tail.
+func TestJoinerSnapshotAndPromotion(t *testing.T) {
+	c := newCluster(t, small, "a", "b", "j")
+	c.config(cfg(1, "", "a", "b"), "a", "b")
+	c.run()
+	for _, d := range seqs(1, 5) {
+		c.propose("a", d)
+	}
+	c.run()
+	if st := c.status("b"); st.Pending != 0 {
+		t.Fatalf("a tail without joiner keeps %d entries", st.Pending)
+	}
+	c.config(cfg(2, "j", "a", "b"))
+	c.run()
+	if j := c.node("j"); j.need != "b" || c.status("j").CaughtUp {
+		t.Fatalf("joiner NeedSnapshot %q, status %+v; want a snapshot from b", j.need, c.status("j"))
+	}
+	if seq := c.restore("j", "b"); seq != 5 {
+		t.Fatalf("snapshot at %d, want 5", seq)
+	}
+	c.run()
+	c.propose("a", "e6")
+	c.propose("a", "e7")
+	c.run()
+	c.wantApplied("j", seqs(1, 7)...)
+	if st := c.status("j"); !st.CaughtUp || st.Role != chain.RoleJoining || st.ReadReady || st.Complete {
+		t.Fatalf("joiner %+v", st)
+	}
+	if st := c.status("b"); st.Pending != 0 {
+		t.Fatalf("the tail keeps %d entries the joiner acknowledged", st.Pending)
+	}
+	c.config(cfg(3, "", "a", "b", "j"))
+	c.run()
+	c.propose("a", "e8")
+	c.run()
+	c.wantApplied("j", seqs(1, 8)...)
+	if st := c.status("j"); st.Role != chain.RoleTail || !st.ReadReady || c.status("b").ReadReady || c.node("a").commit != 8 {
+		t.Fatalf("after promotion: j %+v, b %+v, head commit %d", st, c.status("b"), c.node("a").commit)
+	}
+}
+
+// TestJoinWindowSingle: a single member with a joiner that applies nothing
+// stops taking writes JoinWindow+Window entries ahead of it.
+func TestJoinWindowSingle(t *testing.T) {
+	o := small
+	o.Window, o.JoinWindow = 4, 2
+	c := newCluster(t, o, "a", "j")
+	c.node("j").manual = true
+	c.config(cfg(1, "j", "a"))
+	c.run()
+	n := 0
+	for ; n < 20; n++ {
+		if _, err := c.tryPropose("a", "x"); errors.Is(err, chain.ErrWindowFull) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		c.run()
+	}
+	if n != 6 || c.node("a").commit != 6 {
+		t.Fatalf("took %d writes with commit %d, want 6 (JoinWindow 2 + Window 4) all committed", n, c.node("a").commit)
+	}
+	c.applyAll(c.node("j"))
+	c.run()
+	if _, err := c.tryPropose("a", "x"); err != nil {
+		t.Fatalf("Propose after the joiner caught up: %v", err)
+	}
+}
+
+// TestJoinWindowTail: a tail holds its acks JoinWindow beyond a joiner
+// that applies nothing, so the head's commit point waits.
+func TestJoinWindowTail(t *testing.T) {
+	o := small
+	o.JoinWindow = 2
+	c := newCluster(t, o, "a", "b", "j")
+	c.node("j").manual = true
+	c.config(cfg(1, "j", "a", "b"))
+	c.run()
+	for _, d := range seqs(1, 6) {
+		c.propose("a", d)
+	}
+	c.run()
+	if a := c.node("a"); a.commit != 2 || c.status("b").Commit != 6 {
+		t.Fatalf("head commit %d, tail commit %d: want 2 (held), 6", a.commit, c.status("b").Commit)
+	}
+	c.applyAll(c.node("j"))
+	c.run()
+	if a := c.node("a"); a.commit != 6 {
+		t.Fatalf("head commit %d after the joiner applied, want 6", a.commit)
+	}
+}
+
+// TestHoldKeepsEntriesForJoiner: a snapshot served before the joiner's
+// configuration reaches the server is not wasted: Hold keeps the entries
+// after it.
+func TestHoldKeepsEntriesForJoiner(t *testing.T) {
+	c := newCluster(t, small, "a", "j")
+	c.config(cfg(1, "", "a"), "a")
+	for _, d := range seqs(1, 3) {
+		c.propose("a", d)
+	}
+	c.node("a").core.Hold(3)
+	for _, d := range seqs(4, 6) {
+		c.propose("a", d)
+	}
+	if st := c.status("a"); st.Pending != 3 {
+		t.Fatalf("a holds %d entries after Hold(3), want 3", st.Pending)
+	}
+	c.config(cfg(2, "j", "a"))
+	c.run()
+	j := c.node("j")
+	if j.need != "a" {
+		t.Fatalf("joiner NeedSnapshot %q, want a", j.need)
+	}
+	j.applied, j.need = seqs(1, 3), ""
+	j.core.Restored(3)
+	c.collect(j)
+	c.run()
+	if j.need != "" {
+		t.Fatalf("a second snapshot was needed from %q", j.need)
+	}
+	c.wantApplied("j", seqs(1, 6)...)
+	if st := c.status("a"); st.Pending != 0 {
+		t.Fatalf("a still holds %d entries after the joiner acknowledged them", st.Pending)
+	}
+}
+
+// TestStaleSnapshotNeededIgnored: a MsgSnapshotNeeded that answered an old
+// Hello does not start another transfer once the joiner restored.
+func TestStaleSnapshotNeededIgnored(t *testing.T) {
+	c := newCluster(t, small, "a", "j")
+	c.config(cfg(1, "", "a"), "a")
+	for _, d := range seqs(1, 5) {
+		c.propose("a", d)
+	}
+	c.config(cfg(2, "j", "a"))
+	c.run()
+	c.restore("j", "a")
+	c.run()
+	err := c.node("j").core.Step(chain.Message{Type: chain.MsgSnapshotNeeded, From: "a", To: "j", Epoch: 2, Seq: 5})
+	if err != nil || c.node("j").core.Ready().NeedSnapshot != "" {
+		t.Fatalf("a stale MsgSnapshotNeeded: %v, or it asked for another snapshot", err)
+	}
+}
+
+// TestRestoredRefusedWhenComplete: a member that holds every committed
+// entry never installs a snapshot.
+func TestRestoredRefusedWhenComplete(t *testing.T) {
+	c := newCluster(t, small, "a", "b")
+	c.config(cfg(1, "", "a", "b"))
+	c.run()
+	c.propose("a", "e1")
+	c.run()
+	before := c.status("b")
+	if c.node("b").core.AcceptsSnapshot(9) {
+		t.Fatal("a complete member accepts a snapshot")
+	}
+	c.node("b").core.Restored(9)
+	if after := c.status("b"); after != before {
+		t.Fatalf("Restored changed a complete member: %+v -> %+v", before, after)
+	}
+}
+
+// promotedLagging builds a-t with joiner j1 that received entries but
+// applied only some, then promotes j1 while t, still in the old epoch, has
+// committed them all.
+func promotedLagging(t *testing.T) *cluster {
+	o := small
+	o.JoinWindow = 8
+	c := newCluster(t, o, "a", "t", "j1", "j2")
+	c.node("j1").manual = true
+	c.config(cfg(1, "j1", "a", "t"))
+	c.run()
+	c.drop = dropEntriesFrom("t", 2)
+	for _, d := range seqs(1, 6) {
+		c.propose("a", d)
+	}
+	c.run()
+	c.applyAll(c.node("j1"))
+	c.run()
+	if a := c.node("a"); a.commit != 6 || c.status("j1").Applied != 2 {
+		t.Fatalf("head commit %d, j1 applied %d: want 6 and 2", a.commit, c.status("j1").Applied)
+	}
+	c.config(cfg(2, "", "a", "t", "j1"), "j1")
+	return c
+}
+
+// TestPromotedJoinerBarrier: a promoted joiner may lack entries the old
+// tail committed; it is not complete, serves no reads and cannot lead
+// until its predecessor speaks in the new epoch and it reaches that seq.
+func TestPromotedJoinerBarrier(t *testing.T) {
+	c := promotedLagging(t)
+	if st := c.status("j1"); st.Role != chain.RoleTail || st.Complete || st.ReadReady {
+		t.Fatalf("promoted joiner %+v: want an incomplete tail", st)
+	}
+	c.config(cfg(3, "", "j1"), "j1") // every other member lost: j1 must not lead
+	if _, err := c.tryPropose("j1", "x"); !errors.Is(err, chain.ErrNotHead) {
+		t.Fatalf("Propose at an incomplete single member: %v, want ErrNotHead", err)
+	}
+	c = promotedLagging(t)
+	c.drop = nil
+	c.config(cfg(2, "", "a", "t", "j1"), "a", "t")
+	c.run()
+	c.applyAll(c.node("j1"))
+	c.run()
+	if st := c.status("j1"); !st.Complete || !st.ReadReady || st.Applied != 6 {
+		t.Fatalf("j1 %+v: want a complete tail at 6", st)
+	}
+}
+
+// TestTransitiveBarrier: a joiner promoted behind a promoted joiner that
+// is not complete inherits its barrier, since neither holds entries the
+// old tail committed.
+func TestTransitiveBarrier(t *testing.T) {
+	c := promotedLagging(t)
+	c.config(cfg(2, "", "a", "t", "j1"), "t")
+	c.run()
+	c.drop = dropEntriesFrom("t", 4)
+	c.tick("j1", small.HelloTicks) // its first Hello reached t before t's configuration
+	c.run()                        // t sends 3..4 (then 5..6, lost) with Seq 6: j1's barrier
+	c.applyAll(c.node("j1"))
+	if st := c.status("j1"); st.Complete || st.Applied != 4 || st.Last != 4 {
+		t.Fatalf("j1 %+v: want incomplete with 1..4", st)
+	}
+	c.config(cfg(3, "j2", "a", "t", "j1"), "j1", "j2")
+	c.run()
+	c.restore("j2", "j1")
+	c.run()
+	if st := c.status("j2"); st.CaughtUp {
+		t.Fatalf("j2 %+v is caught up before j1 reached its barrier", st)
+	}
+	c.config(cfg(4, "", "a", "t", "j1", "j2"), "j1", "j2")
+	c.run()
+	if st := c.status("j2"); st.Complete || st.ReadReady {
+		t.Fatalf("j2 %+v is complete below the old tail's commit point", st)
+	}
+	c.drop = nil
+	c.config(cfg(4, "", "a", "t", "j1", "j2"), "a", "t")
+	c.run()
+	c.tick("j1", small.HelloTicks) // its Hello of epoch 4 reached t before t's configuration
+	c.run()
+	c.applyAll(c.node("j1"))
+	c.run()
+	if st := c.status("j2"); !st.Complete || !st.ReadReady || st.Applied != 6 {
+		t.Fatalf("j2 %+v: want a complete tail at 6", st)
+	}
+	if !slices.Equal(c.node("j2").applied, seqs(1, 6)) || c.status("j1").Applied != 6 {
+		t.Fatalf("j2 applied %q", c.node("j2").applied)
+	}
+}
