@@ -1,0 +1,143 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep/lockstep/internal/proctest"
+)
+
+// freeRun finds n consecutive free ports, for `lockstep up --base-port`.
+func freeRun(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base, err := proctest.FreePort()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if base+n > 65000 {
+			continue
+		}
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				continue
+			}
+			ln.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no run of free ports")
+	return 0
+}
+
+// TestUpQuickStart follows the README: `lockstep up`, a write and a read
+// through different nodes, `lockstep status`, SIGKILL of a node, and with
+// --restart-after the killed node comes back, rejoins and holds the data.
+func TestUpQuickStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a whole cluster")
+	}
+	dir := t.TempDir() + "/cluster"
+	base := freeRun(t, 3)
+	up := exec.Command(lockstepBin, "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--restart-after", "300ms")
+	stdout, err := up.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var out strings.Builder
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			mu.Lock()
+			out.WriteString(sc.Text() + "\n")
+			mu.Unlock()
+			if strings.HasPrefix(sc.Text(), "ready") {
+				close(ready)
+			}
+		}
+	}()
+	defer func() {
+		_ = up.Process.Signal(syscall.SIGINT)
+		_ = up.Wait()
+	}()
+	select {
+	case <-ready:
+	case <-time.After(60 * time.Second):
+		mu.Lock()
+		t.Fatalf("no ready line:\n%s", out.String())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	first := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", base)})
+	last := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", base+2)})
+	defer first.Close()
+	defer last.Close()
+	if err := first.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := last.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET through another node = %q, %v", v, err)
+	}
+
+	st := upStatus(t, dir)
+	tail := st.Nodes[len(st.Nodes)-1]
+	if tail.Role != "tail" {
+		t.Fatalf("status: %+v", st)
+	}
+	if err := syscall.Kill(tail.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	proctest.Eventually(t, 60*time.Second, "the killed node to rejoin as a member", func() bool {
+		s := upStatus(t, dir)
+		for _, n := range s.Nodes {
+			if n.Name == tail.Name && n.Pid != tail.Pid && (n.Role == "tail" || n.Role == "middle" || n.Role == "head") {
+				return s.serving() == 3
+			}
+		}
+		return false
+	})
+	back := redis.NewClient(&redis.Options{Addr: tail.ClientAddr})
+	defer back.Close()
+	if v, err := back.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET through the restarted node = %q, %v", v, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(out.String(), "restarting "+tail.Name) {
+		t.Errorf("up did not report the restart:\n%s", out.String())
+	}
+}
+
+func upStatus(t *testing.T, dir string) ClusterStatus {
+	t.Helper()
+	b, err := exec.Command(lockstepBin, "status", "--dir", dir, "--json").Output()
+	if err != nil {
+		t.Fatalf("lockstep status --dir: %v", err)
+	}
+	var st ClusterStatus
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
