@@ -115,7 +115,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 		}
 		r.core.Applied(seq)
 		r.mu.Unlock()
-		r.flushProposals()
+		r.kickLoop()
 		return out, seq, nil
 	}
 }

@@ -43,20 +43,6 @@ func (r *Replica) handleReady(ctx context.Context) {
 	r.kickLoop() // more work remains; come back after other events
 }
 
-// flushProposals sends a new proposal on the writer's own goroutine when
-// no one else is carrying out effects, saving the switch to the run loop;
-// otherwise the run loop is kicked. Either way the proposal leaves: the
-// current holder may already have taken its Ready, so it cannot be
-// relied on.
-func (r *Replica) flushProposals() {
-	if !r.readyMu.TryLock() {
-		r.kickLoop()
-		return
-	}
-	r.readyMu.Unlock()
-	r.handleReady(r.ctx())
-}
-
 func (r *Replica) applyLocked(entries []chain.Entry) error {
 	var scratch []byte
 	for _, e := range entries {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/transport"
 )
 
 // Status is what the replica reports to the coordinator and INFO.
@@ -50,6 +51,11 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 		}
 		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:chain\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\n",
 			redisRole, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, r.stats.forwarded.Load(), r.stats.snapshots.Load())
+		if ts, ok := r.send.(interface{ Stats() transport.Stats }); ok {
+			t := ts.Stats()
+			b = fmt.Appendf(b, "lockstep_peer_msgs_sent:%d\r\nlockstep_peer_writes:%d\r\nlockstep_peer_msgs_received:%d\r\nlockstep_peer_msgs_dropped:%d\r\n",
+				t.MsgsSent, t.Writes, t.MsgsReceived, t.MsgsDropped)
+		}
 	case "keyspace":
 		stats := r.store.Stats()
 		if stats.Keys > 0 {

@@ -47,6 +47,12 @@ type Config struct {
 	// peer's connection (TCP pushes back on the sender). Nil discards
 	// messages.
 	Handler func(from string, payload []byte)
+	// BurstDone, if set, is called on the same goroutine as Handler after
+	// the messages that arrived together from one peer have been handled,
+	// just before the reader blocks for more. A receiver can step each
+	// message in Handler and act on all of them at once here, turning a
+	// burst of small messages into one batch of effects.
+	BurstDone func(from string)
 	// Snapshot serves a stream request (OpenStream on the peer) by writing
 	// the response to w; w is valid only during the call. ctx is cancelled
 	// when the requester goes away or the Transport closes. A non-nil error

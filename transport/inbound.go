@@ -151,7 +151,11 @@ func (t *Transport) readMessages(r *bufio.Reader, from string, in *inbound) erro
 	var msgs, bytes uint64
 	for {
 		if r.Buffered() == 0 && msgs > 0 {
-			// About to block: publish the counts gathered so far.
+			// About to block: the burst that arrived together is handled.
+			if t.cfg.BurstDone != nil {
+				t.cfg.BurstDone(from)
+			}
+			// Publish the counts gathered so far.
 			t.stats.msgsReceived.Add(msgs)
 			t.stats.bytesReceived.Add(bytes)
 			msgs, bytes = 0, 0

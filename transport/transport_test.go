@@ -158,3 +158,36 @@ func TestPeerRestart(t *testing.T) {
 		t.Fatalf("a connected %d times, want a reconnect", got)
 	}
 }
+
+// TestBurstDone sends a burst that leaves in one write and checks that
+// BurstDone runs after the burst's messages, fewer times than there are
+// messages, and never with a message of the burst still unhandled.
+func TestBurstDone(t *testing.T) {
+	const n = 5_000
+	dir := newDirectory()
+	cb := newSeqChecker()
+	var bursts atomic.Int64
+	var early atomic.Bool
+	startNode(t, dir, "b", func(c *Config) {
+		c.Handler = cb.handle
+		c.BurstDone = func(from string) {
+			if from != "a" {
+				early.Store(true)
+			}
+			bursts.Add(1)
+		}
+	})
+	gate := make(chan struct{})
+	a := startNode(t, dir, "a", func(c *Config) {
+		c.Resolve = func(name string) (string, bool) {
+			<-gate
+			return dir.resolve(name)
+		}
+	})
+	sendSeq(t, a, "b", 0, n)
+	close(gate)
+	waitFor(t, 5*time.Second, "the burst to be handled", func() bool { return bursts.Load() > 0 && cb.total.Load() == n })
+	if b := bursts.Load(); b >= n || early.Load() {
+		t.Fatalf("%d BurstDone calls for %d messages (wrong peer: %v)", b, n, early.Load())
+	}
+}

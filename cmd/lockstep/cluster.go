@@ -118,7 +118,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	}
 	n.tr, err = transport.Listen(transport.Config{
 		Name: cf.name, ClusterID: id, Listen: cf.peerAddr,
-		Resolve: n.resolve, Handler: n.rep.Deliver, Snapshot: n.rep.ServeSnapshot,
+		Resolve: n.resolve, Handler: n.rep.Deliver, BurstDone: n.rep.BurstDone, Snapshot: n.rep.ServeSnapshot,
 		Logger: log.With("component", "transport"),
 	})
 	if err != nil {

@@ -69,8 +69,9 @@ type Ready struct {
 	// are never listed: the runtime applies those itself.
 	Apply []Entry
 	// Commit, at the head or single member, is a seq such that every
-	// entry up to it is applied by every member of the chain, so the
-	// replies of writes up to it may be released. 0 means no change.
+	// entry up to it is applied by every complete member of the chain
+	// (see Status.Complete), so the replies of writes up to it may be
+	// released. 0 means no change.
 	Commit uint64
 	// NeedSnapshot names the predecessor to fetch a snapshot from, after
 	// it answered MsgSnapshotNeeded, or "". The runtime installs the
@@ -86,7 +87,7 @@ type Status struct {
 	Epoch       uint64
 	Applied     uint64 // the runtime's applied seq as last reported
 	Last        uint64 // the newest seq received or proposed
-	Commit      uint64 // every seq <= Commit is applied by every member downstream and upstream
+	Commit      uint64 // every seq <= Commit is applied here and by every complete member
 	Pending     int    // entries held in the log: Last-Pending is the oldest seq a successor may resume from
 	Predecessor string
 	Successor   string

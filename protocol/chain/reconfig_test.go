@@ -354,3 +354,41 @@ func TestTransitiveBarrier(t *testing.T) {
 		t.Fatalf("j2 applied %q", c.node("j2").applied)
 	}
 }
+
+// TestSnapshotWaitEndsByApplying: a promoted member told to fetch a
+// snapshot may instead reach what its new predecessor can serve by
+// applying entries it already received; it then says Hello again instead
+// of waiting for a snapshot it would refuse.
+func TestSnapshotWaitEndsByApplying(t *testing.T) {
+	o := small
+	o.JoinWindow = 8
+	c := newCluster(t, o, "a", "t", "j")
+	c.node("j").manual = true
+	c.config(cfg(1, "j", "a", "t"))
+	c.run()
+	for _, d := range seqs(1, 3) {
+		c.propose("a", d)
+	}
+	c.run()
+	if st := c.status("a"); st.Pending != 0 || c.status("j").Applied != 0 {
+		t.Fatalf("head %+v: want everything acknowledged while j applied nothing", st)
+	}
+	c.config(cfg(2, "", "a", "t", "j"))
+	c.run()
+	c.crash("t")
+	c.config(cfg(3, "", "a", "j"))
+	c.run()
+	if j := c.node("j"); j.need != "a" {
+		t.Fatalf("j NeedSnapshot %q, want a", j.need)
+	}
+	c.applyAll(c.node("j"))
+	c.run()
+	c.propose("a", "e4")
+	c.run()
+	c.applyAll(c.node("j"))
+	c.run()
+	c.wantApplied("j", seqs(1, 4)...)
+	if st := c.status("j"); !st.Complete || c.node("a").commit != 4 || c.node("j").core.AcceptsSnapshot(4) {
+		t.Fatalf("j %+v, head commit %d: want complete, commit 4", st, c.node("a").commit)
+	}
+}
