@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,6 +222,11 @@ func (r *Replica) Run(ctx context.Context) {
 		case cfg := <-r.configs:
 			r.applyConfig(cfg)
 		case <-r.kick:
+			// Let writers that are already runnable propose too, so one
+			// batch carries them all: under load this turns one message
+			// per write into one per burst of writes, for a few
+			// microseconds of latency.
+			runtime.Gosched()
 		case <-t.C:
 			r.mu.Lock()
 			r.core.Tick()
