@@ -1,6 +1,10 @@
 package kv
 
-import "math"
+import (
+	"math"
+
+	"github.com/lockstep/lockstep/resp"
+)
 
 // Redis's error texts that several commands share.
 const (
@@ -9,49 +13,10 @@ const (
 	errOverflow = "ERR increment or decrement would overflow"
 )
 
-// parseInt parses a decimal integer as Redis's string2ll does: an optional
-// '-', no '+', no leading zeros, no spaces, fewer than 21 bytes. INCR and
+// parseInt parses a decimal integer as Redis's string2ll does; INCR and
 // every numeric argument use it, so " 1", "01" and "+1" are errors as in
 // Redis.
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) >= 21 {
-		return 0, false
-	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-		if len(b) == 0 {
-			return 0, false
-		}
-	}
-	if b[0] < '1' || b[0] > '9' {
-		return 0, false
-	}
-	var v uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if v > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		v = v*10 + d
-	}
-	if neg {
-		if v > 1<<63 {
-			return 0, false
-		}
-		return int64(-v), true
-	}
-	if v > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(v), true
-}
+func parseInt(b []byte) (int64, bool) { return resp.ParseInt(b) }
 
 // parseCursor parses a SCAN cursor as Redis's strtoul-based check does:
 // no leading space, an optional sign (a '-' wraps around, as strtoul's

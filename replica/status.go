@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/storage"
 	"github.com/lockstep/lockstep/transport"
 )
 
@@ -57,16 +58,9 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 				t.MsgsSent, t.Writes, t.MsgsReceived, t.MsgsDropped)
 		}
 	case "keyspace":
-		stats := r.store.Stats()
-		if stats.Keys > 0 {
-			b = fmt.Appendf(b, "db0:keys=%d,expires=%d,avg_ttl=0\r\n", stats.Keys, stats.Expires)
-		}
+		b = storage.AppendKeyspaceInfo(b, r.store)
 	case "persistence":
-		durable := 0
-		if r.store.Durable() {
-			durable = 1
-		}
-		b = fmt.Appendf(b, "loading:0\r\naof_enabled:0\r\nlockstep_storage_durable:%d\r\n", durable)
+		b = storage.AppendPersistenceInfo(b, r.store)
 	default:
 		return b, false
 	}

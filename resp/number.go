@@ -2,10 +2,11 @@ package resp
 
 import "math"
 
-// parseInt parses a decimal integer exactly as Redis's string2ll does:
+// ParseInt parses a decimal integer exactly as Redis's string2ll does:
 // an optional '-', no '+', no leading zeros, no spaces, fewer than 21 bytes.
-// Sharing its strictness keeps "$03" or "*+1" an error here as in Redis.
-func parseInt(b []byte) (int64, bool) {
+// Sharing its strictness keeps "$03" or "*+1" an error here, and " 1",
+// "01" or "+1" an error to INCR, as in Redis.
+func ParseInt(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) >= 21 {
 		return 0, false
 	}

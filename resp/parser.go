@@ -114,7 +114,7 @@ func (p *Parser) parseCount(buf []byte) (n int, err error) {
 	if err != nil || end < 0 {
 		return 0, err
 	}
-	count, ok := parseInt(buf[1:end])
+	count, ok := ParseInt(buf[1:end])
 	if !ok || count > int64(p.lim.MaxArgs) || buf[end+1] != '\n' {
 		p.Reset()
 		return 0, protoErr(msgInvalidMultibulk)
@@ -171,7 +171,7 @@ func (p *Parser) parseBulkLen(buf []byte) error {
 		// Redis formats the byte with %c, raw; so does this.
 		return protoErr("expected '$', got '" + string([]byte{c}) + "'")
 	}
-	n, ok := parseInt(buf[p.pos+1 : end])
+	n, ok := ParseInt(buf[p.pos+1 : end])
 	if !ok || n < 0 || n > p.lim.MaxBulkLen || buf[end+1] != '\n' {
 		p.Reset()
 		return protoErr(msgInvalidBulk)

@@ -58,7 +58,7 @@ func (r *Reader) readValue(depth int) (Value, error) {
 	case '+', '-':
 		return Value{Type: typ, Str: slices.Clone(rest)}, nil
 	case ':':
-		n, ok := parseInt(rest)
+		n, ok := ParseInt(rest)
 		if !ok {
 			return Value{}, protoErr("invalid integer")
 		}
@@ -102,7 +102,7 @@ func (r *Reader) readLine() ([]byte, error) {
 }
 
 func (r *Reader) readBulk(header []byte) (Value, error) {
-	n, ok := parseInt(header)
+	n, ok := ParseInt(header)
 	if ok && n == -1 {
 		return Value{Type: '$', Null: true}, nil
 	}
@@ -140,7 +140,7 @@ func (r *Reader) readN(n int) ([]byte, error) {
 }
 
 func (r *Reader) readArray(header []byte, depth int) (Value, error) {
-	n, ok := parseInt(header)
+	n, ok := ParseInt(header)
 	if ok && n == -1 {
 		return Value{Type: '*', Null: true}, nil
 	}

@@ -59,6 +59,22 @@ func TestKVPending(t *testing.T) {
 	}
 }
 
+// TestKVForget checks that a forgotten write cannot explain a read.
+func TestKVForget(t *testing.T) {
+	var h History
+	put := h.Invoke(0, KVInput{Op: KVPut, Key: "k", Value: "x"})
+	get := h.Invoke(1, KVInput{Op: KVGet, Key: "k"})
+	h.Return(get, KVOutput{Value: "x"})
+	if res, _ := CheckKV(&h, 0); res != porcupine.Ok {
+		t.Fatalf("a read of a pending write checks %v", res)
+	}
+	h.Forget(put)
+	h.Forget(get) // returned: not forgotten
+	if res, _ := CheckKV(&h, 0); res != porcupine.Illegal || h.Pending() != 0 || len(h.Operations()) != 1 {
+		t.Fatalf("a read of a forgotten write checks %v, %d pending", res, h.Pending())
+	}
+}
+
 func TestTrace(t *testing.T) {
 	var nilTrace *Trace
 	nilTrace.Logf("ignored %d", 1)

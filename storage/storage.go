@@ -4,7 +4,10 @@
 // Memory (an ordered in-memory tree) and Pebble (durable, on disk).
 package storage
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Entry is the stored form of one key's value.
 type Entry struct {
@@ -111,4 +114,24 @@ type View interface {
 	Stats() Stats
 	AppliedSeq() uint64
 	Close() error
+}
+
+// AppendKeyspaceInfo appends the INFO keyspace line for s (nothing for an
+// empty store, as Redis prints nothing for an empty database).
+func AppendKeyspaceInfo(b []byte, s Store) []byte {
+	st := s.Stats()
+	if st.Keys == 0 {
+		return b
+	}
+	return fmt.Appendf(b, "db0:keys=%d,expires=%d,avg_ttl=0\r\n", st.Keys, st.Expires)
+}
+
+// AppendPersistenceInfo appends the INFO persistence lines every runtime
+// shares.
+func AppendPersistenceInfo(b []byte, s Store) []byte {
+	durable := 0
+	if s.Durable() {
+		durable = 1
+	}
+	return fmt.Appendf(b, "loading:0\r\naof_enabled:0\r\nlockstep_storage_durable:%d\r\n", durable)
 }

@@ -3,6 +3,7 @@ package chain_test
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/lockstep/lockstep/protocol/chain"
 	"github.com/lockstep/lockstep/sim"
@@ -80,11 +81,27 @@ func (w *world) recordCommitted(n *simNode, s uint64) error {
 	case 0:
 		w.committed[s] = d
 		w.maxCommitted = max(w.maxCommitted, s)
+		w.settleGivenUp(s, d)
 	case d:
 	default:
 		return violation("seq %d committed twice with different entries (%s)", s, n.name)
 	}
 	return nil
+}
+
+// settleGivenUp returns the write whose client gave up, if the entry just
+// committed at s is its own: this is when the client would have had its
+// reply had it waited, and from now on every read must see the write.
+func (w *world) settleGivenUp(s, digest uint64) {
+	for i, k := range w.givenUp {
+		if wr := w.writes[k]; wr.seq == s && wr.digest == digest {
+			w.hist.Return(wr.op, nil)
+			w.givenUp = slices.Delete(w.givenUp, i, i+1)
+			w.stats.settled++
+			w.logf("given-up write %d committed", s)
+			return
+		}
+	}
 }
 
 // snapshots moves the snapshot transfers that are due: the source takes
@@ -210,6 +227,8 @@ func (w *world) write(c *simClient, op sim.KVOp, key string) error {
 	n.queued = seq
 	c.busy, c.node, c.seq = true, n, seq
 	c.op = w.hist.Invoke(c.id, sim.KVInput{Op: op, Key: key, Value: value})
+	c.write = len(w.writes)
+	w.writes = append(w.writes, simWrite{op: c.op, seq: seq, digest: digestOf(kvEntry(op, key, value))})
 	w.stats.writes++
 	w.logf("client %d: %s %s %q at %s seq %d", c.id, opName(op), key, value, n.name, seq)
 	return nil
@@ -263,7 +282,7 @@ func (w *world) applyOne(n *simNode, e chain.Entry) error {
 
 // String summarizes the stats for logs.
 func (s simStats) String() string {
-	return fmt.Sprintf("crashes head %d middle %d tail %d single %d joiner %d; restarts %d configs %d promotions %d snapshots %d resets %d cuts %d; writes %d reads %d window-full %d stale %d pending %d",
-		s.crashes[chain.RoleHead], s.crashes[chain.RoleMiddle], s.crashes[chain.RoleTail], s.crashes[chain.RoleSingle], s.crashes[chain.RoleJoining],
-		s.restarts, s.configs, s.promotions, s.snapshots, s.resets, s.cuts, s.writes, s.reads, s.windowFull, s.stale, s.pendingAtEnd)
+	return fmt.Sprintf("crashes head %d middle %d tail %d joiner %d; restarts %d configs %d promotions %d snapshots %d resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
+		s.crashes[chain.RoleHead], s.crashes[chain.RoleMiddle], s.crashes[chain.RoleTail], s.crashes[chain.RoleJoining],
+		s.restarts, s.configs, s.promotions, s.snapshots, s.resets, s.cuts, s.writes, s.reads, s.windowFull, s.stale, s.settled, s.lost)
 }

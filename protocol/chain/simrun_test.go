@@ -26,7 +26,9 @@ type world struct {
 	trace *sim.Trace
 	snaps []snapRequest
 
-	committed    []uint64 // committed[s]: digest of the entry committed at s (0: not yet)
+	writes       []simWrite // every write recorded in hist
+	givenUp      []int      // writes (indexes) whose client gave up, not yet committed
+	committed    []uint64   // committed[s]: digest of the entry committed at s (0: not yet)
 	maxCommitted uint64
 	cuts         []timedCut
 	faulty       bool
@@ -35,6 +37,14 @@ type world struct {
 
 // snapRequest is a snapshot transfer: requested (snap == nil) until the
 // source takes it at step at, then in transfer until it is installed.
+// simWrite is where a recorded write went: which op, which seq at the
+// head, which entry.
+type simWrite struct {
+	op     sim.OpID
+	seq    uint64
+	digest uint64
+}
+
 type snapRequest struct {
 	at     int64
 	joiner *simNode
@@ -49,18 +59,19 @@ type timedCut struct {
 
 // simStats counts what happened, to show the faults were exercised.
 type simStats struct {
-	crashes      [chain.RoleJoining + 1]int // by role at the time of the crash
-	restarts     int
-	configs      int
-	promotions   int
-	snapshots    int
-	resets       int
-	cuts         int
-	writes       int
-	reads        int
-	windowFull   int
-	stale        int
-	pendingAtEnd int
+	crashes    [chain.RoleJoining + 1]int // by role at the time of the crash
+	restarts   int
+	configs    int
+	promotions int
+	snapshots  int
+	resets     int
+	cuts       int
+	writes     int
+	reads      int
+	windowFull int
+	stale      int
+	settled    int // writes whose client gave up, committed later
+	lost       int // writes whose client gave up, lost with their head
 }
 
 func (s *simStats) add(o simStats) {
@@ -77,7 +88,8 @@ func (s *simStats) add(o simStats) {
 	s.reads += o.reads
 	s.windowFull += o.windowFull
 	s.stale += o.stale
-	s.pendingAtEnd += o.pendingAtEnd
+	s.settled += o.settled
+	s.lost += o.lost
 }
 
 func newWorld(seed uint64, trace *sim.Trace) *world {
@@ -230,7 +242,8 @@ func (w *world) crashOne() {
 	w.net.DropTo(n.name)
 	for _, c := range w.cl {
 		if c.busy && c.node == n {
-			c.busy = false // the client gives up: its write stays pending
+			c.busy = false // the client gives up: its write is pending
+			w.givenUp = append(w.givenUp, c.write)
 		}
 	}
 	w.logf("crash %s (%s)", n.name, role)

@@ -172,6 +172,7 @@ type simClient struct {
 	op      sim.OpID
 	node    *simNode // the head it waits on
 	seq     uint64
+	write   int // index in world.writes
 	counter int
 }
 
