@@ -231,12 +231,25 @@ func TestPausedTailStopsServingReads(t *testing.T) {
 	if err := tp.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	proctest.Eventually(t, 5*time.Second, "the tail to be stopped", func() bool { return proctest.Stopped(tp.Pid()) })
 	// The head blocks this write until the frozen tail is removed.
+	start := time.Now()
+	defer func() { t.Logf("write while frozen took %v", time.Since(start)) }()
 	if err := hc.Set(ctx, "k", "new", 0).Err(); err != nil {
 		t.Fatalf("write while the tail is frozen: %v", err)
 	}
 	if r := c.status().byRole("tail"); r == tail {
-		t.Fatalf("frozen %s is still the tail", tail)
+		c.dumpLogs()
+		for name, p := range c.procs {
+			if name != tail {
+				info, _ := redis.NewClient(&redis.Options{Addr: p.Addr}).Info(ctx, "replication").Result()
+				t.Logf("%s: %s", name, info)
+			}
+		}
+		_ = tp.Signal(syscall.SIGCONT)
+		info, err := redis.NewClient(&redis.Options{Addr: tp.Addr}).Info(ctx, "replication").Result()
+		t.Logf("thawed %s: %s %v", tail, info, err)
+		t.Fatalf("frozen %s is still the tail, yet the write was acknowledged after %v", tail, time.Since(start))
 	}
 	if err := tp.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)

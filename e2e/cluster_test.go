@@ -125,3 +125,10 @@ func statusRoles(st ClusterStatus) string {
 	}
 	return b.String()
 }
+
+// dumpLogs writes every node's log to the test log, for a failure.
+func (c *cluster) dumpLogs() {
+	for name, p := range c.procs {
+		c.t.Logf("---- %s ----\n%s", name, p.Log())
+	}
+}

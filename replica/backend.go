@@ -142,7 +142,9 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 	}
 	if isTail(r.Role()) && r.leaseValid() {
 		r.mu.RLock()
-		ok := isTail(r.Role())
+		// A tail serves reads only once the core knows it holds every
+		// committed entry (a promoted joiner may still be catching up).
+		ok := r.core.Status().ReadReady
 		var err error
 		if ok {
 			out, err = r.sm.Read(args, r.opts.Now().UnixMilli(), out)

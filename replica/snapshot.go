@@ -3,6 +3,7 @@ package replica
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,11 @@ func (r *Replica) ServeSnapshot(ctx context.Context, from string, _ []byte, w io
 	defer snap.Close()
 	r.log.Info("serving snapshot", "to", from, "seq", seq)
 	start := time.Now()
+	// The sequence number goes first, so the joiner can ask its core
+	// whether it still wants a snapshot that old before installing it.
+	if _, err := w.Write(binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+		return err
+	}
 	if err := snap.Write(w); err != nil {
 		return err
 	}
@@ -68,12 +74,24 @@ func (r *Replica) fetchSnapshot(ctx context.Context, from string) error {
 		return err
 	}
 	size := buf.Len()
+	if size < 8 {
+		return fmt.Errorf("lockstep: snapshot stream from %s too short", from)
+	}
+	seq := binary.BigEndian.Uint64(buf.Next(8))
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if !r.core.AcceptsSnapshot(seq) {
+		// A reconfiguration or entries applied meanwhile made it moot;
+		// installing it now would put the state out of step with the core.
+		r.log.Info("snapshot no longer wanted", "from", from, "seq", seq)
+		return nil
+	}
 	if err := r.sm.Restore(&buf); err != nil && !errors.Is(err, storage.ErrOutOfOrder) {
 		return err
 	}
-	seq := r.sm.AppliedSeq()
+	if got := r.sm.AppliedSeq(); got != seq {
+		return r.fail(fmt.Errorf("snapshot from %s announced seq %d but restored %d", from, seq, got))
+	}
 	r.core.Restored(seq)
 	r.log.Info("snapshot installed", "from", from, "seq", seq, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
 	return nil

@@ -222,3 +222,19 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// Stopped reports whether process pid is stopped (by SIGSTOP), from
+// /proc: a signal is delivered asynchronously, so a test that freezes a
+// process waits for this before relying on it.
+func Stopped(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "State:") {
+			return strings.Contains(line, "T (stopped)")
+		}
+	}
+	return false
+}

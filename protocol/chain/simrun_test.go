@@ -59,19 +59,20 @@ type timedCut struct {
 
 // simStats counts what happened, to show the faults were exercised.
 type simStats struct {
-	crashes    [chain.RoleJoining + 1]int // by role at the time of the crash
-	restarts   int
-	configs    int
-	promotions int
-	snapshots  int
-	resets     int
-	cuts       int
-	writes     int
-	reads      int
-	windowFull int
-	stale      int
-	settled    int // writes whose client gave up, committed later
-	lost       int // writes whose client gave up, lost with their head
+	crashes      [chain.RoleJoining + 1]int // by role at the time of the crash
+	restarts     int
+	configs      int
+	promotions   int
+	snapshots    int
+	resets       int
+	cuts         int
+	writes       int
+	reads        int
+	windowFull   int
+	stale        int
+	settled      int // writes whose client gave up, committed later
+	lost         int // writes whose client gave up, lost with their head
+	inconclusive int // seeds porcupine could not decide in time
 }
 
 func (s *simStats) add(o simStats) {
@@ -90,6 +91,7 @@ func (s *simStats) add(o simStats) {
 	s.stale += o.stale
 	s.settled += o.settled
 	s.lost += o.lost
+	s.inconclusive += o.inconclusive
 }
 
 func newWorld(seed uint64, trace *sim.Trace) *world {

@@ -41,7 +41,7 @@ func drawParams(rng *rand.Rand) simParams {
 			ResendTicks: 2 + rng.IntN(9),
 			HelloTicks:  2 + rng.IntN(9),
 		},
-		clients:  2 + rng.IntN(4),
+		clients:  2 + rng.IntN(3),
 		pCrash:   0.001 + 0.01*rng.Float64()*rng.Float64(),
 		pReset:   0.03 * rng.Float64(),
 		pCut:     0.01 * rng.Float64(),
