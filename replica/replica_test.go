@@ -1,0 +1,85 @@
+package replica
+
+import (
+	"errors"
+	"slices"
+	"testing"
+
+	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/protocol/chain"
+)
+
+// TestCommitPointWakesOnlyCommitted checks that an advance releases
+// exactly the waiters it covers, in any registration order, and that a
+// change of role reaches every waiter.
+func TestCommitPointWakesOnlyCommitted(t *testing.T) {
+	var c commitPoint
+	c.init()
+	seqs := []uint64{5, 2, 9, 2, 7}
+	done := make([]<-chan struct{}, len(seqs))
+	for i, s := range seqs {
+		d, _, err := c.wait(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		done[i] = d
+	}
+	c.advance(5)
+	for i, s := range seqs {
+		if closed(done[i]) != (s <= 5) {
+			t.Errorf("after advance(5), waiter for %d released = %v", s, closed(done[i]))
+		}
+	}
+	if d, _, _ := c.wait(3); !closed(d) {
+		t.Error("waiting for an already committed seq must not block")
+	}
+	_, changed, _ := c.wait(9)
+	c.wake()
+	if !closed(changed) {
+		t.Error("wake did not signal a change")
+	}
+	c.fail(errors.New("boom"))
+	if _, _, err := c.wait(100); err == nil {
+		t.Error("wait after fail returned no error")
+	}
+	c.advance(9)
+	for i := range seqs {
+		if !closed(done[i]) {
+			t.Errorf("waiter %d not released by advance(9)", i)
+		}
+	}
+}
+
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// TestChainConfigHidesOtherIncarnation checks that a restarted process
+// (same name, new incarnation) is not mistaken for the member slot its
+// predecessor held: it must rejoin.
+func TestChainConfigHidesOtherIncarnation(t *testing.T) {
+	cfg := coord.Config{Epoch: 4, Members: []coord.Member{{Name: "n1", Incarnation: "a"}, {Name: "n2", Incarnation: "b"}}}
+	cc, member := chainConfig(cfg, "n2", "b")
+	if !member || !slices.Equal(cc.Members, []string{"n1", "n2"}) || cc.Epoch != 4 {
+		t.Fatalf("same incarnation: %+v member=%v", cc, member)
+	}
+	cc, member = chainConfig(cfg, "n2", "c")
+	if member || slices.Contains(cc.Members, "n2") {
+		t.Fatalf("new incarnation must not be the member: %+v member=%v", cc, member)
+	}
+	core := chain.New(chain.Options{ID: "n2"}, 0)
+	core.SetConfig(cc)
+	if r := core.Status().Role; r != chain.RoleNone {
+		t.Fatalf("core of the new incarnation has role %v", r)
+	}
+	cfg.Joining = &coord.Member{Name: "n2", Incarnation: "c"}
+	cfg.Members = cfg.Members[:1]
+	if cc, member = chainConfig(cfg, "n2", "c"); !member || cc.Joining != "n2" {
+		t.Fatalf("joining as the new incarnation: %+v member=%v", cc, member)
+	}
+}
