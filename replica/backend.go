@@ -113,7 +113,9 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 			r.mu.Unlock()
 			return out, 0, r.fail(err)
 		}
-		r.core.Applied(seq)
+		// The core hears Applied from the run loop, once for all the
+		// writes since its last turn, so they leave in one message.
+		r.headApplied = seq
 		r.mu.Unlock()
 		r.kickLoop()
 		return out, seq, nil
@@ -236,7 +238,7 @@ func (r *Replica) sweepOnce(after []byte, batch int) []byte {
 		r.fail(err) // takes no lock of ours
 		return nil
 	}
-	r.core.Applied(seq)
+	r.headApplied = seq
 	r.kickLoop()
 	return next
 }

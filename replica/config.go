@@ -44,6 +44,7 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	}
 	cc, member := chainConfig(cfg, r.opts.Name, r.opts.Incarnation)
 	r.mu.Lock()
+	r.flushHeadAppliedLocked()
 	r.cfg = cfg
 	r.member = member
 	r.core.SetConfig(cc)

@@ -91,6 +91,10 @@ type Replica struct {
 	cfg    coord.Config
 	member bool // my incarnation is the configured one for my name
 
+	// headApplied is the last proposal the head applied but has not yet
+	// reported to the core (guarded by mu); see flushHeadApplied.
+	headApplied uint64
+
 	role   atomic.Uint32 // chain.Role
 	epoch  atomic.Uint64
 	commit commitPoint
@@ -227,6 +231,9 @@ func (r *Replica) Run(ctx context.Context) {
 			// per write into one per burst of writes, for a few
 			// microseconds of latency.
 			runtime.Gosched()
+			r.mu.Lock()
+			r.flushHeadAppliedLocked()
+			r.mu.Unlock()
 		case <-t.C:
 			r.mu.Lock()
 			r.core.Tick()
@@ -255,6 +262,15 @@ func (r *Replica) stepMessages(m chain.Message) {
 func (r *Replica) stepLocked(m chain.Message) {
 	if err := r.core.Step(m); err != nil && !errors.Is(err, chain.ErrStaleEpoch) {
 		r.log.Debug("message refused", "from", m.From, "type", m.Type, "err", err)
+	}
+}
+
+// flushHeadAppliedLocked tells the core about the head's own applied
+// proposals, which lets it stream them downstream in one batch.
+func (r *Replica) flushHeadAppliedLocked() {
+	if r.headApplied > 0 {
+		r.core.Applied(r.headApplied)
+		r.headApplied = 0
 	}
 }
 
