@@ -108,6 +108,7 @@ type Replica struct {
 	configs  chan coord.Config
 	kick     chan struct{}
 	fetching atomic.Bool
+	kept     keptSnapshots
 	failed   atomic.Pointer[error]
 	stats    stats
 }

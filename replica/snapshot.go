@@ -7,39 +7,142 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 
+	"github.com/lockstep/lockstep/statemachine"
 	"github.com/lockstep/lockstep/storage"
 )
 
-// ServeSnapshot streams this replica's state to a joining replica. The
+// Snapshot transfer is chunked (the transport streams it in frames) and
+// resumable: a request names the snapshot it is continuing and how many
+// bytes it already has, and the server keeps a broken transfer's snapshot
+// open for a while so it can continue from that offset. Writing a snapshot
+// twice gives the same bytes, so continuing means writing it again and
+// skipping what was sent. A large state therefore never has to start over
+// because a connection dropped.
+//
+// Request:  seq (8 bytes) | offset (8 bytes); zeros ask for a new snapshot.
+// Response: seq (8 bytes) | offset (8 bytes) | snapshot bytes from offset.
+// The response's offset is 0 when the server had to open a new snapshot.
+
+// keepBroken is how long a server keeps a broken transfer's snapshot open
+// for the joiner to resume.
+const keepBroken = 2 * time.Minute
+
+// fetchAttempts bounds how often a joiner resumes one transfer before it
+// gives up and lets the core ask again.
+const fetchAttempts = 8
+
+// keptSnapshots holds snapshots whose transfer broke, by joiner name.
+type keptSnapshots struct {
+	mu   sync.Mutex
+	byTo map[string]*keptSnapshot
+}
+
+type keptSnapshot struct {
+	snap  statemachine.Snapshot
+	timer *time.Timer
+}
+
+// take removes and returns the snapshot kept for to if it has seq.
+func (k *keptSnapshots) take(to string, seq uint64) statemachine.Snapshot {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ks := k.byTo[to]
+	if ks == nil {
+		return nil
+	}
+	delete(k.byTo, to)
+	if !ks.timer.Stop() {
+		return nil // expiring right now; its timer closes it
+	}
+	if ks.snap.Seq() != seq || seq == 0 {
+		_ = ks.snap.Close()
+		return nil
+	}
+	return ks.snap
+}
+
+// keep holds snap for to until it is resumed or keepBroken passes.
+func (k *keptSnapshots) keep(to string, snap statemachine.Snapshot) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.byTo == nil {
+		k.byTo = map[string]*keptSnapshot{}
+	}
+	if old := k.byTo[to]; old != nil && old.timer.Stop() {
+		_ = old.snap.Close()
+	}
+	ks := &keptSnapshot{snap: snap}
+	ks.timer = time.AfterFunc(keepBroken, func() {
+		k.mu.Lock()
+		if k.byTo[to] == ks {
+			delete(k.byTo, to)
+		}
+		k.mu.Unlock()
+		_ = snap.Close()
+	})
+	k.byTo[to] = ks
+}
+
+// ServeSnapshot streams this replica's state to a joining replica. A new
 // snapshot is opened under the lock together with core.Hold, so the core
-// keeps every entry after the snapshot until the joiner has them; the
-// bytes are written outside the lock while writes continue.
-func (r *Replica) ServeSnapshot(ctx context.Context, from string, _ []byte, w io.Writer) error {
-	r.mu.Lock()
-	snap, err := r.sm.OpenSnapshot()
-	if err != nil {
+// keeps every entry after it until the joiner has them; the bytes are
+// written outside the lock while writes continue.
+func (r *Replica) ServeSnapshot(ctx context.Context, from string, req []byte, w io.Writer) error {
+	var seq, offset uint64
+	if len(req) == 16 {
+		seq, offset = binary.BigEndian.Uint64(req), binary.BigEndian.Uint64(req[8:])
+	}
+	snap := r.kept.take(from, seq)
+	if snap == nil {
+		r.mu.Lock()
+		var err error
+		if snap, err = r.sm.OpenSnapshot(); err != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("lockstep: open snapshot: %w", err)
+		}
+		r.core.Hold(snap.Seq())
 		r.mu.Unlock()
-		return fmt.Errorf("lockstep: open snapshot: %w", err)
+		offset = 0
 	}
-	seq := snap.Seq()
-	r.core.Hold(seq)
-	r.mu.Unlock()
-	defer snap.Close()
-	r.log.Info("serving snapshot", "to", from, "seq", seq)
+	seq = snap.Seq()
+	r.log.Info("serving snapshot", "to", from, "seq", seq, "resume_at", offset)
 	start := time.Now()
-	// The sequence number goes first, so the joiner can ask its core
-	// whether it still wants a snapshot that old before installing it.
-	if _, err := w.Write(binary.BigEndian.AppendUint64(nil, seq)); err != nil {
+	head := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, seq), offset)
+	if _, err := w.Write(head); err != nil {
+		r.kept.keep(from, snap)
 		return err
 	}
-	if err := snap.Write(w); err != nil {
+	if err := snap.Write(&skipWriter{w: w, skip: offset}); err != nil {
+		r.kept.keep(from, snap)
 		return err
 	}
+	_ = snap.Close()
 	r.stats.snapshots.Add(1)
 	r.log.Info("snapshot sent", "to", from, "seq", seq, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// skipWriter discards the first skip bytes written to it.
+type skipWriter struct {
+	w    io.Writer
+	skip uint64
+}
+
+func (s *skipWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if s.skip >= uint64(n) {
+		s.skip -= uint64(n)
+		return n, nil
+	}
+	p = p[s.skip:]
+	s.skip = 0
+	if _, err := s.w.Write(p); err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // startFetch fetches a snapshot from the predecessor once at a time.
@@ -56,28 +159,64 @@ func (r *Replica) startFetch(ctx context.Context, from string) {
 	}()
 }
 
-// fetchSnapshot downloads the whole stream before touching the state, so
-// a transfer cut short leaves the replica as it was, then restores it and
-// tells the core where its history now starts.
+// fetchSnapshot downloads the whole snapshot, resuming a broken transfer
+// where it stopped, before touching the state, so a transfer cut short
+// leaves the replica as it was. It then restores it and tells the core
+// where its history now starts.
 func (r *Replica) fetchSnapshot(ctx context.Context, from string) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	rc, err := r.fetch.OpenStream(ctx, from, nil)
-	if err != nil {
-		return err
+	var (
+		buf bytes.Buffer
+		seq uint64
+		err error
+	)
+	for attempt := 1; ; attempt++ {
+		if seq, err = r.fetchOnce(ctx, from, seq, &buf); err == nil {
+			break
+		}
+		if attempt == fetchAttempts || ctx.Err() != nil {
+			return err
+		}
+		r.log.Info("snapshot transfer broken; resuming", "from", from, "seq", seq, "have", buf.Len(), "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		}
 	}
-	var buf bytes.Buffer
-	_, err = io.Copy(&buf, rc)
-	_ = rc.Close()
+	return r.install(from, seq, &buf, start)
+}
+
+// fetchOnce asks for the snapshot seq from buf.Len() on (a new one when
+// seq is 0) and appends what arrives to buf. If the server could not
+// resume, buf is reset and filled from the start of the snapshot it sent.
+func (r *Replica) fetchOnce(ctx context.Context, from string, seq uint64, buf *bytes.Buffer) (uint64, error) {
+	req := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, seq), uint64(buf.Len()))
+	rc, err := r.fetch.OpenStream(ctx, from, req)
 	if err != nil {
-		return err
+		return seq, err
 	}
+	defer rc.Close()
+	var head [16]byte
+	if _, err := io.ReadFull(rc, head[:]); err != nil {
+		return seq, err
+	}
+	got, offset := binary.BigEndian.Uint64(head[:]), binary.BigEndian.Uint64(head[8:])
+	if got != seq || offset != uint64(buf.Len()) {
+		if offset != 0 {
+			return 0, fmt.Errorf("lockstep: snapshot server resumed seq %d at %d, asked for seq %d at %d", got, offset, seq, buf.Len())
+		}
+		buf.Reset()
+	}
+	_, err = io.Copy(buf, rc)
+	return got, err
+}
+
+// install restores a downloaded snapshot if the core still wants it.
+func (r *Replica) install(from string, seq uint64, buf *bytes.Buffer, start time.Time) error {
 	size := buf.Len()
-	if size < 8 {
-		return fmt.Errorf("lockstep: snapshot stream from %s too short", from)
-	}
-	seq := binary.BigEndian.Uint64(buf.Next(8))
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.core.AcceptsSnapshot(seq) {
@@ -86,7 +225,7 @@ func (r *Replica) fetchSnapshot(ctx context.Context, from string) error {
 		r.log.Info("snapshot no longer wanted", "from", from, "seq", seq)
 		return nil
 	}
-	if err := r.sm.Restore(&buf); err != nil && !errors.Is(err, storage.ErrOutOfOrder) {
+	if err := r.sm.Restore(buf); err != nil && !errors.Is(err, storage.ErrOutOfOrder) {
 		return err
 	}
 	if got := r.sm.AppliedSeq(); got != seq {

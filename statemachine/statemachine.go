@@ -123,7 +123,9 @@ type StateMachine interface {
 type Snapshot interface {
 	// Seq is the sequence number of the last update the image contains.
 	Seq() uint64
-	// Write streams the image; it may be called once.
+	// Write streams the image. Every call writes the same bytes, so a
+	// broken transfer can be resumed by writing again and skipping what
+	// the receiver already has.
 	Write(w io.Writer) error
 	Close() error
 }
