@@ -93,6 +93,10 @@ func planBootstrap(live []NodeInfo, opts PlanOptions) (Config, bool, string) {
 	for _, n := range live[:expect] {
 		next.Members = append(next.Members, n.Member())
 	}
+	// The first nodes to register form the group, in name order, so a
+	// cluster of n1, n2, n3 starts as the chain n1 -> n2 -> n3 whatever
+	// order their processes happened to start in.
+	slices.SortFunc(next.Members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return next, true, "bootstrap with " + memberList(next.Members)
 }
 

@@ -221,7 +221,7 @@ func (s *supervisor) watchReady(ctx context.Context) {
 	defer cli.Close()
 	for cfg := range coord.WatchConfig(ctx, cli, "lockstep", "default") {
 		if len(cfg.Members) == s.f.nodes {
-			fmt.Fprintf(s.out, "ready: %d-node %s chain, epoch %d; try: redis-cli -p %d set k v; lockstep status --dir %s\n",
+			fmt.Fprintf(s.out, "ready: %d-node %s group, epoch %d; try: redis-cli -p %d set k v; lockstep status --dir %s\n",
 				s.f.nodes, cfg.Protocol, cfg.Epoch, s.f.basePort, s.f.dir)
 			return
 		}
