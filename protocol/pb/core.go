@@ -1,0 +1,466 @@
+package pb
+
+import (
+	"fmt"
+	"slices"
+)
+
+// Defaults for the zero fields of Options.
+const (
+	DefaultWindow      = 1024
+	DefaultMaxBatch    = 256
+	DefaultResendTicks = 10
+	DefaultHelloTicks  = 10
+)
+
+// Options tunes a Core. Zero fields take their defaults.
+type Options struct {
+	// ID is this replica's name, as configurations list it.
+	ID string
+	// Window is the most entries the primary may hold that one peer
+	// (backup or joiner) has not acknowledged; Propose returns
+	// ErrWindowFull beyond it, so a slow backup slows the primary instead
+	// of the log growing without bound (default 1024).
+	Window int
+	// MaxBatch is the most entries one MsgEntries carries (default 256).
+	MaxBatch int
+	// ResendTicks is how many ticks without acknowledgement progress from
+	// a peer, while entries sent to it are unacknowledged, before the
+	// primary sends again from the oldest entry the peer is not known to
+	// hold (go-back-N) (default 10).
+	ResendTicks int
+	// HelloTicks is how many ticks without a message from the primary,
+	// while behind it, before a backup or joiner sends Hello again
+	// (default 10).
+	HelloTicks int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Window <= 0 {
+		o.Window = DefaultWindow
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultMaxBatch
+	}
+	if o.ResendTicks <= 0 {
+		o.ResendTicks = DefaultResendTicks
+	}
+	if o.HelloTicks <= 0 {
+		o.HelloTicks = DefaultHelloTicks
+	}
+	return o
+}
+
+// Ready is the effects a Core has accumulated since the last call to
+// Core.Ready. The caller owns the slices; Entry.Data is shared with the
+// core's log and must not be modified.
+type Ready struct {
+	// Messages are to be sent, in this order per destination.
+	Messages []Message
+	// Apply holds entries received from the primary, consecutive and
+	// continuing those of earlier Readies, for the runtime to apply in
+	// order and then report with Core.Applied. The primary's own
+	// proposals are never listed: the runtime applies those itself.
+	Apply []Entry
+	// Commit, at the primary, is a seq such that every entry up to it is
+	// applied here and by every backup of the configuration, so the
+	// replies of writes (and reads, see Status.ReadReady) up to it may be
+	// released. It only grows while the replica stays primary, and starts
+	// again from 0 when it takes office. 0 means no change.
+	Commit uint64
+	// NeedSnapshot names the primary to fetch a snapshot from, after it
+	// answered MsgSnapshotNeeded, or "". The runtime asks the primary,
+	// which calls Core.Hold when it opens the snapshot, checks
+	// Core.AcceptsSnapshot, installs the snapshot, calls Core.Restored,
+	// and keeps retrying (or waits for a new configuration) if the
+	// transfer fails.
+	NeedSnapshot string
+}
+
+// Status is a summary of a Core for the coordinator, metrics and tests.
+type Status struct {
+	ID      string
+	Role    Role
+	Epoch   uint64
+	Primary string // Members[0] of the current configuration
+	Applied uint64 // the runtime's applied seq as last reported
+	Last    uint64 // the newest seq received or proposed
+	// Commit is, at the primary, its commit point (see Ready.Commit); at
+	// a backup or joiner, the primary's commit point as last heard.
+	Commit  uint64
+	Pending int    // entries held in the log: Last-Pending is the oldest a peer may resume from
+	Lineage uint64 // the lineage of this replica's log (see the package comment), 0 if unknown
+	// Synced, for a backup or joiner, means the primary accepted its log
+	// as a prefix of its own in this epoch and it is not waiting for a
+	// snapshot: its history is the primary's, up to its last seq. A
+	// primary is always synced.
+	Synced bool
+	// CaughtUp means the replica is synced and has applied everything up
+	// to the primary's last seq as last reported in this epoch; the
+	// coordinator makes a joiner a backup once it is set.
+	CaughtUp bool
+	// Complete means the replica is a member that holds every entry a
+	// primary may have released a reply for; see the package comment. The
+	// coordinator promotes only a complete backup, preferring the highest
+	// Applied (then Last), and keeps at least one complete member alive.
+	Complete bool
+	// ReadReady means the replica is a complete primary: it may answer a
+	// read from its state at its applied seq A, releasing the reply once
+	// Commit reaches A, exactly as a write's reply at seq A would be. The
+	// read then never exposes an entry that a failover could lose. (A
+	// partitioned old primary that still believes it leads must be
+	// stopped by the runtime's lease, which the core cannot see.)
+	ReadReady bool
+	// Peers, at the primary, describes every backup and the joiner.
+	Peers []PeerStatus
+}
+
+// PeerStatus is the primary's view of one backup or joiner.
+type PeerStatus struct {
+	ID      string
+	Joining bool   // the configuration's joiner: does not count for Commit
+	Synced  bool   // its Hello of this epoch was accepted
+	Acked   uint64 // the highest seq it acknowledged as applied in this epoch
+	// Lag is how many entries the window counts against this peer: those
+	// above both its ack and the oldest entry the primary still holds.
+	// Propose refuses once any peer's Lag reaches Window.
+	Lag uint64
+}
+
+// Core is the primary-backup protocol for one replica of one group. It is
+// not safe for concurrent use: the runtime serializes every call, like
+// etcd-io/raft's RawNode.
+type Core struct {
+	opts Options
+
+	cfg     Config
+	role    Role
+	primary string
+
+	applied    uint64
+	log        entryLog // entries (log.base, log.last()]
+	commit     uint64   // primary: its commit point since taking office
+	commitSent uint64   // the last Commit handed out in a Ready
+	known      uint64   // backup: the highest commit point heard from a primary
+
+	// lineage names the history this replica's log is a prefix of: the
+	// epoch in which its primary took office (0: unknown). A primary also
+	// remembers the lineage it came from and its last seq then: a log of
+	// that parent lineage ending no later than fork is a prefix of its own.
+	lineage uint64
+	parent  uint64
+	fork    uint64
+
+	peers []peer // primary: backups, then the joiner
+	up    upLink // backup or joiner: the link to the primary
+
+	holding bool   // Hold was called and some peer has not acknowledged hold yet
+	hold    uint64 // entries above hold are kept while holding
+
+	// A joiner made backup waits for the primary's first message in its
+	// new configuration (barrierPending), then until applied reaches
+	// barrier; see Status.Complete.
+	barrierPending bool
+	barrier        uint64
+
+	ready Ready
+}
+
+// peer is the primary's state of the link to one backup or joiner. It is
+// reset with every configuration: nothing is sent before the peer's Hello
+// of the current epoch has been accepted.
+type peer struct {
+	id      string
+	joining bool
+	ready   bool   // a Hello of this epoch was accepted and served from the log
+	next    uint64 // the next seq to send
+	ack     uint64 // the highest ack in this epoch
+	floor   uint64 // the peer holds every seq <= floor (Hello or ack)
+	idle    int    // ticks without ack progress while sent entries are unacknowledged
+	greet   bool   // answer the Hello with an (empty, if need be) MsgEntries
+}
+
+// upLink is a backup's or joiner's state of the link to the primary,
+// reset with every configuration.
+type upLink struct {
+	heard       bool   // a MsgEntries arrived in this epoch: the primary accepted this log
+	predLast    uint64 // the primary's last seq as it last reported
+	quiet       int    // ticks since the last message from the primary
+	awaitSnap   bool   // the primary answered MsgSnapshotNeeded; waiting for Restored
+	snapLineage uint64 // the lineage a snapshot from the primary belongs to
+	gapHello    bool   // a Hello went out for a gap and no entry was accepted since
+	ackSent     uint64 // the highest ack sent in this epoch
+}
+
+// New returns a Core for the replica opts.ID whose state machine has
+// applied entries 1..applied. It has no role until SetConfig. Its lineage
+// is unknown, so a non-empty state is not trusted as a prefix of anyone's
+// history: it will be replaced by a snapshot.
+func New(opts Options, applied uint64) *Core {
+	c := &Core{opts: opts.withDefaults(), applied: applied}
+	c.log.reset(applied)
+	return c
+}
+
+// SetConfig installs cfg if its epoch is newer than the current one and it
+// is valid; older, repeated and invalid configurations are ignored. Every
+// new epoch restarts every link: backups and the joiner send Hello to the
+// primary, which sends nothing to a peer before its Hello of this epoch.
+//
+// A replica removed from a configuration must not rejoin with its state,
+// since its history may hold entries that were never committed; the
+// runtime starts it again empty with a new Core and the coordinator adds
+// it as a joiner.
+func (c *Core) SetConfig(cfg Config) {
+	if cfg.Epoch <= c.cfg.Epoch || cfg.Validate() != nil {
+		return
+	}
+	prev := c.role
+	c.cfg = Config{Epoch: cfg.Epoch, Members: slices.Clone(cfg.Members), Joining: cfg.Joining}
+	c.place()
+	c.up = upLink{}
+	c.peers = nil
+	if c.role == RolePrimary {
+		for _, id := range c.cfg.Members[1:] {
+			c.peers = append(c.peers, peer{id: id})
+		}
+		if c.cfg.Joining != "" {
+			c.peers = append(c.peers, peer{id: c.cfg.Joining, joining: true})
+		}
+		if prev != RolePrimary {
+			c.takeOffice()
+		}
+	} else {
+		c.holding = false
+	}
+	switch {
+	case c.role == RoleNone || c.role == RoleJoining:
+		c.barrierPending, c.barrier = false, 0
+	case prev == RoleJoining:
+		c.barrierPending = true
+	}
+	if c.role == RoleBackup || c.role == RoleJoining {
+		c.sendHello()
+	}
+	c.settle()
+}
+
+// place derives the role and the primary from the configuration.
+func (c *Core) place() {
+	m := c.cfg.Members
+	c.primary, c.role = m[0], RoleNone
+	switch {
+	case m[0] == c.opts.ID:
+		c.role = RolePrimary
+	case slices.Contains(m[1:], c.opts.ID):
+		c.role = RoleBackup
+	case c.cfg.Joining == c.opts.ID:
+		c.role = RoleJoining
+	}
+}
+
+// takeOffice starts a new lineage when this replica becomes primary: its
+// own entries from now on follow its log as it stands, and the commit
+// point counts again from this configuration's acknowledgements.
+func (c *Core) takeOffice() {
+	c.parent, c.fork = c.lineage, c.log.last()
+	c.lineage = c.cfg.Epoch
+	c.commit, c.commitSent = 0, 0
+}
+
+// Propose appends data as the next entry at the primary and returns its
+// seq. The runtime applies it locally and then calls Applied; the entry
+// goes to the peers only after that. A primary refuses while it is not
+// complete or still has entries received before it took office to apply,
+// and with ErrWindowFull while some peer lags Window entries behind.
+func (c *Core) Propose(data []byte) (uint64, error) {
+	if c.role != RolePrimary {
+		return 0, fmt.Errorf("%w: %s is %s in epoch %d", ErrNotPrimary, c.opts.ID, c.role, c.cfg.Epoch)
+	}
+	if !c.complete() {
+		return 0, fmt.Errorf("%w: %s may lack committed entries (applied %d, barrier %d, known %t)",
+			ErrNotPrimary, c.opts.ID, c.applied, c.barrier, !c.barrierPending)
+	}
+	last := c.log.last()
+	if c.applied < last {
+		return 0, fmt.Errorf("%w: %s has applied %d of the %d entries it received before taking office",
+			ErrNotPrimary, c.opts.ID, c.applied, last)
+	}
+	for i := range c.peers {
+		if c.lag(&c.peers[i]) >= uint64(c.opts.Window) {
+			return 0, ErrWindowFull
+		}
+	}
+	c.log.append(Entry{Seq: last + 1, Data: data})
+	return last + 1, nil
+}
+
+// lag is how many entries the window counts against p.
+func (c *Core) lag(p *peer) uint64 {
+	return c.log.last() - max(p.ack, c.log.base)
+}
+
+// Applied reports that the runtime has applied (and made durable as its
+// policy requires) every entry up to seq. Values beyond the last entry are
+// clamped to it; older values are ignored.
+func (c *Core) Applied(seq uint64) {
+	seq = min(seq, c.log.last())
+	if seq <= c.applied {
+		return
+	}
+	c.applied = seq
+	c.settle()
+}
+
+// AcceptsSnapshot reports whether Restored(from, seq) would be accepted:
+// the replica is a backup or joiner waiting for the snapshot that the
+// primary of its current configuration, from, told it to fetch. A
+// snapshot fetched after Ready.NeedSnapshot may arrive after a
+// reconfiguration; the runtime checks this before installing it.
+func (c *Core) AcceptsSnapshot(from string) bool {
+	return (c.role == RoleBackup || c.role == RoleJoining) && c.up.awaitSnap && from == c.primary
+}
+
+// Restored reports that the runtime replaced its state with a snapshot
+// that from took at seq, after Ready.NeedSnapshot. The log is dropped, and
+// so must be any entry of an earlier Ready.Apply the runtime has not
+// applied yet. seq may be below the applied seq: a backup that applied
+// entries of an old primary which the new one never had goes back to the
+// new primary's history (a runtime whose storage cannot go back must
+// start the replica again empty instead). The replica then says Hello
+// from seq. It is ignored unless AcceptsSnapshot(from).
+func (c *Core) Restored(from string, seq uint64) {
+	if !c.AcceptsSnapshot(from) {
+		return
+	}
+	if c.complete() {
+		// A snapshot of the current primary holds every entry committed
+		// before it was taken, and nothing can commit without this
+		// replica's ack while it waits for it: still complete.
+		c.barrier = min(c.barrier, seq)
+	}
+	c.log.reset(seq)
+	c.applied = seq
+	c.ready.Apply = nil
+	c.lineage = c.up.snapLineage
+	c.up.awaitSnap, c.up.gapHello = false, false
+	c.sendHello()
+	c.settle()
+}
+
+// Hold reports that the runtime of the primary is serving a snapshot
+// taken at seq: entries above seq are kept until every peer has
+// acknowledged seq, so the replica that installs it can continue from its
+// log. A configuration in which this replica is not primary releases the
+// hold.
+func (c *Core) Hold(seq uint64) {
+	if c.role != RolePrimary {
+		return
+	}
+	if !c.holding || seq < c.hold {
+		c.hold = seq
+	}
+	c.holding = true
+	c.settle()
+}
+
+// Tick advances logical time for the resend and Hello timers.
+func (c *Core) Tick() {
+	switch c.role {
+	case RolePrimary:
+		c.tickPeers()
+	case RoleBackup, RoleJoining:
+		c.tickUp()
+	default:
+		return
+	}
+	c.settle()
+}
+
+// tickPeers acts for every peer whose sent entries have gone without ack
+// progress for ResendTicks: it sends again from the oldest entry the peer
+// is not known to hold (go-back-N), or, if it is known to hold them all,
+// an empty MsgEntries, which makes it repeat its ack (the ack, not the
+// entries, may be what was lost).
+func (c *Core) tickPeers() {
+	for i := range c.peers {
+		p := &c.peers[i]
+		if !p.ready || p.ack+1 >= p.next {
+			p.idle = 0
+			continue
+		}
+		p.idle++
+		if p.idle >= c.opts.ResendTicks {
+			p.idle = 0
+			p.next = p.floor + 1
+			p.greet = true
+		}
+	}
+}
+
+// tickUp sends Hello again when the primary has been silent for
+// HelloTicks while this replica is behind it (or has not heard from it at
+// all in this epoch).
+func (c *Core) tickUp() {
+	u := &c.up
+	if u.awaitSnap || (u.heard && c.log.last() >= u.predLast) {
+		u.quiet = 0
+		return
+	}
+	u.quiet++
+	if u.quiet >= c.opts.HelloTicks {
+		c.sendHello()
+	}
+}
+
+// HasReady reports whether Ready would return any effect.
+func (c *Core) HasReady() bool {
+	r := &c.ready
+	return len(r.Messages) > 0 || len(r.Apply) > 0 || r.Commit != 0 || r.NeedSnapshot != ""
+}
+
+// Ready takes the effects accumulated since the last call.
+func (c *Core) Ready() Ready {
+	r := c.ready
+	c.ready = Ready{}
+	return r
+}
+
+// Status summarizes the replica.
+func (c *Core) Status() Status {
+	s := Status{
+		ID:      c.opts.ID,
+		Role:    c.role,
+		Epoch:   c.cfg.Epoch,
+		Primary: c.primary,
+		Applied: c.applied,
+		Last:    c.log.last(),
+		Commit:  c.known,
+		Pending: len(c.log.ents),
+		Lineage: c.lineage,
+	}
+	switch c.role {
+	case RolePrimary:
+		s.Commit, s.Synced, s.CaughtUp = c.commit, true, true
+		for i := range c.peers {
+			p := &c.peers[i]
+			s.Peers = append(s.Peers, PeerStatus{ID: p.id, Joining: p.joining, Synced: p.ready, Acked: p.ack, Lag: c.lag(p)})
+		}
+	case RoleBackup, RoleJoining:
+		s.Synced = c.up.heard && !c.up.awaitSnap
+		s.CaughtUp = s.Synced && c.applied >= c.up.predLast
+	}
+	s.Complete = c.complete()
+	s.ReadReady = s.Complete && c.role == RolePrimary
+	return s
+}
+
+// complete reports whether this replica is a member holding every entry a
+// primary may have committed; see Status.Complete.
+func (c *Core) complete() bool {
+	switch c.role {
+	case RoleNone, RoleJoining:
+		return false
+	}
+	return !c.barrierPending && c.applied >= c.barrier
+}
