@@ -55,11 +55,17 @@ func (r *Replica) applyLocked(entries []chain.Entry) error {
 	return nil
 }
 
+// sendAll encodes each message into one reused buffer (Send copies it)
+// and hands it to the transport. It runs under readyMu, which guards buf.
 func (r *Replica) sendAll(msgs []chain.Message) {
 	for _, m := range msgs {
-		if !r.send.Send(m.To, chain.AppendMessage(nil, m)) {
+		r.sendBuf = chain.AppendMessage(r.sendBuf[:0], m)
+		if !r.send.Send(m.To, r.sendBuf) {
 			r.stats.dropped.Add(1)
 		}
+	}
+	if cap(r.sendBuf) > 1<<20 {
+		r.sendBuf = nil
 	}
 }
 

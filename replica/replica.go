@@ -105,6 +105,7 @@ type Replica struct {
 	// messages leave in the order the core produced them whichever
 	// goroutine (run loop, transport reader) handles them.
 	readyMu  sync.Mutex
+	sendBuf  []byte // guarded by readyMu
 	configs  chan coord.Config
 	kick     chan struct{}
 	fetching atomic.Bool
