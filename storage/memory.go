@@ -22,14 +22,19 @@ const memDegree = 32
 type memItem struct {
 	p0, p1 uint64
 	key    []byte
-	e      Entry
+	c      *cell
 }
 
+// cell holds a key's entry. The tree orders keys; the cell is shared by the
+// tree item and the hash index, so overwriting an existing key is a map
+// lookup and an assignment instead of a tree search.
+type cell struct{ e Entry }
+
 // item builds the tree item, or the search probe, for key.
-func item(key []byte, e Entry) memItem {
+func item(key []byte, c *cell) memItem {
 	var pad [16]byte
 	copy(pad[:], key)
-	return memItem{p0: binary.BigEndian.Uint64(pad[:8]), p1: binary.BigEndian.Uint64(pad[8:]), key: key, e: e}
+	return memItem{p0: binary.BigEndian.Uint64(pad[:8]), p1: binary.BigEndian.Uint64(pad[8:]), key: key, c: c}
 }
 
 // memLess orders items as bytes.Compare orders their keys: the padded
@@ -52,8 +57,13 @@ func memLess(a, b memItem) bool {
 // Scan without copying, which is why the Store contract forbids modifying
 // them on either side.
 type Memory struct {
-	mu     sync.RWMutex
-	tree   *btree.BTreeG[memItem]
+	mu    sync.RWMutex
+	tree  *btree.BTreeG[memItem]
+	index map[string]*cell
+	// views counts open snapshots. While any is open, cells are never
+	// changed in place (an open view's clone of the tree shares them):
+	// an overwrite gets a new cell, replaced in the tree copy-on-write.
+	views  int
 	stats  Stats
 	seq    uint64
 	closed bool
@@ -63,7 +73,7 @@ var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{tree: btree.NewG(memDegree, memLess)}
+	return &Memory{tree: btree.NewG(memDegree, memLess), index: map[string]*cell{}}
 }
 
 // Get returns the entry for key. It allocates nothing: the returned slices
@@ -74,8 +84,11 @@ func (m *Memory) Get(key []byte) (Entry, bool, error) {
 	if m.closed {
 		return Entry{}, false, ErrClosed
 	}
-	it, ok := m.tree.Get(item(key, Entry{}))
-	return it.e, ok, nil
+	c, ok := m.index[string(key)]
+	if !ok {
+		return Entry{}, false, nil
+	}
+	return c.e, true, nil
 }
 
 // Apply applies b under the write lock, so readers see all of it or none.
@@ -103,21 +116,40 @@ func (m *Memory) Apply(b *Batch) error {
 func (m *Memory) applyOp(op *Op) {
 	switch op.Kind {
 	case OpSet:
-		prev, replaced := m.tree.ReplaceOrInsert(item(op.Key, op.Entry))
-		if replaced {
-			m.stats.remove(prev.e.ExpireAt)
-		}
-		m.stats.add(op.Entry.ExpireAt)
+		m.set(op.Key, op.Entry)
 	case OpDelete:
-		if prev, ok := m.tree.Delete(item(op.Key, Entry{})); ok {
-			m.stats.remove(prev.e.ExpireAt)
+		if c, ok := m.index[string(op.Key)]; ok {
+			delete(m.index, string(op.Key))
+			m.tree.Delete(item(op.Key, nil))
+			m.stats.remove(c.e.ExpireAt)
 		}
 	case OpClear:
 		// Clear(false) drops the root instead of recycling nodes, which
 		// would be unsafe while a Snapshot's clone still shares them.
 		m.tree.Clear(false)
+		m.index = map[string]*cell{}
 		m.stats = Stats{}
 	}
+}
+
+// set stores e under key: in place when the key exists and no snapshot
+// shares its cell, else in a new cell indexed in the map and the tree.
+func (m *Memory) set(key []byte, e Entry) {
+	m.stats.add(e.ExpireAt)
+	if c, ok := m.index[string(key)]; ok {
+		m.stats.remove(c.e.ExpireAt)
+		if m.views == 0 {
+			c.e = e
+			return
+		}
+		c = &cell{e: e}
+		m.index[string(key)] = c
+		m.tree.ReplaceOrInsert(item(key, c))
+		return
+	}
+	c := &cell{e: e}
+	m.index[string(key)] = c
+	m.tree.ReplaceOrInsert(item(key, c))
 }
 
 // Scan calls fn for each key >= start in ascending order. fn runs under the
@@ -135,8 +167,8 @@ func (m *Memory) Scan(start []byte, fn func(key []byte, e Entry) bool) error {
 }
 
 func scanTree(t *btree.BTreeG[memItem], start []byte, fn func(key []byte, e Entry) bool) {
-	t.AscendGreaterOrEqual(item(start, Entry{}), func(it memItem) bool {
-		return fn(it.key, it.e)
+	t.AscendGreaterOrEqual(item(start, nil), func(it memItem) bool {
+		return fn(it.key, it.c.e)
 	})
 }
 
@@ -176,7 +208,8 @@ func (m *Memory) Snapshot() (View, error) {
 	if m.closed {
 		return nil, ErrClosed
 	}
-	return &memView{tree: m.tree.Clone(), stats: m.stats, seq: m.seq}, nil
+	m.views++
+	return &memView{m: m, tree: m.tree.Clone(), stats: m.stats, seq: m.seq}, nil
 }
 
 // Close drops the keyspace. Views taken before stay readable.
@@ -188,12 +221,14 @@ func (m *Memory) Close() error {
 	}
 	m.closed = true
 	m.tree = nil
+	m.index = nil
 	return nil
 }
 
 // memView is a Memory snapshot. Nothing writes to its tree, so reads need
 // no lock and Scan's callback may do anything, including reading the store.
 type memView struct {
+	m      *Memory
 	tree   *btree.BTreeG[memItem]
 	stats  Stats
 	seq    uint64
@@ -215,6 +250,9 @@ func (v *memView) Close() error {
 	if v.closed.Swap(true) {
 		return ErrClosed
 	}
+	v.m.mu.Lock()
+	v.m.views--
+	v.m.mu.Unlock()
 	return nil
 }
 
