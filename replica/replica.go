@@ -111,6 +111,7 @@ type Replica struct {
 	fetching atomic.Bool
 	kept     keptSnapshots
 	failed   atomic.Pointer[error]
+	failedCh chan struct{}
 	stats    stats
 }
 
@@ -143,6 +144,8 @@ func New(opts Options) (*Replica, error) {
 		configs: make(chan coord.Config, 16),
 		kick:    make(chan struct{}, 1),
 		routes:  newRoutes(),
+
+		failedCh: make(chan struct{}),
 	}
 	r.commit.init()
 	return r, nil
@@ -203,9 +206,15 @@ func (r *Replica) fail(err error) error {
 	if r.failed.CompareAndSwap(nil, &err) {
 		r.log.Error("replica stopped", "err", err)
 		r.commit.fail(err)
+		close(r.failedCh)
 	}
 	return *r.failed.Load()
 }
+
+// Failed is closed when the replica stops on a local error. The process
+// must then leave the cluster (its lease must end), or its neighbours
+// would wait on it forever.
+func (r *Replica) Failed() <-chan struct{} { return r.failedCh }
 
 // Role is the replica's current role.
 func (r *Replica) Role() chain.Role { return chain.Role(r.role.Load()) }

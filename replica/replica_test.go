@@ -83,3 +83,40 @@ func TestChainConfigHidesOtherIncarnation(t *testing.T) {
 		t.Fatalf("joining as the new incarnation: %+v member=%v", cc, member)
 	}
 }
+
+// TestFailureIsSignalled checks that a local storage failure stops the
+// replica, fails waiting writers and closes Failed, which is how the
+// process knows to leave the cluster.
+func TestFailureIsSignalled(t *testing.T) {
+	r := newTestReplica(t, "n1")
+	done, changed, err := r.commit.wait(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r.store.Close()
+	u, _ := r.sm.Prepare(toArgs("SET", "k", "v"), fixedEnv{})
+	r.mu.Lock()
+	applyErr := r.applyLocked([]chain.Entry{{Seq: 1, Data: u}})
+	r.mu.Unlock()
+	if applyErr == nil {
+		t.Fatal("apply on a closed store succeeded")
+	}
+	r.fail(applyErr)
+	select {
+	case <-r.Failed():
+	default:
+		t.Fatal("Failed not closed")
+	}
+	if !errors.Is(r.Err(), ErrFailed) {
+		t.Fatalf("Err = %v", r.Err())
+	}
+	if closed(done) || !closed(changed) {
+		t.Fatal("a waiting writer was released instead of failed")
+	}
+	if _, _, err := r.commit.wait(5); err == nil {
+		t.Fatal("new waits must fail")
+	}
+	if _, _, err := r.Write(toArgs("SET", "k", "v"), nil); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Write after failure: %v", err)
+	}
+}

@@ -201,6 +201,8 @@ func (n *clusterNode) run(ctx context.Context, f *serverFlags, log *slog.Logger)
 		return nil
 	case <-n.session.Done():
 		return fmt.Errorf("lost the coordinator lease (%v); this process stops serving and must restart to rejoin", n.session.Err())
+	case <-n.rep.Failed():
+		return fmt.Errorf("replica failed (%v); leaving the cluster so it reconfigures without this node", n.rep.Err())
 	}
 }
 
