@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -140,4 +141,20 @@ func upStatus(t *testing.T, dir string) ClusterStatus {
 		t.Fatal(err)
 	}
 	return st
+}
+
+// TestUpRefusesForeignDir checks that `lockstep up` never wipes a
+// directory it did not make.
+func TestUpRefusesForeignDir(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/precious.txt", []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(lockstepBin, "up", "--dir", dir, "--base-port", fmt.Sprint(freeRun(t, 3))).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not made by 'lockstep up'") {
+		t.Fatalf("want a refusal, got %v:\n%s", err, out)
+	}
+	if b, err := os.ReadFile(dir + "/precious.txt"); err != nil || string(b) != "keep me" {
+		t.Fatalf("file in --dir was touched: %q, %v", b, err)
+	}
 }

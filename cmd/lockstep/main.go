@@ -30,7 +30,8 @@ func newRootCmd() *cobra.Command {
 protocol, so redis-cli, redis-benchmark and Redis client libraries work
 unchanged.
 
-Start a node with 'lockstep server', load it with 'lockstep bench'.`,
+Start a local 3-node cluster with 'lockstep up', one node with 'lockstep
+server', and load any of them with 'lockstep bench'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

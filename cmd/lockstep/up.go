@@ -98,8 +98,8 @@ func runUp(ctx context.Context, f *upFlags, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.RemoveAll(f.dir); err != nil {
-		return fmt.Errorf("--dir: %w", err)
+	if err := resetUpDir(f.dir); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(f.dir, 0o755); err != nil {
 		return fmt.Errorf("--dir: %w", err)
@@ -247,6 +247,26 @@ func (s *supervisor) stopAll() {
 		}
 		_ = p.Process.Kill()
 	}
+}
+
+// resetUpDir empties dir for a fresh cluster, but only if it is missing,
+// empty, or was made by an earlier 'lockstep up' (it holds cluster.json):
+// a mistyped --dir must never wipe someone's files.
+func resetUpDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("--dir %s: %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster.json")); err != nil {
+		return fmt.Errorf("--dir %s is not empty and was not made by 'lockstep up' (no cluster.json); choose another directory", dir)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("--dir: %w", err)
+	}
+	return nil
 }
 
 func writeJSON(path string, v any) error {
