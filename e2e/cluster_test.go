@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/internal/proctest"
@@ -130,5 +133,42 @@ func statusRoles(st ClusterStatus) string {
 func (c *cluster) dumpLogs() {
 	for name, p := range c.procs {
 		c.t.Logf("---- %s ----\n%s", name, p.Log())
+	}
+}
+
+// TestReplicaKeepsStandaloneData points a cluster replica at a data
+// directory written by a standalone node: rather than discard that data
+// (a restarting replica rebuilds from its peers), it refuses to start.
+func TestReplicaKeepsStandaloneData(t *testing.T) {
+	dir := t.TempDir()
+	ls := proctest.StartLockstep(t, lockstepBin, "--listen", "127.0.0.1:0", "--data-dir", dir)
+	rc := redis.NewClient(&redis.Options{Addr: ls.Addr})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	if err := ls.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := ls.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e, err := coord.StartEmbedded(ctx, coord.EmbeddedConfig{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	out, err := exec.CommandContext(ctx, lockstepBin, "server", "--name", "n1", "--listen", "127.0.0.1:0",
+		"--etcd-endpoints", e.Endpoints()[0], "--data-dir", dir).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "standalone node's data") {
+		t.Fatalf("want a refusal, got %v:\n%s", err, out)
+	}
+	ls2 := proctest.StartLockstep(t, lockstepBin, "--listen", "127.0.0.1:0", "--data-dir", dir)
+	rc2 := redis.NewClient(&redis.Options{Addr: ls2.Addr})
+	defer rc2.Close()
+	if v, err := rc2.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("standalone data after the refusal: %q, %v", v, err)
 	}
 }

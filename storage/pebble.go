@@ -84,6 +84,7 @@ type Pebble struct {
 
 	state     atomic.Pointer[pebbleState]
 	syncedSeq atomic.Uint64 // highest seq known to be on disk
+	clusterID string        // recorded cluster id, "" if none; set by load
 
 	keyPool sync.Pool // *[]byte scratch for Get's prefixed key
 
@@ -198,6 +199,7 @@ func (p *Pebble) load(clusterID string) error {
 	if err != nil {
 		return err
 	}
+	p.clusterID = string(stored)
 	if clusterID == "" {
 		return nil
 	}
@@ -208,9 +210,13 @@ func (p *Pebble) load(clusterID string) error {
 		if err := p.db.Set(keyCluster, []byte(clusterID), pebble.Sync); err != nil {
 			return fmt.Errorf("lockstep: record cluster id: %w", err)
 		}
+		p.clusterID = clusterID
 	}
 	return nil
 }
+
+// ClusterID is the cluster id recorded in the directory, or "" if none.
+func (p *Pebble) ClusterID() string { return p.clusterID }
 
 // readState decodes the state key from r; a missing key is the empty state.
 func readState(r pebble.Reader) (*pebbleState, error) {

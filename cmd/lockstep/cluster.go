@@ -149,11 +149,18 @@ func openReplicaStore(f *serverFlags, clusterID string, log *slog.Logger) (stora
 	}
 	dir := filepath.Join(f.dataDir, "pebble")
 	if _, err := os.Stat(dir); err == nil {
-		old, err := storage.OpenPebble(dir, storage.PebbleOptions{ClusterID: clusterID})
+		old, err := storage.OpenPebble(dir, storage.PebbleOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("open storage in %s: %w", dir, err)
 		}
+		owner, seq := old.ClusterID(), old.AppliedSeq()
 		_ = old.Close()
+		switch {
+		case owner != "" && owner != clusterID:
+			return nil, fmt.Errorf("open storage in %s: %w: directory has %q, this cluster is %q", dir, storage.ErrWrongCluster, owner, clusterID)
+		case owner == "" && seq > 0:
+			return nil, fmt.Errorf("--data-dir %s holds a standalone node's data (%d updates); a cluster replica would discard it, so move it away or choose another --data-dir", f.dataDir, seq)
+		}
 		log.Info("discarding local state from an earlier run; it will be rebuilt from a snapshot", "dir", dir)
 		if err := os.RemoveAll(dir); err != nil {
 			return nil, err
