@@ -3,6 +3,8 @@ package chain
 import (
 	"fmt"
 	"slices"
+
+	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
 // Defaults for the zero fields of Options.
@@ -125,7 +127,7 @@ type Core struct {
 	succIsEnd  bool // the successor is the end of the chain: its Hello and acks report its own applied seq
 
 	applied    uint64
-	log        entryLog // entries (log.base, log.last()]
+	log        wire.Log // entries (log.Base, log.Last()]
 	commit     uint64   // monotonic; see Status.Commit
 	commitSent uint64   // the last Commit handed out in a Ready
 
@@ -172,7 +174,7 @@ type upLink struct {
 // applied entries 1..applied. It has no role until SetConfig.
 func New(opts Options, applied uint64) *Core {
 	c := &Core{opts: opts.withDefaults(), applied: applied}
-	c.log.reset(applied)
+	c.log.Reset(applied)
 	return c
 }
 
@@ -251,11 +253,11 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %s may lack committed entries (applied %d, barrier %d, known %t)",
 			ErrNotHead, c.opts.ID, c.applied, c.barrier, !c.barrierPending)
 	}
-	last := c.log.last()
+	last := c.log.Last()
 	if last-c.windowBase() >= uint64(c.opts.Window) {
 		return 0, ErrWindowFull
 	}
-	c.log.append(Entry{Seq: last + 1, Data: data})
+	c.log.Append(Entry{Seq: last + 1, Data: data})
 	return last + 1, nil
 }
 
@@ -263,7 +265,7 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 // policy requires) every entry up to seq. Values beyond the last entry are
 // clamped to it; older values are ignored.
 func (c *Core) Applied(seq uint64) {
-	seq = min(seq, c.log.last())
+	seq = min(seq, c.log.Last())
 	if seq <= c.applied {
 		return
 	}
@@ -295,7 +297,7 @@ func (c *Core) Restored(seq uint64) {
 	if !c.AcceptsSnapshot(seq) {
 		return
 	}
-	c.log.reset(seq)
+	c.log.Reset(seq)
 	c.applied = seq
 	c.ready.Apply = nil
 	c.up.awaitSnap = false
@@ -349,7 +351,7 @@ func (c *Core) tickDown() {
 // all in this epoch).
 func (c *Core) tickUp() {
 	u := &c.up
-	if c.pred == "" || u.awaitSnap || (u.heard && c.log.last() >= u.predLast) {
+	if c.pred == "" || u.awaitSnap || (u.heard && c.log.Last() >= u.predLast) {
 		u.quiet = 0
 		return
 	}
@@ -379,9 +381,9 @@ func (c *Core) Status() Status {
 		Role:        c.role,
 		Epoch:       c.cfg.Epoch,
 		Applied:     c.applied,
-		Last:        c.log.last(),
+		Last:        c.log.Last(),
 		Commit:      c.commit,
-		Pending:     len(c.log.ents),
+		Pending:     len(c.log.Ents),
 		Predecessor: c.pred,
 		Successor:   c.succ,
 	}

@@ -48,13 +48,13 @@ func (c *Core) onHello(m Message) error {
 	if err := c.fromNeighbour(m, c.succ, "successor"); err != nil {
 		return err
 	}
-	if m.Seq > c.log.last() {
-		return fmt.Errorf("%w: successor %s has applied %d, beyond this replica's last %d", ErrUnexpectedMessage, m.From, m.Seq, c.log.last())
+	if m.Seq > c.log.Last() {
+		return fmt.Errorf("%w: successor %s has applied %d, beyond this replica's last %d", ErrUnexpectedMessage, m.From, m.Seq, c.log.Last())
 	}
 	d := &c.down
-	if m.Seq < c.log.base {
+	if m.Seq < c.log.Base {
 		d.ready = false
-		c.send(Message{Type: MsgSnapshotNeeded, To: c.succ, Seq: c.log.base})
+		c.send(Message{Type: MsgSnapshotNeeded, To: c.succ, Seq: c.log.Base})
 		return nil
 	}
 	d.ready, d.next, d.floor, d.idle, d.greet = true, m.Seq+1, m.Seq, 0, true
@@ -82,7 +82,7 @@ func (c *Core) onEntries(m Message) error {
 	}
 	resent := len(m.Entries) == 0
 	for _, e := range m.Entries {
-		last := c.log.last()
+		last := c.log.Last()
 		if e.Seq <= last {
 			resent = true
 			continue
@@ -94,7 +94,7 @@ func (c *Core) onEntries(m Message) error {
 			}
 			break
 		}
-		c.log.append(e)
+		c.log.Append(e)
 		c.ready.Apply = append(c.ready.Apply, e)
 		u.gapHello = false
 	}
@@ -140,7 +140,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 // log, advances the commit point, acknowledges upstream and streams applied
 // entries downstream.
 func (c *Core) settle() {
-	c.log.trim(c.trimPoint())
+	c.log.Trim(c.trimPoint())
 	c.advanceCommit()
 	c.ackUpstream()
 	c.stream()
@@ -166,7 +166,7 @@ func (c *Core) trimPoint() uint64 {
 // provably applied, at least the oldest entry still held for it: the tail
 // buffers only applied entries above it.
 func (c *Core) joinerFloor() uint64 {
-	return max(c.down.ack, c.log.base)
+	return max(c.down.ack, c.log.Base)
 }
 
 // windowBase is the seq Propose's window counts from: at the head the
@@ -180,7 +180,7 @@ func (c *Core) windowBase() uint64 {
 		}
 		return c.applied
 	}
-	return c.log.base
+	return c.log.Base
 }
 
 // advanceCommit moves the commit point: the applied seq at the end of the
@@ -241,14 +241,14 @@ func (c *Core) stream() {
 		// reach (reportedLast) until its own barrier is known.
 		return
 	}
-	if d.next <= c.log.base {
+	if d.next <= c.log.Base {
 		// Not reachable while the invariants hold; the gap this leaves
 		// makes the successor say Hello and get MsgSnapshotNeeded.
-		d.next = c.log.base + 1
+		d.next = c.log.Base + 1
 	}
 	for d.next <= c.applied {
 		hi := min(c.applied, d.next+uint64(c.opts.MaxBatch)-1)
-		c.send(Message{Type: MsgEntries, To: c.succ, Seq: c.reportedLast(), Entries: c.log.slice(d.next, hi)})
+		c.send(Message{Type: MsgEntries, To: c.succ, Seq: c.reportedLast(), Entries: c.log.Slice(d.next, hi)})
 		d.next, d.greet = hi+1, false
 	}
 	if d.greet {
@@ -261,7 +261,7 @@ func (c *Core) stream() {
 // barrier if higher, since a successor must reach the barrier too before it
 // holds every committed entry.
 func (c *Core) reportedLast() uint64 {
-	return max(c.log.last(), c.barrier)
+	return max(c.log.Last(), c.barrier)
 }
 
 // sendHello asks the predecessor to stream from this replica's applied seq.

@@ -3,6 +3,8 @@ package pb
 import (
 	"fmt"
 	"slices"
+
+	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
 // Defaults for the zero fields of Options.
@@ -138,7 +140,7 @@ type Core struct {
 	primary string
 
 	applied    uint64
-	log        entryLog // entries (log.base, log.last()]
+	log        wire.Log // entries (log.Base, log.Last()]
 	commit     uint64   // primary: its commit point since taking office
 	commitSent uint64   // the last Commit handed out in a Ready
 	known      uint64   // backup: the highest commit point heard from a primary
@@ -198,7 +200,7 @@ type upLink struct {
 // history: it will be replaced by a snapshot.
 func New(opts Options, applied uint64) *Core {
 	c := &Core{opts: opts.withDefaults(), applied: applied}
-	c.log.reset(applied)
+	c.log.Reset(applied)
 	return c
 }
 
@@ -263,7 +265,7 @@ func (c *Core) place() {
 // own entries from now on follow its log as it stands, and the commit
 // point counts again from this configuration's acknowledgements.
 func (c *Core) takeOffice() {
-	c.parent, c.fork = c.lineage, c.log.last()
+	c.parent, c.fork = c.lineage, c.log.Last()
 	c.lineage = c.cfg.Epoch
 	c.commit, c.commitSent = 0, 0
 }
@@ -281,7 +283,7 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %s may lack committed entries (applied %d, barrier %d, known %t)",
 			ErrNotPrimary, c.opts.ID, c.applied, c.barrier, !c.barrierPending)
 	}
-	last := c.log.last()
+	last := c.log.Last()
 	if c.applied < last {
 		return 0, fmt.Errorf("%w: %s has applied %d of the %d entries it received before taking office",
 			ErrNotPrimary, c.opts.ID, c.applied, last)
@@ -291,20 +293,20 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 			return 0, ErrWindowFull
 		}
 	}
-	c.log.append(Entry{Seq: last + 1, Data: data})
+	c.log.Append(Entry{Seq: last + 1, Data: data})
 	return last + 1, nil
 }
 
 // lag is how many entries the window counts against p.
 func (c *Core) lag(p *peer) uint64 {
-	return c.log.last() - max(p.ack, c.log.base)
+	return c.log.Last() - max(p.ack, c.log.Base)
 }
 
 // Applied reports that the runtime has applied (and made durable as its
 // policy requires) every entry up to seq. Values beyond the last entry are
 // clamped to it; older values are ignored.
 func (c *Core) Applied(seq uint64) {
-	seq = min(seq, c.log.last())
+	seq = min(seq, c.log.Last())
 	if seq <= c.applied {
 		return
 	}
@@ -339,7 +341,7 @@ func (c *Core) Restored(from string, seq uint64) {
 		// replica's ack while it waits for it: still complete.
 		c.barrier = min(c.barrier, seq)
 	}
-	c.log.reset(seq)
+	c.log.Reset(seq)
 	c.applied = seq
 	c.ready.Apply = nil
 	c.lineage = c.up.snapLineage
@@ -403,7 +405,7 @@ func (c *Core) tickPeers() {
 // all in this epoch).
 func (c *Core) tickUp() {
 	u := &c.up
-	if u.awaitSnap || (u.heard && c.log.last() >= u.predLast) {
+	if u.awaitSnap || (u.heard && c.log.Last() >= u.predLast) {
 		u.quiet = 0
 		return
 	}
@@ -434,9 +436,9 @@ func (c *Core) Status() Status {
 		Epoch:   c.cfg.Epoch,
 		Primary: c.primary,
 		Applied: c.applied,
-		Last:    c.log.last(),
+		Last:    c.log.Last(),
 		Commit:  c.known,
-		Pending: len(c.log.ents),
+		Pending: len(c.log.Ents),
 		Lineage: c.lineage,
 	}
 	switch c.role {

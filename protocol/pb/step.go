@@ -63,7 +63,7 @@ func (c *Core) onHello(m Message) error {
 	if err != nil {
 		return err
 	}
-	if !c.extends(m.Seq, m.Lineage) || m.Seq < c.log.base {
+	if !c.extends(m.Seq, m.Lineage) || m.Seq < c.log.Base {
 		p.ready = false
 		c.send(Message{Type: MsgSnapshotNeeded, To: p.id, Seq: m.Seq, Lineage: c.lineage})
 		return nil
@@ -80,7 +80,7 @@ func (c *Core) onHello(m Message) error {
 // else may hold entries this primary does not have.
 func (c *Core) extends(seq, lineage uint64) bool {
 	switch {
-	case seq > c.log.last():
+	case seq > c.log.Last():
 		return false
 	case seq == 0:
 		return true
@@ -113,7 +113,7 @@ func (c *Core) onEntries(m Message) error {
 	}
 	resent := len(m.Entries) == 0
 	for _, e := range m.Entries {
-		last := c.log.last()
+		last := c.log.Last()
 		if e.Seq <= last {
 			resent = true
 			continue
@@ -125,7 +125,7 @@ func (c *Core) onEntries(m Message) error {
 			}
 			break
 		}
-		c.log.append(e)
+		c.log.Append(e)
 		c.ready.Apply = append(c.ready.Apply, e)
 		u.gapHello = false
 	}
@@ -147,7 +147,7 @@ func (c *Core) onAck(m Message) error {
 	if !p.ready {
 		return fmt.Errorf("%w: ack %d from %s before its Hello was accepted in epoch %d", ErrUnexpectedMessage, m.Seq, m.From, c.cfg.Epoch)
 	}
-	seq := min(m.Seq, c.log.last())
+	seq := min(m.Seq, c.log.Last())
 	if seq > p.ack {
 		p.ack, p.idle = seq, 0
 	}
@@ -164,7 +164,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 	}
 	u := &c.up
 	u.quiet = 0
-	if u.awaitSnap || m.Seq != c.log.last() {
+	if u.awaitSnap || m.Seq != c.log.Last() {
 		return nil
 	}
 	u.awaitSnap, u.snapLineage, u.heard = true, m.Lineage, false
@@ -176,7 +176,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 // the log, and at the primary advances the commit point and streams
 // applied entries to the peers, elsewhere acknowledges to the primary.
 func (c *Core) settle() {
-	c.log.trim(c.trimPoint())
+	c.log.Trim(c.trimPoint())
 	if c.role == RolePrimary {
 		c.advanceCommit()
 		c.stream()
@@ -243,14 +243,14 @@ func (c *Core) stream() {
 		if !p.ready {
 			continue
 		}
-		if p.next <= c.log.base {
+		if p.next <= c.log.Base {
 			// Not reachable while the invariants hold; the gap this leaves
 			// makes the peer say Hello and get MsgSnapshotNeeded.
-			p.next = c.log.base + 1
+			p.next = c.log.Base + 1
 		}
 		for p.next <= c.applied {
 			hi := min(c.applied, p.next+uint64(c.opts.MaxBatch)-1)
-			c.send(c.entries(p.id, c.log.slice(p.next, hi)))
+			c.send(c.entries(p.id, c.log.Slice(p.next, hi)))
 			p.next, p.greet = hi+1, false
 		}
 		if p.greet {
@@ -261,13 +261,13 @@ func (c *Core) stream() {
 }
 
 func (c *Core) entries(to string, ents []Entry) Message {
-	return Message{Type: MsgEntries, To: to, Seq: c.log.last(), Lineage: c.lineage, Commit: c.commit, Entries: ents}
+	return Message{Type: MsgEntries, To: to, Seq: c.log.Last(), Lineage: c.lineage, Commit: c.commit, Entries: ents}
 }
 
 // sendHello asks the primary to check this replica's log and stream from
 // its last seq.
 func (c *Core) sendHello() {
-	c.send(Message{Type: MsgHello, To: c.primary, Seq: c.log.last(), Lineage: c.lineage})
+	c.send(Message{Type: MsgHello, To: c.primary, Seq: c.log.Last(), Lineage: c.lineage})
 	c.up.quiet = 0
 }
 

@@ -46,6 +46,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
 // Config is one configuration (view) of a primary-backup group, as the
@@ -57,10 +59,7 @@ type Config struct {
 }
 
 // Entry is one update in the group's history.
-type Entry struct {
-	Seq  uint64
-	Data []byte // an encoded statemachine.Update; opaque to the core
-}
+type Entry = wire.Entry
 
 // MsgType names the messages replicas exchange.
 type MsgType uint8

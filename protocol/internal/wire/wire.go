@@ -1,0 +1,189 @@
+// Package wire holds what the protocol cores share: the entry type, the
+// log of entries a replica keeps, and the primitives of their binary
+// message codecs. Each core keeps its own message layout; this package
+// only makes sure the pieces under it are written once.
+package wire
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Entry is one update in a group's history.
+type Entry struct {
+	Seq  uint64
+	Data []byte // an encoded statemachine.Update; opaque to the core
+}
+
+// Log holds the consecutive entries Base+1 .. Last() that a replica must
+// keep (which ones depends on the protocol).
+//
+// Trimming reslices the front away instead of copying, so the backing array
+// is reclaimed the next time Append has to grow it; trimmed slots are
+// zeroed first so their Data can be collected at once.
+type Log struct {
+	Base uint64 // seq of the newest entry already dropped (or restored)
+	Ents []Entry
+}
+
+// Last is the seq of the newest entry the log has ever held.
+func (l *Log) Last() uint64 { return l.Base + uint64(len(l.Ents)) }
+
+// Append adds e, which must carry seq Last()+1.
+func (l *Log) Append(e Entry) { l.Ents = append(l.Ents, e) }
+
+// Slice returns a copy of the headers of entries lo..hi (inclusive); the
+// caller guarantees Base < lo <= hi <= Last(). The Data slices are shared:
+// entries are immutable once logged.
+func (l *Log) Slice(lo, hi uint64) []Entry {
+	return append([]Entry(nil), l.Ents[lo-l.Base-1:hi-l.Base]...)
+}
+
+// Trim drops every entry with seq <= seq.
+func (l *Log) Trim(seq uint64) {
+	if seq <= l.Base {
+		return
+	}
+	n := min(seq-l.Base, uint64(len(l.Ents)))
+	clear(l.Ents[:n])
+	l.Ents = l.Ents[n:]
+	l.Base += n
+	if len(l.Ents) == 0 {
+		l.Ents = nil
+	}
+}
+
+// Reset empties the log and makes seq its base, as after a snapshot.
+func (l *Log) Reset(seq uint64) {
+	clear(l.Ents)
+	l.Ents = nil
+	l.Base = seq
+}
+
+// AppendString appends a uvarint length and s.
+func AppendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// AppendEntries appends a uvarint count and, per entry, a varint seq delta
+// from the previous entry (the first counting from 0), a uvarint length
+// and the data: consecutive entries cost one byte of seq each.
+func AppendEntries(b []byte, ents []Entry) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ents)))
+	var prev uint64
+	for _, e := range ents {
+		b = binary.AppendVarint(b, int64(e.Seq-prev))
+		prev = e.Seq
+		b = binary.AppendUvarint(b, uint64(len(e.Data)))
+		b = append(b, e.Data...)
+	}
+	return b
+}
+
+// Decoder reads from a byte slice, consuming it, and remembers the first
+// error (wrapping its sentinel); once failed, every read returns a zero
+// value. It never panics on any input.
+type Decoder struct {
+	b        []byte
+	err      error
+	sentinel error
+}
+
+// NewDecoder decodes b; errors wrap sentinel.
+func NewDecoder(b []byte, sentinel error) *Decoder { return &Decoder{b: b, sentinel: sentinel} }
+
+// Err is the first error, or nil.
+func (d *Decoder) Err() error { return d.err }
+
+// Fail records a decoding error about what.
+func (d *Decoder) Fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: bad %s", d.sentinel, what)
+	}
+	d.b = nil
+}
+
+// Byte reads one byte.
+func (d *Decoder) Byte() byte {
+	if len(d.b) == 0 {
+		d.Fail("header")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+// Uvarint reads an unsigned varint.
+func (d *Decoder) Uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.Fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *Decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.Fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// Bytes reads a length-prefixed byte string; the result aliases the input.
+func (d *Decoder) Bytes() []byte {
+	n := d.Uvarint()
+	if n > uint64(len(d.b)) {
+		d.Fail("length")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// Entries reads what AppendEntries wrote, copying the entries' data into
+// one shared buffer no larger than the input; nil for none. The count is
+// checked against the input first (every entry takes at least two bytes),
+// so a corrupt count cannot make it allocate.
+func (d *Decoder) Entries() []Entry {
+	n := d.Uvarint()
+	if d.err != nil || n == 0 {
+		return nil
+	}
+	if n > uint64(len(d.b))/2 {
+		d.Fail("entry count")
+		return nil
+	}
+	ents := make([]Entry, n)
+	arena := make([]byte, 0, len(d.b))
+	var prev uint64
+	for i := range ents {
+		prev += uint64(d.varint())
+		data := d.Bytes()
+		if d.err != nil {
+			return nil
+		}
+		ents[i].Seq = prev
+		if len(data) > 0 {
+			start := len(arena)
+			arena = append(arena, data...)
+			ents[i].Data = arena[start:len(arena):len(arena)]
+		}
+	}
+	return ents
+}
+
+// Finish fails if input is left over, and returns the first error.
+func (d *Decoder) Finish() error {
+	if d.err == nil && len(d.b) > 0 {
+		d.Fail("trailing bytes")
+	}
+	return d.err
+}
