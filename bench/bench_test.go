@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/lockstep/lockstep/internal/proctest"
 )
 
 var seedFlag = flag.Int64("seed", 1, "seed for the load generator in these tests")
@@ -188,16 +190,21 @@ func TestInterrupt(t *testing.T) {
 	cfg.Addr = srv.start()
 	cfg.Requests, cfg.Duration = 0, time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
+	type outcome struct {
+		res Result
+		err error
+	}
+	done := make(chan outcome, 1)
 	go func() {
-		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-			if srv.gets.Load()+srv.sets.Load() > 500 {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		cancel()
+		res, err := Run(ctx, cfg, nil)
+		done <- outcome{res, err}
 	}()
-	res, err := Run(ctx, cfg, nil)
+	proctest.Eventually(t, 10*time.Second, "500 requests served", func() bool {
+		return srv.gets.Load()+srv.sets.Load() > 500
+	})
+	cancel()
+	out := <-done
+	res, err := out.res, out.err
 	if err != nil {
 		t.Fatal(err)
 	}
