@@ -18,6 +18,8 @@ func (c *countingStore) Durable() bool { return true }
 
 func (c *countingStore) Sync() error {
 	c.syncs.Add(1)
+	// The pause is the point: it stands for the disk flush, so writers
+	// arriving meanwhile must queue behind it and share the next one.
 	time.Sleep(200 * time.Microsecond)
 	return nil
 }
