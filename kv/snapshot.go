@@ -119,9 +119,11 @@ func (sw *snapWriter) flushRecord() bool {
 // read and verified in full before the store changes, and then applied as
 // one batch (a clear followed by every entry) numbered with the snapshot's
 // sequence number, so a failure leaves the old state intact and a crash
-// during Restore cannot leave a durable store half loaded. The store
-// refuses a snapshot not newer than its own state with
-// storage.ErrOutOfOrder. Restore reads r to its end and rejects anything
+// during Restore cannot leave a durable store half loaded. The snapshot
+// replaces the state whatever their seqs (a storage.Batch with Replace):
+// whether an older one is welcome is the protocol's call, and a
+// primary-backup replica that applied a deposed primary's entries does go
+// back to the new primary's history. Restore reads r to its end and rejects anything
 // after the snapshot, so a caller streaming more data on the same
 // connection must hand it a reader bounded to the snapshot.
 func (m *Machine) Restore(r io.Reader) error {
@@ -135,7 +137,7 @@ func (m *Machine) Restore(r io.Reader) error {
 		m.cursors.reset()
 		return nil
 	}
-	if err := m.store.Apply(&storage.Batch{Ops: ops, Seq: seq}); err != nil {
+	if err := m.store.Apply(&storage.Batch{Ops: ops, Seq: seq, Replace: true}); err != nil {
 		return fmt.Errorf("kv: restore snapshot at %d: %w", seq, err)
 	}
 	m.cursors.reset()

@@ -33,7 +33,7 @@ func runSuite(t *testing.T, newStore storeFactory) {
 		{"SnapshotRoundTrip", testSnapshotRoundTrip},
 		{"SnapshotConcurrentApply", testSnapshotConcurrentApply},
 		{"RestoreCorrupt", testRestoreCorrupt},
-		{"RestoreNotNewer", testRestoreNotNewer},
+		{"RestoreOlder", testRestoreOlder},
 		{"ApplyCorrupt", testApplyCorrupt},
 		{"ReadIsolation", testReadIsolation},
 	}

@@ -101,8 +101,8 @@ func (m *Memory) Apply(b *Batch) error {
 	if m.closed {
 		return ErrClosed
 	}
-	if b.Seq <= m.seq {
-		return fmt.Errorf("%w: seq %d after %d", ErrOutOfOrder, b.Seq, m.seq)
+	if err := b.checkSeq(m.seq); err != nil {
+		return err
 	}
 	for i := range b.Ops {
 		m.applyOp(&b.Ops[i])

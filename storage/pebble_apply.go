@@ -24,8 +24,8 @@ func (p *Pebble) Apply(b *Batch) error {
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
 	cur := p.state.Load()
-	if b.Seq <= cur.seq {
-		return fmt.Errorf("%w: seq %d after %d", ErrOutOfOrder, b.Seq, cur.seq)
+	if err := b.checkSeq(cur.seq); err != nil {
+		return err
 	}
 	pb := p.db.NewBatch()
 	defer pb.Close()
@@ -45,10 +45,19 @@ func (p *Pebble) Apply(b *Batch) error {
 	if err := d.Finish(); err != nil {
 		return fmt.Errorf("lockstep: storage apply: %w", err)
 	}
-	if err := pb.Commit(pebble.NoSync); err != nil {
+	sync := pebble.NoSync
+	if b.Replace {
+		// Sync's bookkeeping assumes seqs only grow, so a batch that may
+		// lower the seq is made durable here and recorded as synced.
+		sync = pebble.Sync
+	}
+	if err := pb.Commit(sync); err != nil {
 		return fmt.Errorf("lockstep: storage apply seq %d: %w", b.Seq, err)
 	}
 	p.state.Store(next)
+	if b.Replace {
+		p.syncedSeq.Store(b.Seq)
+	}
 	return nil
 }
 

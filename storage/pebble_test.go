@@ -64,6 +64,28 @@ func TestPebbleReopen(t *testing.T) {
 	wantStats(t, p.Stats(), Stats{Keys: 3, Expires: 1})
 }
 
+// TestPebbleReplaceIsDurable: a replace back to an older seq is what a
+// reopen finds, seq and keys alike.
+func TestPebbleReplaceIsDurable(t *testing.T) {
+	dir := t.TempDir()
+	p := openPebble(t, dir, PebbleOptions{})
+	apply(t, p, 9, set("a", "9"))
+	if err := p.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(&Batch{Seq: 2, Replace: true, Ops: []Op{clearOp(), set("r", "2")}}); err != nil {
+		t.Fatal(err)
+	}
+	closePebble(t, p)
+	p = openPebble(t, dir, PebbleOptions{})
+	defer closePebble(t, p)
+	if p.AppliedSeq() != 2 {
+		t.Fatalf("AppliedSeq after a replace and reopen = %d, want 2", p.AppliedSeq())
+	}
+	wantGet(t, p, "r", ent("2", 0))
+	wantGet(t, p, "a", nil)
+}
+
 func TestPebbleWrongCluster(t *testing.T) {
 	dir := t.TempDir()
 	closePebble(t, openPebble(t, dir, PebbleOptions{})) // no id yet

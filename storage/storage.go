@@ -42,9 +42,30 @@ type Op struct {
 // Batch of a fresh store needs Seq >= 1. There is no exception for Seq 0:
 // a replica's history is numbered from 1, and refusing repeats is what lets
 // a replica ignore an update it already applied before a restart.
+//
+// A Replace batch is the exception: it installs a whole new state (a
+// snapshot from another replica), so its first op must be OpClear, and its
+// Seq may be any value, lower than AppliedSeq included. A primary-backup
+// replica that applied entries of a deposed primary goes back to the new
+// primary's history this way.
 type Batch struct {
-	Ops []Op
-	Seq uint64
+	Ops     []Op
+	Seq     uint64
+	Replace bool
+}
+
+// checkSeq reports whether b may follow a store whose AppliedSeq is cur.
+func (b *Batch) checkSeq(cur uint64) error {
+	if b.Replace {
+		if len(b.Ops) == 0 || b.Ops[0].Kind != OpClear {
+			return fmt.Errorf("%w: a replace batch must start with a clear", ErrBadOp)
+		}
+		return nil
+	}
+	if b.Seq <= cur {
+		return fmt.Errorf("%w: seq %d after %d", ErrOutOfOrder, b.Seq, cur)
+	}
+	return nil
 }
 
 // Stats counts what a store holds.
@@ -83,7 +104,9 @@ type Store interface {
 	Get(key []byte) (Entry, bool, error)
 	// Apply applies b atomically. It does not wait for durability: call
 	// Sync for that. It fails with ErrOutOfOrder, changing nothing, unless
-	// b.Seq > AppliedSeq.
+	// b.Seq > AppliedSeq or b is a Replace batch. A Replace batch is made
+	// durable before Apply returns (a durable store must not be found
+	// after a crash with the old state's seq and half of the new one).
 	Apply(b *Batch) error
 	// Scan calls fn for each key >= start in ascending order until fn
 	// returns false.

@@ -264,6 +264,10 @@ func testSeq(t *testing.T, s Store) {
 	if s.AppliedSeq() != 100 {
 		t.Fatalf("AppliedSeq = %d, want 100", s.AppliedSeq())
 	}
+	testReplace(t, s)
+	if s.AppliedSeq() != 100 {
+		t.Fatalf("AppliedSeq after the replace tests = %d, want 100", s.AppliedSeq())
+	}
 }
 
 func testBadOp(t *testing.T, s Store) {
@@ -634,4 +638,31 @@ func TestMemoryOverwriteKeepsSnapshots(t *testing.T) {
 	if st := m.Stats(); st.Keys != 3 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// testReplace checks that a Replace batch may go back in seq, must start
+// with a clear, and leaves the store where it says (here, back at 100).
+func testReplace(t *testing.T, s Store) {
+	t.Helper()
+	if err := s.Apply(&Batch{Seq: 3, Replace: true, Ops: []Op{set("x", "1")}}); !errors.Is(err, ErrBadOp) {
+		t.Fatalf("replace without a clear = %v, want ErrBadOp", err)
+	}
+	if err := s.Apply(&Batch{Seq: 3, Replace: true, Ops: []Op{clearOp(), set("x", "3")}}); err != nil {
+		t.Fatalf("replace back to seq 3: %v", err)
+	}
+	if s.AppliedSeq() != 3 {
+		t.Fatalf("AppliedSeq after replace = %d, want 3", s.AppliedSeq())
+	}
+	wantGet(t, s, "a", nil)
+	wantGet(t, s, "x", ent("3", 0))
+	wantStats(t, s.Stats(), Stats{Keys: 1})
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, s, 4, set("y", "4"))
+	if err := s.Apply(&Batch{Seq: 100, Replace: true, Ops: []Op{clearOp(), set("a", "100")}}); err != nil {
+		t.Fatalf("replace forward to seq 100: %v", err)
+	}
+	wantGet(t, s, "y", nil)
+	wantStats(t, s.Stats(), Stats{Keys: 1})
 }
