@@ -27,18 +27,27 @@ type PlanOptions struct {
 //     members, at epoch 1. Every node starts empty, so no data is at stake.
 //     A group is bootstrapped only once: Plan never creates a configuration
 //     when cur is non-nil.
-//  2. Removal. Members whose (name, incarnation) is not live are removed,
+//  2. Takeover (primary-backup only). If the primary (Members[0]) is not
+//     live, the live backup that reports Complete with the highest Applied
+//     becomes primary, and every dead member and joiner is removed in the
+//     same change. A backup that is not complete (a joiner made backup
+//     that has not yet received everything the primary may have
+//     acknowledged) never becomes primary; with no complete backup alive
+//     the group is down and the configuration stays as it is. Because the
+//     change is a compare-and-swap on the configuration, only one
+//     takeover of a given epoch can win: VMware FT's atomic test-and-set.
+//  3. Removal. Members whose (name, incarnation) is not live are removed,
 //     wherever they sit in the chain, and a joiner that is not live is
 //     cleared. The last member is never removed: if every member is dead the
 //     group is down and the configuration stays as it is. Re-forming it from
 //     nodes that are alive but never held the data (or restarted with their
 //     memory wiped) would silently lose writes that were acknowledged; it
 //     takes an operator, or a member coming back with its data, to decide.
-//  3. Promotion. A joiner that reports StateCaughtUp for the current epoch
-//     is appended as the new tail. A caught-up report from an older epoch
+//  4. Promotion. A joiner that reports StateCaughtUp for the current epoch
+//     is appended as the new tail (or backup). A caught-up report from an older epoch
 //     does not count: the chain changed since and the joiner must catch up
 //     with the new tail.
-//  4. Join. If there is no joiner and at least one member is live, the
+//  5. Join. If there is no joiner and at least one member is live, the
 //     earliest-registered live node that is not a member (a new node, or a
 //     restarted process, which has a new incarnation) becomes the joiner.
 //     Nodes in StateStopping are not picked.
@@ -60,6 +69,9 @@ func Plan(cur *Config, nodes []NodeInfo, opts PlanOptions) (next Config, changed
 	isLive := func(m Member) bool {
 		n, ok := byName[m.Name]
 		return ok && n.Incarnation == m.Incarnation
+	}
+	if cur.Protocol == ProtocolPrimaryBackup && len(cur.Members) > 0 && !isLive(cur.Members[0]) {
+		return planTakeover(*cur, byName, isLive)
 	}
 	if next, ok, why := planRemoval(*cur, isLive); ok || why != "" {
 		return next, ok, why
@@ -142,7 +154,49 @@ func planPromotion(cur Config, joiner NodeInfo) (Config, bool, string) {
 	next.Joining = nil
 	next.Epoch++
 	next.Revision = 0
-	return next, true, "promote " + cur.Joining.String() + " to tail"
+	place := "tail"
+	if cur.Protocol == ProtocolPrimaryBackup {
+		place = "backup"
+	}
+	return next, true, "promote " + cur.Joining.String() + " to " + place
+}
+
+// planTakeover replaces a dead primary with the most advanced complete
+// live backup, removing every dead member and joiner at once.
+func planTakeover(cur Config, byName map[string]NodeInfo, isLive func(Member) bool) (Config, bool, string) {
+	best := -1
+	for i, m := range cur.Members[1:] {
+		n, ok := byName[m.Name]
+		if !ok || !isLive(m) || !n.Complete {
+			continue
+		}
+		if best < 0 || n.Applied > byName[cur.Members[best].Name].Applied {
+			best = i + 1
+		}
+	}
+	dead := cur.Members[0]
+	if best < 0 {
+		return cur.clone(), false, fmt.Sprintf("group down: primary %s is dead and no live backup is complete; keeping configuration", dead)
+	}
+	next := cur.clone()
+	next.Members = []Member{cur.Members[best]}
+	var gone []Member
+	for i, m := range cur.Members {
+		switch {
+		case i == best:
+		case isLive(m):
+			next.Members = append(next.Members, m)
+		default:
+			gone = append(gone, m)
+		}
+	}
+	if cur.Joining != nil && !isLive(*cur.Joining) {
+		next.Joining = nil
+	}
+	next.Epoch++
+	next.Revision = 0
+	return next, true, fmt.Sprintf("primary %s is dead: backup %s takes over (applied %d); remove dead %s",
+		dead, cur.Members[best], byName[cur.Members[best].Name].Applied, memberList(gone))
 }
 
 func planJoin(cur Config, live []NodeInfo) (Config, bool, string) {

@@ -147,3 +147,75 @@ func TestPlanConverges(t *testing.T) {
 		t.Fatalf("fixed point %+v, want members %v and no joiner", cur, want)
 	}
 }
+
+func pbcfg(epoch uint64, joining string, names ...string) *Config {
+	c := cfg(epoch, joining, names...)
+	c.Protocol = ProtocolPrimaryBackup
+	return c
+}
+
+// complete marks names as complete members that applied the given seqs.
+func complete(nodes []NodeInfo, applied map[string]uint64) []NodeInfo {
+	for name, a := range applied {
+		nodes = with(nodes, name, func(n *NodeInfo) { n.Complete, n.Applied = true, a })
+	}
+	return nodes
+}
+
+// TestPlanPrimaryBackup covers the takeover rule: only a complete live
+// backup becomes primary, the most advanced one, and the dead are removed
+// in the same change.
+func TestPlanPrimaryBackup(t *testing.T) {
+	tests := []struct {
+		name    string
+		cur     *Config
+		nodes   []NodeInfo
+		want    *Config
+		because string
+	}{
+		{name: "bootstrap orders by name", nodes: live("b", "a"), want: &Config{Epoch: 1, Protocol: ProtocolPrimaryBackup, Members: members("a", "b")}},
+		{name: "backup dies", cur: pbcfg(5, "", "a", "b", "c"), nodes: complete(live("a", "c"), map[string]uint64{"c": 9}),
+			want: pbcfg(6, "", "a", "c"), because: "remove dead [b/i-b]"},
+		{name: "most advanced complete backup takes over", cur: pbcfg(5, "", "a", "b", "c"),
+			nodes: complete(live("b", "c"), map[string]uint64{"b": 7, "c": 9}),
+			want:  pbcfg(6, "", "c", "b"), because: "backup c/i-c takes over (applied 9)"},
+		{name: "tie goes to the earlier backup", cur: pbcfg(5, "", "a", "b", "c"),
+			nodes: complete(live("b", "c"), map[string]uint64{"b": 9, "c": 9}), want: pbcfg(6, "", "b", "c")},
+		{name: "an incomplete backup is passed over", cur: pbcfg(5, "", "a", "b", "c"),
+			nodes: complete(live("b", "c"), map[string]uint64{"b": 3}), want: pbcfg(6, "", "b", "c")},
+		{name: "no complete backup: group down", cur: pbcfg(5, "", "a", "b"), nodes: live("b"), because: "no live backup is complete"},
+		{name: "takeover removes dead backups and joiner", cur: pbcfg(5, "d", "a", "b", "c"),
+			nodes: complete(live("c"), map[string]uint64{"c": 4}), want: pbcfg(6, "", "c"), because: "remove dead [a/i-a b/i-b]"},
+		{name: "takeover keeps a live joiner", cur: pbcfg(5, "d", "a", "b"),
+			nodes: complete(live("b", "d"), map[string]uint64{"b": 4}), want: pbcfg(6, "d", "b")},
+		{name: "fresh node after total loss stays out", cur: pbcfg(5, "", "a", "b"), nodes: live("z"), because: "no live backup is complete"},
+		{name: "caught-up joiner becomes backup", cur: pbcfg(5, "d", "a"),
+			nodes: with(live("a", "d"), "d", func(n *NodeInfo) { n.State, n.Epoch = StateCaughtUp, 5 }),
+			want:  pbcfg(6, "", "a", "d"), because: "to backup"},
+	}
+	opts := PlanOptions{Protocol: ProtocolPrimaryBackup, BootstrapExpect: 2}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			next, changed, reason := Plan(tc.cur, tc.nodes, opts)
+			if changed != (tc.want != nil) {
+				t.Fatalf("changed = %v (reason %q, next %+v), want %v", changed, reason, next, tc.want != nil)
+			}
+			if tc.want != nil {
+				next.Revision, tc.want.Revision = 0, 0
+				if !reflect.DeepEqual(next, *tc.want) {
+					t.Fatalf("next = %+v joining %v, want %+v joining %v", next, next.Joining, *tc.want, tc.want.Joining)
+				}
+				var prev Config
+				if tc.cur != nil {
+					prev = *tc.cur
+				}
+				if err := checkSuccessor(prev, next); err != nil {
+					t.Fatalf("plan breaks the CAS rules: %v", err)
+				}
+			}
+			if !strings.Contains(reason, tc.because) {
+				t.Fatalf("reason %q does not mention %q", reason, tc.because)
+			}
+		})
+	}
+}

@@ -66,9 +66,15 @@ const (
 	StateStopping = "stopping"
 )
 
+// Replication protocols a group may run (Config.Protocol).
+const (
+	ProtocolChain         = "chain"
+	ProtocolPrimaryBackup = "primary-backup"
+)
+
 // DefaultProtocol is the replication protocol a group is bootstrapped with
 // when [PlanOptions.Protocol] is empty.
-const DefaultProtocol = "chain"
+const DefaultProtocol = ProtocolChain
 
 // Member identifies one replica of a group. Incarnation is a random id chosen
 // at every process start, so a restarted process is a new member that must
@@ -150,7 +156,12 @@ type NodeInfo struct {
 	// StateCaughtUp counts only for this epoch.
 	Epoch   uint64 `json:"epoch"`
 	Applied uint64 `json:"applied"`
-	Lag     uint64 `json:"lag"`
+	// Lag, at a primary, is how far its slowest backup is behind.
+	Lag uint64 `json:"lag"`
+	// Complete means the node is a member holding every entry that may
+	// have been acknowledged to a client; only a complete backup may be
+	// made primary (see Plan).
+	Complete bool `json:"complete,omitempty"`
 	// CreateRevision is the etcd revision at which this incarnation
 	// registered; it orders nodes by registration. Filled by ListNodes.
 	CreateRevision int64 `json:"-"`

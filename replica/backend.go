@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/lockstep/lockstep/protocol/chain"
 	"github.com/lockstep/lockstep/resp"
 	"github.com/lockstep/lockstep/statemachine"
 )
@@ -40,7 +39,7 @@ func (r *Replica) Write(args [][]byte, out []byte) ([]byte, uint64, error) {
 	if strings.EqualFold(string(args[0]), cmdForwardWrite) {
 		return r.forwardedWrite(args, out)
 	}
-	if isHead(r.Role()) && r.leaseValid() {
+	if r.Role().orders() && r.leaseValid() {
 		out, seq, err := r.propose("", 0, args, out)
 		if !errors.Is(err, ErrNotServing) {
 			return out, seq, err
@@ -58,7 +57,7 @@ func (r *Replica) forwardedWrite(args [][]byte, out []byte) ([]byte, uint64, err
 	if err != nil || client == "" {
 		return resp.AppendError(out, "ERR lockstep.fwd: bad client id or request number"), 0, nil
 	}
-	if !isHead(r.Role()) || !r.leaseValid() {
+	if !r.Role().orders() || !r.leaseValid() {
 		return resp.AppendError(out, tryAgain("not the head")), 0, nil
 	}
 	return r.propose(client, num, args[3:], out)
@@ -70,7 +69,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 	deadline := time.Now().Add(r.opts.WaitTimeout)
 	for {
 		r.mu.Lock()
-		if !isHead(r.Role()) {
+		if !r.Role().orders() {
 			r.mu.Unlock()
 			return out, 0, ErrNotServing
 		}
@@ -96,7 +95,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 			return out, 0, r.fail(err)
 		}
 		seq, err := r.core.Propose(u)
-		if errors.Is(err, chain.ErrWindowFull) {
+		if errors.Is(err, errWindowFull) {
 			ch := r.commit.windowChanged()
 			r.mu.Unlock()
 			if err := waitUntil(ch, deadline); err != nil {
@@ -133,7 +132,7 @@ func waitUntil(ch <-chan struct{}, deadline time.Time) error {
 	}
 }
 
-// Read answers at the tail or forwards to it.
+// Read answers at the tail or primary, or forwards the read there.
 func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 	if err := r.Err(); err != nil {
 		return out, 0, err
@@ -142,31 +141,43 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 	if local {
 		args = args[1:]
 	}
-	if isTail(r.Role()) && r.leaseValid() {
-		r.mu.RLock()
-		// A tail serves reads only once the core knows it holds every
-		// committed entry (a promoted joiner may still be catching up).
-		ok := r.core.Status().ReadReady
-		var err error
-		if ok {
-			out, err = r.sm.Read(args, r.opts.Now().UnixMilli(), out)
-		}
-		r.mu.RUnlock()
-		if ok {
-			return out, 0, err
+	if r.Role().answersReads() && r.leaseValid() {
+		if out, gate, ok, err := r.readLocal(args, out); ok {
+			return out, gate, err
 		}
 	}
 	if local {
-		return resp.AppendError(out, tryAgain("not the tail")), 0, nil
+		return resp.AppendError(out, tryAgain("not the replica that answers reads")), 0, nil
 	}
 	r.stats.forwarded.Add(1)
 	out, err := r.forward.read(args, out)
 	return out, 0, err
 }
 
-// Wait blocks until the write numbered gate has committed (every replica
-// in the chain has applied it). If this replica stops being the head first,
-// the write's fate is unknown and the client is told so.
+// readLocal answers a read from this replica's state if the core allows:
+// a chain tail holds only committed entries, so its reply goes at once; a
+// primary has applied entries that may not be committed yet, so the reply
+// is gated like a write's on the seq it read at, and a failover can never
+// take back what a client has read.
+func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ok, gated := r.core.ReadReady()
+	if !ok {
+		return out, 0, false, nil
+	}
+	var gate uint64
+	if gated {
+		gate = r.sm.AppliedSeq()
+	}
+	out, err := r.sm.Read(args, r.opts.Now().UnixMilli(), out)
+	return out, gate, true, err
+}
+
+// Wait blocks until the write (or a primary's read) numbered gate has
+// committed: every replica in the chain, or every backup, has applied it.
+// If this replica stops ordering writes first, the write's fate is unknown
+// and the client is told so.
 func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 	if gate == 0 || r.commit.seq.Load() >= gate {
 		return nil
@@ -178,7 +189,7 @@ func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 		if err != nil {
 			return err
 		}
-		if !isHead(r.Role()) && r.commit.seq.Load() < gate {
+		if !r.Role().orders() && r.commit.seq.Load() < gate {
 			return ErrOutcomeUnknown
 		}
 		select {
@@ -212,7 +223,7 @@ func (r *Replica) RunExpirySweeper(ctx context.Context, interval time.Duration, 
 			return
 		case <-t.C:
 		}
-		if !isHead(r.Role()) || !r.leaseValid() || r.Err() != nil {
+		if !r.Role().orders() || !r.leaseValid() || r.Err() != nil {
 			continue
 		}
 		after = r.sweepOnce(after, batch)
@@ -222,7 +233,7 @@ func (r *Replica) RunExpirySweeper(ctx context.Context, interval time.Duration, 
 func (r *Replica) sweepOnce(after []byte, batch int) []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !isHead(r.Role()) {
+	if !r.Role().orders() {
 		return after
 	}
 	r.env.nowMillis = r.opts.Now().UnixMilli()

@@ -1,40 +1,10 @@
 package replica
 
 import (
-	"github.com/lockstep/lockstep/coord"
-	"github.com/lockstep/lockstep/protocol/chain"
-)
+	"fmt"
 
-// chainConfig converts the coordinator's configuration into the core's.
-// Members are named by node name, but a member slot belongs to one process
-// incarnation: a restarted process with the same name is a new node that
-// must rejoin, so its name is hidden from the core until then.
-func chainConfig(cfg coord.Config, name, incarnation string) (chain.Config, bool) {
-	out := chain.Config{Epoch: cfg.Epoch}
-	member := false
-	for _, m := range cfg.Members {
-		id := m.Name
-		if m.Name == name {
-			if m.Incarnation == incarnation {
-				member = true
-			} else {
-				id = m.Name + "#" + m.Incarnation
-			}
-		}
-		out.Members = append(out.Members, id)
-	}
-	if j := cfg.Joining; j != nil {
-		out.Joining = j.Name
-		if j.Name == name {
-			if j.Incarnation == incarnation {
-				member = true
-			} else {
-				out.Joining = j.Name + "#" + j.Incarnation
-			}
-		}
-	}
-	return out, member
-}
+	"github.com/lockstep/lockstep/coord"
+)
 
 // applyConfig installs a new configuration in the core and publishes the
 // resulting role. Waiting writers re-check whether they can still commit.
@@ -42,19 +12,22 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	if cfg.Epoch <= r.epoch.Load() {
 		return
 	}
-	cc, member := chainConfig(cfg, r.opts.Name, r.opts.Incarnation)
+	if cfg.Protocol != "" && cfg.Protocol != r.core.Protocol() {
+		r.fail(fmt.Errorf("%w: the group runs %s, this replica %s; start it with --protocol %s",
+			ErrWrongProtocol, cfg.Protocol, r.core.Protocol(), cfg.Protocol))
+		return
+	}
 	r.mu.Lock()
 	r.flushHeadAppliedLocked()
 	r.cfg = cfg
-	r.member = member
-	r.core.SetConfig(cc)
+	r.member = r.core.SetConfig(cfg, r.opts.Name, r.opts.Incarnation)
 	st := r.core.Status()
 	r.mu.Unlock()
 	r.role.Store(uint32(st.Role))
 	r.epoch.Store(cfg.Epoch)
 	r.routes.setConfig(cfg)
 	r.commit.wake()
-	r.log.Info("configuration", "epoch", cfg.Epoch, "role", roleName(st.Role), "members", names(cfg.Members), "joining", joiningName(cfg))
+	r.log.Info("configuration", "epoch", cfg.Epoch, "role", st.Role.String(), "members", names(cfg.Members), "joining", joiningName(cfg))
 }
 
 func names(ms []coord.Member) []string {
@@ -71,23 +44,3 @@ func joiningName(cfg coord.Config) string {
 	}
 	return cfg.Joining.Name
 }
-
-// roleName is the word `lockstep status` and INFO use for a role.
-func roleName(r chain.Role) string {
-	switch r {
-	case chain.RoleHead:
-		return "head"
-	case chain.RoleMiddle:
-		return "middle"
-	case chain.RoleTail:
-		return "tail"
-	case chain.RoleSingle:
-		return "single"
-	case chain.RoleJoining:
-		return "joining"
-	}
-	return "none"
-}
-
-func isHead(r chain.Role) bool { return r == chain.RoleHead || r == chain.RoleSingle }
-func isTail(r chain.Role) bool { return r == chain.RoleTail || r == chain.RoleSingle }

@@ -13,8 +13,8 @@ import (
 	"github.com/lockstep/lockstep/resp"
 )
 
-// routes knows where the head and tail of the current configuration take
-// client connections.
+// routes knows where the replicas that order writes (head or primary) and
+// answer reads (tail or primary) take client connections.
 type routes struct {
 	mu      sync.Mutex
 	cfg     coord.Config
@@ -51,8 +51,9 @@ func (rt *routes) notifyLocked() {
 	rt.changed = make(chan struct{})
 }
 
-// target returns the client address of the head (wantHead) or the tail,
-// and a channel closed when routing information changes.
+// target returns the client address of the head or primary (wantHead) or
+// of the replica that answers reads, and a channel closed when routing
+// information changes.
 func (rt *routes) target(wantHead bool) (string, <-chan struct{}) {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
@@ -61,8 +62,8 @@ func (rt *routes) target(wantHead bool) (string, <-chan struct{}) {
 		return "", rt.changed
 	}
 	m := ms[len(ms)-1]
-	if wantHead {
-		m = ms[0]
+	if wantHead || rt.cfg.Protocol == ProtocolPrimaryBackup {
+		m = ms[0] // a primary orders writes and answers reads
 	}
 	if rt.incs[m.Name] != m.Incarnation {
 		return "", rt.changed // that member's process is gone

@@ -20,23 +20,23 @@ func (r *Replica) handleReady(ctx context.Context) {
 	for range 64 {
 		r.mu.Lock()
 		rd := r.core.Ready()
-		if n := len(rd.Apply); n > 0 {
-			if err := r.applyLocked(rd.Apply); err != nil {
+		if n := len(rd.apply); n > 0 {
+			if err := r.applyLocked(rd.apply); err != nil {
 				r.mu.Unlock()
 				r.fail(err)
 				return
 			}
-			r.core.Applied(rd.Apply[n-1].Seq)
+			r.core.Applied(rd.apply[n-1].Seq)
 		}
 		r.mu.Unlock()
-		r.sendAll(rd.Messages)
-		if rd.Commit > 0 {
-			r.commit.advance(rd.Commit)
+		r.sendAll(rd.msgs)
+		if rd.commit > 0 {
+			r.commit.advance(rd.commit)
 		}
-		if rd.NeedSnapshot != "" {
-			r.startFetch(ctx, rd.NeedSnapshot)
+		if rd.needSnapshot != "" {
+			r.startFetch(ctx, rd.needSnapshot)
 		}
-		if len(rd.Apply) == 0 && len(rd.Messages) == 0 {
+		if len(rd.apply) == 0 && rd.msgs.Len() == 0 {
 			return
 		}
 	}
@@ -57,10 +57,11 @@ func (r *Replica) applyLocked(entries []chain.Entry) error {
 
 // sendAll encodes each message into one reused buffer (Send copies it)
 // and hands it to the transport. It runs under readyMu, which guards buf.
-func (r *Replica) sendAll(msgs []chain.Message) {
-	for _, m := range msgs {
-		r.sendBuf = chain.AppendMessage(r.sendBuf[:0], m)
-		if !r.send.Send(m.To, r.sendBuf) {
+func (r *Replica) sendAll(msgs outbox) {
+	for i := range msgs.Len() {
+		var to string
+		to, r.sendBuf = msgs.Encode(i, r.sendBuf[:0])
+		if !r.send.Send(to, r.sendBuf) {
 			r.stats.dropped.Add(1)
 		}
 	}

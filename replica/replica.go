@@ -1,5 +1,6 @@
 // Package replica is the runtime that runs a replication protocol core on
-// a real node: it feeds the pure core (protocol/chain) with messages from
+// a real node: it feeds the pure core (protocol/chain or protocol/pb,
+// behind the small protocolCore interface) with messages from
 // the transport, ticks from a clock and configurations from the etcd
 // coordinator, and carries out the core's effects: sending messages,
 // applying entries to the state machine, releasing client replies at the
@@ -7,7 +8,7 @@
 //
 // It implements server.Backend, so the RESP front end is the same one a
 // standalone node uses. Clients may talk to any replica: writes are
-// forwarded to the head, reads to the tail.
+// forwarded to the head or primary, reads to the tail or primary.
 package replica
 
 import (
@@ -23,7 +24,6 @@ import (
 
 	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/dedup"
-	"github.com/lockstep/lockstep/protocol/chain"
 	"github.com/lockstep/lockstep/storage"
 )
 
@@ -37,6 +37,8 @@ var (
 	ErrOutcomeUnknown = errors.New("lockstep: write outcome unknown after reconfiguration")
 	// ErrFailed: a local storage error stopped the replica.
 	ErrFailed = errors.New("lockstep: replica failed")
+	// ErrWrongProtocol: the group runs another protocol than this replica.
+	ErrWrongProtocol = errors.New("lockstep: group runs another replication protocol")
 )
 
 // Sender delivers an encoded protocol message to a peer by name. It must
@@ -61,8 +63,12 @@ type Options struct {
 	Incarnation string
 	Machine     *dedup.Machine
 	Store       storage.Store
-	Core        chain.Options
-	Tick        time.Duration // core tick; default 10ms
+	// Protocol is the replication protocol the replica runs (chain if
+	// empty). It must be the group's: a configuration naming another
+	// stops the replica with ErrWrongProtocol.
+	Protocol string
+	Core     CoreOptions
+	Tick     time.Duration // core tick; default 10ms
 	// WaitTimeout bounds how long a write's reply waits for commit; the
 	// client then gets an error (outcome unknown). Default 30s.
 	WaitTimeout time.Duration
@@ -70,7 +76,7 @@ type Options struct {
 	Logger      *slog.Logger
 }
 
-// Replica runs one chain replica.
+// Replica runs one replica of a group.
 type Replica struct {
 	opts  Options
 	sm    *dedup.Machine
@@ -86,7 +92,7 @@ type Replica struct {
 	// mu guards the core and serializes Prepare, Apply and Restore; reads
 	// of the state machine take it shared.
 	mu     sync.RWMutex
-	core   *chain.Core
+	core   protocolCore
 	env    env
 	cfg    coord.Config
 	member bool // my incarnation is the configured one for my name
@@ -95,11 +101,10 @@ type Replica struct {
 	// reported to the core (guarded by mu); see flushHeadApplied.
 	headApplied uint64
 
-	role   atomic.Uint32 // chain.Role
+	role   atomic.Uint32 // Role
 	epoch  atomic.Uint64
 	commit commitPoint
 
-	inbox  chan chain.Message
 	runCtx atomic.Pointer[context.Context]
 	// readyMu serializes taking and carrying out the core's effects, so
 	// messages leave in the order the core produced them whichever
@@ -132,15 +137,17 @@ func New(opts Options) (*Replica, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	opts.Core.ID = opts.Name
+	core, err := newCore(opts.Protocol, opts.Name, opts.Core, opts.Machine.AppliedSeq())
+	if err != nil {
+		return nil, err
+	}
 	r := &Replica{
 		opts:    opts,
 		sm:      opts.Machine,
 		store:   opts.Store,
 		log:     opts.Logger,
-		core:    chain.New(opts.Core, opts.Machine.AppliedSeq()),
+		core:    core,
 		env:     newEnv(),
-		inbox:   make(chan chain.Message, 4096),
 		configs: make(chan coord.Config, 16),
 		kick:    make(chan struct{}, 1),
 		routes:  newRoutes(),
@@ -164,14 +171,12 @@ func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
 // as one batch: one message downstream and one ack upstream instead of
 // one per update.
 func (r *Replica) Deliver(from string, payload []byte) {
-	m, err := chain.DecodeMessage(payload)
-	if err != nil {
-		r.log.Warn("dropping undecodable message", "from", from, "err", err)
-		return
-	}
 	r.mu.Lock()
-	r.stepLocked(m)
+	err := r.core.Step(payload)
 	r.mu.Unlock()
+	if err != nil {
+		r.log.Debug("message refused", "from", from, "err", err)
+	}
 }
 
 // BurstDone carries out the effects of the messages Deliver stepped, on
@@ -217,7 +222,10 @@ func (r *Replica) fail(err error) error {
 func (r *Replica) Failed() <-chan struct{} { return r.failedCh }
 
 // Role is the replica's current role.
-func (r *Replica) Role() chain.Role { return chain.Role(r.role.Load()) }
+func (r *Replica) Role() Role { return Role(r.role.Load()) }
+
+// Protocol is the replication protocol the replica runs.
+func (r *Replica) Protocol() string { return r.core.Protocol() }
 
 // Epoch is the configuration epoch the replica runs in.
 func (r *Replica) Epoch() uint64 { return r.epoch.Load() }
@@ -232,8 +240,6 @@ func (r *Replica) Run(ctx context.Context) {
 		case <-ctx.Done():
 			r.commit.fail(ErrNotServing)
 			return
-		case m := <-r.inbox:
-			r.stepMessages(m)
 		case cfg := <-r.configs:
 			r.applyConfig(cfg)
 		case <-r.kick:
@@ -251,28 +257,6 @@ func (r *Replica) Run(ctx context.Context) {
 			r.mu.Unlock()
 		}
 		r.handleReady(ctx)
-	}
-}
-
-// stepMessages steps m and whatever else is already queued, so a burst of
-// messages costs one Ready round.
-func (r *Replica) stepMessages(m chain.Message) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.stepLocked(m)
-	for range 256 {
-		select {
-		case m = <-r.inbox:
-			r.stepLocked(m)
-		default:
-			return
-		}
-	}
-}
-
-func (r *Replica) stepLocked(m chain.Message) {
-	if err := r.core.Step(m); err != nil && !errors.Is(err, chain.ErrStaleEpoch) {
-		r.log.Debug("message refused", "from", m.From, "type", m.Type, "err", err)
 	}
 }
 

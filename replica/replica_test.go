@@ -59,28 +59,43 @@ func closed(ch <-chan struct{}) bool {
 	}
 }
 
-// TestChainConfigHidesOtherIncarnation checks that a restarted process
-// (same name, new incarnation) is not mistaken for the member slot its
-// predecessor held: it must rejoin.
-func TestChainConfigHidesOtherIncarnation(t *testing.T) {
+// TestConfigHidesOtherIncarnation checks that a restarted process (same
+// name, new incarnation) is not mistaken for the member slot its
+// predecessor held: it must rejoin. Both protocols' cores see it so.
+func TestConfigHidesOtherIncarnation(t *testing.T) {
 	cfg := coord.Config{Epoch: 4, Members: []coord.Member{{Name: "n1", Incarnation: "a"}, {Name: "n2", Incarnation: "b"}}}
-	cc, member := chainConfig(cfg, "n2", "b")
-	if !member || !slices.Equal(cc.Members, []string{"n1", "n2"}) || cc.Epoch != 4 {
-		t.Fatalf("same incarnation: %+v member=%v", cc, member)
+	members, _, member := memberIDs(cfg, "n2", "b")
+	if !member || !slices.Equal(members, []string{"n1", "n2"}) {
+		t.Fatalf("same incarnation: %v member=%v", members, member)
 	}
-	cc, member = chainConfig(cfg, "n2", "c")
-	if member || slices.Contains(cc.Members, "n2") {
-		t.Fatalf("new incarnation must not be the member: %+v member=%v", cc, member)
+	members, _, member = memberIDs(cfg, "n2", "c")
+	if member || slices.Contains(members, "n2") {
+		t.Fatalf("new incarnation must not be the member: %v member=%v", members, member)
 	}
-	core := chain.New(chain.Options{ID: "n2"}, 0)
-	core.SetConfig(cc)
-	if r := core.Status().Role; r != chain.RoleNone {
-		t.Fatalf("core of the new incarnation has role %v", r)
+	for _, proto := range []string{ProtocolChain, ProtocolPrimaryBackup} {
+		core, err := newCore(proto, "n2", CoreOptions{}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if core.SetConfig(cfg, "n2", "c") {
+			t.Fatalf("%s: new incarnation reported as member", proto)
+		}
+		if r := core.Status().Role; r != RoleNone {
+			t.Fatalf("%s: core of the new incarnation has role %v", proto, r)
+		}
 	}
 	cfg.Joining = &coord.Member{Name: "n2", Incarnation: "c"}
 	cfg.Members = cfg.Members[:1]
-	if cc, member = chainConfig(cfg, "n2", "c"); !member || cc.Joining != "n2" {
-		t.Fatalf("joining as the new incarnation: %+v member=%v", cc, member)
+	if _, joining, member := memberIDs(cfg, "n2", "c"); !member || joining != "n2" {
+		t.Fatalf("joining as the new incarnation: %q member=%v", joining, member)
+	}
+}
+
+// TestUnknownProtocolRefused: a replica is built only for a protocol this
+// build runs.
+func TestUnknownProtocolRefused(t *testing.T) {
+	if _, err := newCore("paxos", "n1", CoreOptions{}, 0); !errors.Is(err, ErrUnknownProtocol) {
+		t.Fatalf("newCore(paxos) = %v, want ErrUnknownProtocol", err)
 	}
 }
 

@@ -4,14 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"sync"
 	"time"
 
 	"github.com/lockstep/lockstep/statemachine"
-	"github.com/lockstep/lockstep/storage"
 )
 
 // Snapshot transfer is chunked (the transport streams it in frames) and
@@ -219,19 +217,19 @@ func (r *Replica) install(from string, seq uint64, buf *bytes.Buffer, start time
 	size := buf.Len()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.core.AcceptsSnapshot(seq) {
+	if !r.core.AcceptsSnapshot(from, seq) {
 		// A reconfiguration or entries applied meanwhile made it moot;
 		// installing it now would put the state out of step with the core.
 		r.log.Info("snapshot no longer wanted", "from", from, "seq", seq)
 		return nil
 	}
-	if err := r.sm.Restore(buf); err != nil && !errors.Is(err, storage.ErrOutOfOrder) {
+	if err := r.sm.Restore(buf); err != nil {
 		return err
 	}
 	if got := r.sm.AppliedSeq(); got != seq {
 		return r.fail(fmt.Errorf("snapshot from %s announced seq %d but restored %d", from, seq, got))
 	}
-	r.core.Restored(seq)
+	r.core.Restored(from, seq)
 	r.log.Info("snapshot installed", "from", from, "seq", seq, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

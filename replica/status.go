@@ -3,20 +3,26 @@ package replica
 import (
 	"fmt"
 
-	"github.com/lockstep/lockstep/protocol/chain"
 	"github.com/lockstep/lockstep/storage"
 	"github.com/lockstep/lockstep/transport"
 )
 
 // Status is what the replica reports to the coordinator and INFO.
 type Status struct {
-	Role     string // head, middle, tail, single, joining, none
+	Protocol string // chain or primary-backup
+	Role     string // head, middle, tail, single, primary, backup, joining, none
 	State    string // serving, joining, caughtup, idle
 	Epoch    uint64
 	Applied  uint64
 	Commit   uint64
 	Pending  int
 	CaughtUp bool
+	// Complete: a member holding every entry that may have been
+	// acknowledged; only a complete backup may become primary.
+	Complete bool
+	// Lag, at a primary, is how many entries the slowest backup or joiner
+	// is behind; writes wait once it reaches the window.
+	Lag uint64
 }
 
 // Status reads the core's view.
@@ -25,15 +31,16 @@ func (r *Replica) Status() Status {
 	st := r.core.Status()
 	r.mu.RUnlock()
 	s := Status{
-		Role: roleName(st.Role), Epoch: st.Epoch, Applied: st.Applied,
+		Protocol: r.core.Protocol(), Role: st.Role.String(), Epoch: st.Epoch, Applied: st.Applied,
 		Commit: r.commit.seq.Load(), Pending: st.Pending, CaughtUp: st.CaughtUp,
+		Complete: st.Complete, Lag: st.Lag,
 	}
 	switch {
-	case st.Role == chain.RoleJoining && st.CaughtUp:
+	case st.Role == RoleJoining && st.CaughtUp:
 		s.State = "caughtup"
-	case st.Role == chain.RoleJoining:
+	case st.Role == RoleJoining:
 		s.State = "joining"
-	case st.Role == chain.RoleNone:
+	case st.Role == RoleNone:
 		s.State = "idle"
 	default:
 		s.State = "serving"
@@ -47,11 +54,11 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 	case "replication":
 		st := r.Status()
 		redisRole := "slave"
-		if st.Role == "head" || st.Role == "single" {
+		if r.Role().orders() {
 			redisRole = "master"
 		}
-		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:chain\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\n",
-			redisRole, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, r.stats.forwarded.Load(), r.stats.snapshots.Load())
+		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:%s\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_complete:%d\r\nlockstep_backup_lag:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\n",
+			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load())
 		if ts, ok := r.send.(interface{ Stats() transport.Stats }); ok {
 			t := ts.Stats()
 			b = fmt.Appendf(b, "lockstep_peer_msgs_sent:%d\r\nlockstep_peer_writes:%d\r\nlockstep_peer_msgs_received:%d\r\nlockstep_peer_msgs_dropped:%d\r\n",
@@ -65,4 +72,11 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 		return b, false
 	}
 	return b, true
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

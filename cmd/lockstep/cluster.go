@@ -17,7 +17,6 @@ import (
 	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/dedup"
 	"github.com/lockstep/lockstep/kv"
-	"github.com/lockstep/lockstep/protocol/chain"
 	"github.com/lockstep/lockstep/replica"
 	"github.com/lockstep/lockstep/server"
 	"github.com/lockstep/lockstep/storage"
@@ -53,8 +52,10 @@ func (c *clusterFlags) validate() error {
 	if _, _, err := net.SplitHostPort(c.peerAddr); err != nil {
 		return fmt.Errorf("--peer-addr %q: %w", c.peerAddr, err)
 	}
-	if c.protocol != "chain" {
-		return fmt.Errorf("--protocol %q: only chain is available", c.protocol)
+	switch c.protocol {
+	case "", replica.ProtocolChain, replica.ProtocolPrimaryBackup:
+	default:
+		return fmt.Errorf("--protocol %q: want %s or %s", c.protocol, replica.ProtocolChain, replica.ProtocolPrimaryBackup)
 	}
 	if c.leaseTTL < time.Second {
 		return fmt.Errorf("--lease-ttl %v: must be at least 1s (etcd leases are whole seconds)", c.leaseTTL)
@@ -103,6 +104,10 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	if err != nil {
 		return fmt.Errorf("cannot reach etcd at %s: %w", cf.etcd, err)
 	}
+	proto, err := groupProtocol(octx, n.cli, cf)
+	if err != nil {
+		return err
+	}
 	if n.store, err = openReplicaStore(f, id, log); err != nil {
 		return err
 	}
@@ -110,7 +115,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	machine := dedup.Wrap(kv.New(n.store, kv.Options{}), 0)
 	n.rep, err = replica.New(replica.Options{
 		Name: cf.name, Incarnation: inc, Machine: machine, Store: n.store,
-		Core:   chain.Options{Window: cf.window},
+		Protocol: proto, Core: replica.CoreOptions{Window: cf.window},
 		Logger: log.With("component", "replica"),
 	})
 	if err != nil {
@@ -135,8 +140,29 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		return fmt.Errorf("register with etcd: %w", err)
 	}
 	n.rep.Attach(n.tr, n.tr, n.session)
-	log.Info("joined cluster", "cluster", cf.cluster, "cluster_id", id, "name", cf.name, "incarnation", inc, "peer_addr", n.tr.Addr())
+	log.Info("joined cluster", "cluster", cf.cluster, "cluster_id", id, "name", cf.name, "incarnation", inc,
+		"protocol", proto, "peer_addr", n.tr.Addr())
 	return nil
+}
+
+// groupProtocol is the protocol this node runs: the group's if it exists
+// (a --protocol naming another is refused rather than silently ignored),
+// else --protocol, else chain.
+func groupProtocol(ctx context.Context, cli *clientv3.Client, cf *clusterFlags) (string, error) {
+	cfg, err := coord.GetConfig(ctx, cli, cf.cluster, cf.group)
+	switch {
+	case errors.Is(err, coord.ErrNoConfig):
+		if cf.protocol == "" {
+			return replica.ProtocolChain, nil
+		}
+		return cf.protocol, nil
+	case err != nil:
+		return "", fmt.Errorf("read group %s: %w", cf.group, err)
+	case cf.protocol != "" && cf.protocol != cfg.Protocol:
+		return "", fmt.Errorf("--protocol %s: %w: group %s runs %s (omit --protocol to follow the group)",
+			cf.protocol, replica.ErrWrongProtocol, cf.group, cfg.Protocol)
+	}
+	return cfg.Protocol, nil
 }
 
 // openReplicaStore opens the node's storage. A replica that restarts is a
@@ -198,7 +224,7 @@ func (n *clusterNode) run(ctx context.Context, f *serverFlags, log *slog.Logger)
 	go n.publishStatus(ctx)
 	go n.rep.RunExpirySweeper(ctx, 100*time.Millisecond, 1000)
 	go func() {
-		opts := coord.PlanOptions{Protocol: cf.protocol, BootstrapExpect: cf.bootstrapExpect}
+		opts := coord.PlanOptions{Protocol: n.rep.Protocol(), BootstrapExpect: cf.bootstrapExpect}
 		if err := coord.RunReconfigurator(ctx, n.cli, n.session, opts); err != nil && ctx.Err() == nil {
 			log.Error("reconfigurator stopped", "err", err)
 		}
@@ -256,8 +282,10 @@ func (n *clusterNode) publishStatus(ctx context.Context) {
 		st := n.rep.Status()
 		info := n.session.Info()
 		info.State, info.Role, info.Epoch, info.Applied = st.State, st.Role, st.Epoch, st.Applied
-		changed := info.State != last.State || info.Role != last.Role || info.Epoch != last.Epoch
-		if !changed && (info.Applied == last.Applied || time.Since(lastAt) < time.Second) {
+		info.Complete, info.Lag = st.Complete, st.Lag
+		changed := info.State != last.State || info.Role != last.Role || info.Epoch != last.Epoch ||
+			info.Complete != last.Complete
+		if !changed && ((info.Applied == last.Applied && info.Lag == last.Lag) || time.Since(lastAt) < time.Second) {
 			continue
 		}
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -89,10 +89,10 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.StringVar(&c.peerAddr, "peer-addr", "127.0.0.1:0", "address for replication traffic from other nodes (port 0 picks a free one)")
 	fl.StringVar(&c.cluster, "cluster", "lockstep", "cluster name: the etcd key prefix shared by the nodes of one cluster")
 	fl.StringVar(&c.group, "group", "default", "replication group this node serves")
-	fl.StringVar(&c.protocol, "protocol", "chain", "replication protocol for a new group: chain")
+	fl.StringVar(&c.protocol, "protocol", "", "replication protocol: chain or primary-backup (empty: the group's own, or chain for a new group); a node is refused by a group that runs another")
 	fl.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease: a node silent this long is removed; it stops serving before then")
-	fl.IntVar(&c.bootstrapExpect, "bootstrap-expect", 1, "how many nodes form a new group's first chain")
-	fl.IntVar(&c.window, "window", 1024, "most unacknowledged updates the head holds before new writes wait")
+	fl.IntVar(&c.bootstrapExpect, "bootstrap-expect", 1, "how many nodes form a new group's first configuration")
+	fl.IntVar(&c.window, "window", 1024, "most updates the head or primary holds unacknowledged by a replica before new writes wait")
 	return cmd
 }
 

@@ -35,9 +35,11 @@ func newStatusCmd() *cobra.Command {
 
 Point it at a cluster started by 'lockstep up' with --dir, or at any
 cluster's etcd with --etcd-endpoints. Roles: head, middle, tail (chain
-order; a one-node chain's node is the head), joining (catching up behind the
-tail, or waiting to), down (a configured member whose process is gone).
-lag is how many updates a node is behind the most advanced one.`,
+order; a one-node chain's node is the head) or primary, backup (for
+--protocol primary-backup), joining (catching up, or waiting to), down (a
+configured member whose process is gone). lag is how many updates a node
+is behind the most advanced one. complete (in --json) marks members that
+hold every acknowledged write: only those may become primary.`,
 		Example: `  lockstep status --dir lockstep-cluster
   lockstep status --etcd-endpoints http://10.0.0.5:2379 --json`,
 		Args: cobra.NoArgs,
@@ -65,6 +67,7 @@ type NodeStatus struct {
 	Epoch      uint64 `json:"epoch"`
 	Applied    uint64 `json:"applied"`
 	Lag        uint64 `json:"lag"`
+	Complete   bool   `json:"complete"`
 }
 
 // ClusterStatus is the whole answer of `lockstep status --json`.
@@ -143,10 +146,10 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client, cluster, group str
 		}
 		delete(live, name)
 		return NodeStatus{Name: name, Pid: n.Pid, ClientAddr: n.ClientAddr, PeerAddr: n.PeerAddr, Role: role,
-			State: n.State, Epoch: n.Epoch, Applied: n.Applied, Lag: maxApplied - n.Applied}
+			State: n.State, Epoch: n.Epoch, Applied: n.Applied, Lag: maxApplied - n.Applied, Complete: n.Complete}
 	}
 	for i, m := range cfg.Members {
-		st.Nodes = append(st.Nodes, row(m.Name, m.Incarnation, chainPosition(i, len(cfg.Members))))
+		st.Nodes = append(st.Nodes, row(m.Name, m.Incarnation, position(cfg.Protocol, i, len(cfg.Members))))
 	}
 	if j := cfg.Joining; j != nil {
 		st.Nodes = append(st.Nodes, row(j.Name, j.Incarnation, "joining"))
@@ -159,8 +162,13 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client, cluster, group str
 	return st, nil
 }
 
-func chainPosition(i, n int) string {
+// position names the role of the i-th of n members.
+func position(protocol string, i, n int) string {
 	switch {
+	case protocol == coord.ProtocolPrimaryBackup && i == 0:
+		return "primary"
+	case protocol == coord.ProtocolPrimaryBackup:
+		return "backup"
 	case i == 0:
 		return "head"
 	case i == n-1:

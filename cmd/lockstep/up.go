@@ -41,10 +41,11 @@ func newUpCmd() *cobra.Command {
 an embedded single-member etcd (the coordinator) and --nodes 'lockstep
 server' child processes on 127.0.0.1, client ports --base-port, +1, ...
 
-It prints each node's client address, then a 'ready' line once the chain is
+It prints each node's client address, then a 'ready' line once the group
+(a chain, or a primary and its backups with --protocol primary-backup) is
 formed. Any node serves any client. Kill a node and the others carry on;
-with --restart-after the killed node is restarted and rejoins behind the
-tail. Ctrl-C stops everything.
+with --restart-after the killed node is restarted and rejoins (behind the
+tail, or as a backup). Ctrl-C stops everything.
 
 Every 'up' starts a fresh cluster in --dir (etcd data and node data are
 recreated); logs are in --dir/<node>.log.`,
@@ -58,7 +59,7 @@ recreated); logs are in --dir/<node>.log.`,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.nodes, "nodes", 3, "number of lockstep servers")
-	fl.StringVar(&f.protocol, "protocol", "chain", "replication protocol: chain")
+	fl.StringVar(&f.protocol, "protocol", "chain", "replication protocol: chain or primary-backup")
 	fl.StringVar(&f.dir, "dir", "lockstep-cluster", "directory for etcd data, node data and logs")
 	fl.IntVar(&f.basePort, "base-port", 7001, "client port of the first node; node i listens on base-port+i-1")
 	fl.DurationVar(&f.restartAfter, "restart-after", 0, "restart a node this long after it dies (0: never)")
@@ -72,8 +73,8 @@ func (f *upFlags) validate() error {
 	switch {
 	case f.nodes < 1 || f.nodes > 32:
 		return fmt.Errorf("--nodes %d: want 1 to 32", f.nodes)
-	case f.protocol != "chain":
-		return fmt.Errorf("--protocol %q: only chain is available", f.protocol)
+	case f.protocol != coord.ProtocolChain && f.protocol != coord.ProtocolPrimaryBackup:
+		return fmt.Errorf("--protocol %q: want %s or %s", f.protocol, coord.ProtocolChain, coord.ProtocolPrimaryBackup)
 	case f.basePort < 1 || f.basePort+f.nodes > 65535:
 		return fmt.Errorf("--base-port %d: out of range", f.basePort)
 	case f.storage != "memory" && f.storage != "pebble":
@@ -212,7 +213,7 @@ func exitText(err error) string {
 	return err.Error()
 }
 
-// watchReady prints "ready" once the configured chain has every node.
+// watchReady prints "ready" once the configuration has every node as a member.
 func (s *supervisor) watchReady(ctx context.Context) {
 	cli, err := coord.Dial([]string{s.etcd}, nil)
 	if err != nil {

@@ -395,8 +395,14 @@ func (c *Core) Status() Status {
 		s.CaughtUp = c.up.heard && !c.up.awaitSnap && c.applied >= c.up.predLast
 	}
 	s.Complete = c.complete()
-	s.ReadReady = s.Complete && (c.role == RoleTail || c.role == RoleSingle)
+	s.ReadReady = c.ReadReady()
 	return s
+}
+
+// ReadReady is Status().ReadReady without building the rest of Status,
+// for the runtime's read path.
+func (c *Core) ReadReady() bool {
+	return (c.role == RoleTail || c.role == RoleSingle) && c.complete()
 }
 
 // complete reports whether this replica is a member holding every entry a

@@ -283,11 +283,13 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: %s may lack committed entries (applied %d, barrier %d, known %t)",
 			ErrNotPrimary, c.opts.ID, c.applied, c.barrier, !c.barrierPending)
 	}
-	last := c.log.Last()
-	if c.applied < last {
+	if c.applied < c.fork {
+		// Its own proposals may run ahead of Applied (the runtime reports
+		// them in batches), but not the entries of the old primary.
 		return 0, fmt.Errorf("%w: %s has applied %d of the %d entries it received before taking office",
-			ErrNotPrimary, c.opts.ID, c.applied, last)
+			ErrNotPrimary, c.opts.ID, c.applied, c.fork)
 	}
+	last := c.log.Last()
 	for i := range c.peers {
 		if c.lag(&c.peers[i]) >= uint64(c.opts.Window) {
 			return 0, ErrWindowFull
@@ -453,9 +455,13 @@ func (c *Core) Status() Status {
 		s.CaughtUp = s.Synced && c.applied >= c.up.predLast
 	}
 	s.Complete = c.complete()
-	s.ReadReady = s.Complete && c.role == RolePrimary
+	s.ReadReady = c.ReadReady()
 	return s
 }
+
+// ReadReady is Status().ReadReady without building the rest of Status,
+// for the runtime's read path.
+func (c *Core) ReadReady() bool { return c.role == RolePrimary && c.complete() }
 
 // complete reports whether this replica is a member holding every entry a
 // primary may have committed; see Status.Complete.

@@ -222,3 +222,22 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestProposeAheadOfApplied: the runtime reports the primary's own
+// proposals Applied in batches, so a primary proposes again before the
+// last one is reported; only entries received before it took office must
+// be applied first.
+func TestProposeAheadOfApplied(t *testing.T) {
+	c := pb.New(pb.Options{ID: "a"}, 0)
+	c.SetConfig(pb.Config{Epoch: 1, Members: []string{"a", "b"}})
+	for want := uint64(1); want <= 3; want++ {
+		seq, err := c.Propose([]byte("x"))
+		if err != nil || seq != want {
+			t.Fatalf("proposal %d before any Applied: seq %d, %v", want, seq, err)
+		}
+	}
+	c.Applied(3)
+	if st := c.Status(); st.Applied != 3 || st.Last != 3 {
+		t.Fatalf("status after Applied(3): %+v", st)
+	}
+}
