@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strconv"
@@ -17,9 +18,15 @@ import (
 // failover is answered from the dedup table instead of applied twice. Both
 // are answered locally or refused with TRYAGAIN, never forwarded again, so
 // a request cannot loop between replicas that disagree about the chain.
+//
+// lockstep.digest is for operators and tests: it is always answered by the
+// replica it is sent to, with "seq=<applied> sha256=<hex>" of its whole
+// state (the bytes a snapshot of it would carry), so two replicas at the
+// same seq can be proven byte-identical.
 const (
-	cmdForwardWrite = "lockstep.fwd"  // lockstep.fwd <client> <num> <command> [args...]
-	cmdForwardRead  = "lockstep.read" // lockstep.read <command> [args...]
+	cmdForwardWrite = "lockstep.fwd"    // lockstep.fwd <client> <num> <command> [args...]
+	cmdForwardRead  = "lockstep.read"   // lockstep.read <command> [args...]
+	cmdDigest       = "lockstep.digest" // lockstep.digest
 )
 
 // Commands lists the state machine's commands plus the internal ones.
@@ -28,6 +35,7 @@ func (r *Replica) Commands() []statemachine.Command {
 	return append(cmds,
 		statemachine.Command{Name: cmdForwardWrite, Arity: -4, Kind: statemachine.KindWrite},
 		statemachine.Command{Name: cmdForwardRead, Arity: -2, Kind: statemachine.KindRead},
+		statemachine.Command{Name: cmdDigest, Arity: 1, Kind: statemachine.KindRead},
 	)
 }
 
@@ -137,6 +145,9 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 	if err := r.Err(); err != nil {
 		return out, 0, err
 	}
+	if strings.EqualFold(string(args[0]), cmdDigest) {
+		return r.digest(out)
+	}
 	local := strings.EqualFold(string(args[0]), cmdForwardRead)
 	if local {
 		args = args[1:]
@@ -152,6 +163,24 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 	r.stats.forwarded.Add(1)
 	out, err := r.forward.read(args, out)
 	return out, 0, err
+}
+
+// digest answers lockstep.digest from this replica's own state. The
+// snapshot is taken under the lock, so its seq and bytes agree, and hashed
+// outside it while writes continue.
+func (r *Replica) digest(out []byte) ([]byte, uint64, error) {
+	r.mu.RLock()
+	snap, err := r.sm.OpenSnapshot()
+	r.mu.RUnlock()
+	if err != nil {
+		return out, 0, err
+	}
+	defer snap.Close()
+	h := sha256.New()
+	if err := snap.Write(h); err != nil {
+		return out, 0, err
+	}
+	return resp.AppendBulkString(out, fmt.Sprintf("seq=%d sha256=%x", snap.Seq(), h.Sum(nil))), 0, nil
 }
 
 // readLocal answers a read from this replica's state if the core allows:

@@ -3,6 +3,7 @@ package replica
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/lockstep/lockstep/coord"
@@ -133,5 +134,37 @@ func TestFailureIsSignalled(t *testing.T) {
 	}
 	if _, _, err := r.Write(toArgs("SET", "k", "v"), nil); !errors.Is(err, ErrFailed) {
 		t.Fatalf("Write after failure: %v", err)
+	}
+}
+
+// TestDigestComparesState: lockstep.digest is answered locally, and equal
+// states at equal seqs have equal digests while any difference shows.
+func TestDigestComparesState(t *testing.T) {
+	digest := func(r *Replica) string {
+		out, gate, err := r.Read(toArgs("LOCKSTEP.DIGEST"), nil)
+		if err != nil || gate != 0 {
+			t.Fatalf("digest: %v gate %d", err, gate)
+		}
+		return string(out)
+	}
+	a, b := newTestReplica(t, "a"), newTestReplica(t, "b")
+	for i, r := range []*Replica{a, b} {
+		for seq, kv := range [][]string{{"k", "v"}, {"j", "w"}} {
+			u, _ := r.sm.Prepare(toArgs("SET", kv[0], kv[1]), fixedEnv{})
+			if _, err := r.sm.Apply(uint64(seq+1), u, nil); err != nil {
+				t.Fatalf("replica %d: %v", i, err)
+			}
+		}
+	}
+	da, db := digest(a), digest(b)
+	if da != db || !strings.Contains(da, "seq=2 sha256=") {
+		t.Fatalf("same state, digests %q and %q", da, db)
+	}
+	u, _ := b.sm.Prepare(toArgs("SET", "k", "other"), fixedEnv{})
+	if _, err := b.sm.Apply(3, u, nil); err != nil {
+		t.Fatal(err)
+	}
+	if digest(b) == da {
+		t.Fatal("a changed state kept its digest")
 	}
 }
