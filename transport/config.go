@@ -74,6 +74,10 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Logger receives connection events; nil discards them.
 	Logger *slog.Logger
+	// Faults, if set, drops and delays outbound messages to simulate an
+	// unreliable network in tests and chaos runs. Nil is a perfect
+	// network. The Transport copies it at Listen.
+	Faults *Faults
 }
 
 // withDefaults validates cfg and fills its zero fields.
@@ -89,6 +93,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		return cfg, fmt.Errorf("%w: Name or ClusterID longer than %d bytes", ErrInvalidConfig, maxHelloString)
 	case cfg.MaxFrame < 0 || cfg.QueueBytes < 0 || cfg.DialTimeout < 0 || cfg.WriteTimeout < 0:
 		return cfg, fmt.Errorf("%w: negative limit", ErrInvalidConfig)
+	}
+	if cfg.Faults != nil {
+		if err := cfg.Faults.validate(); err != nil {
+			return cfg, err
+		}
 	}
 	if cfg.MaxFrame == 0 {
 		cfg.MaxFrame = DefaultMaxFrame

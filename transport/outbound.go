@@ -35,6 +35,10 @@ type peer struct {
 	failures int         // consecutive failed connects or writes
 	trim     *time.Timer // lets go of spare blocks once the link has idled
 	trimming bool        // trim is armed
+	dueTimer *time.Timer // wakes the writer when the delay line's head is due
+	dueArmed bool        // dueTimer is armed
+
+	delay delayLine // messages held back by Config.Faults; guarded by mu
 }
 
 // trimDelay is how long a link keeps the blocks of a burst once its queue has
@@ -50,6 +54,8 @@ const trimDelay = time.Second
 // would exceed QueueBytes. True means only that the message was queued: a
 // connect or write error discards everything queued for the peer, and the
 // next Send dials again after a backoff. The protocols above retransmit.
+// Config.Faults may drop the message (Send still returns true) or hold it
+// back before it is queued for writing.
 //
 // The first Send to a peer starts its writer goroutine, which lives until
 // Drop or Close. Safe for concurrent use; messages to one peer are written in
@@ -58,6 +64,9 @@ func (t *Transport) Send(to string, payload []byte) bool {
 	if len(payload) > t.cfg.MaxFrame {
 		t.stats.msgsDropped.Add(1)
 		return false
+	}
+	if t.faults != nil {
+		return t.sendFaulty(to, payload)
 	}
 	for {
 		p := t.peer(to)
@@ -119,12 +128,17 @@ func (p *peer) enqueue(payload []byte) (ok, gone bool) {
 	// Only the empty to non-empty transition needs a wake-up: a writer that
 	// is busy re-checks the queue before it waits again.
 	if wasEmpty {
-		select {
-		case p.kick <- struct{}{}:
-		default:
-		}
+		p.wake()
 	}
 	return true, false
+}
+
+// wake signals the writer, unless a signal is pending already.
+func (p *peer) wake() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // stop ends the link: it discards the queue, cancels the writer and closes
@@ -133,7 +147,7 @@ func (p *peer) stop() {
 	p.mu.Lock()
 	p.gone = true
 	conn := p.conn
-	lost := p.q.discard()
+	lost := p.q.discard() + p.discardDelayed()
 	p.q = frameQueue{}
 	p.mu.Unlock()
 	p.cancel()
@@ -150,8 +164,12 @@ func (p *peer) run() {
 		if p.trim != nil {
 			p.trim.Stop()
 		}
+		if p.dueTimer != nil {
+			p.dueTimer.Stop()
+		}
 	}()
 	for {
+		p.armDue()
 		select {
 		case <-p.ctx.Done():
 			return
@@ -167,6 +185,8 @@ func (p *peer) run() {
 			// afresh instead of being lost on a dead socket.
 			p.disconnect()
 			continue
+		case <-p.dueC():
+			p.dueArmed = false
 		case <-p.kick:
 		}
 		if !p.flush() {
@@ -179,9 +199,19 @@ func (p *peer) run() {
 // link has been stopped.
 func (p *peer) flush() bool {
 	for {
+		if p.t.faults != nil {
+			p.promoteDue()
+		}
 		// Connect before taking the queue, so that everything queued while
-		// dialling leaves in the first write.
-		if !p.live() && p.hasPending() {
+		// dialling leaves in the first write. With nothing pending there is
+		// nothing to take either: a message queued from now on finds the
+		// queue empty and kicks the writer again, whereas taking it here
+		// would write it to no connection.
+		if !p.live() {
+			if !p.hasPending() {
+				p.scheduleTrim()
+				return true
+			}
 			if err := p.connect(); err != nil {
 				if p.ctx.Err() != nil {
 					return false

@@ -22,6 +22,7 @@ type Transport struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	stats  counters
+	faults *faultInjector // nil unless Config.Faults is set
 
 	// peers maps a peer name to its outbound *peer link. A sync.Map keeps
 	// the lookup in Send free of writes to shared memory; entries are
@@ -44,11 +45,16 @@ type Stats struct {
 	Connects      uint64 // outbound message connections established
 	MsgsReceived  uint64
 	BytesReceived uint64
+
+	// MsgsFaultDropped counts messages that Config.Faults dropped: Send
+	// returned true for them, as for a message lost on the wire.
+	MsgsFaultDropped uint64
 }
 
 type counters struct {
 	msgsSent, bytesSent, writes, msgsDropped, connects atomic.Uint64
 	msgsReceived, bytesReceived                        atomic.Uint64
+	msgsFaultDropped                                   atomic.Uint64
 }
 
 // Listen starts a Transport listening on cfg.Listen. It returns an error
@@ -72,6 +78,10 @@ func Listen(cfg Config) (*Transport, error) {
 		inbound: make(map[string]*inbound),
 		conns:   make(map[net.Conn]struct{}),
 	}
+	if cfg.Faults != nil {
+		t.faults = newFaultInjector(cfg.Faults)
+		t.logFaults()
+	}
 	t.wg.Add(1)
 	go t.acceptLoop()
 	return t, nil
@@ -93,6 +103,8 @@ func (t *Transport) Stats() Stats {
 		Connects:      c.connects.Load(),
 		MsgsReceived:  c.msgsReceived.Load(),
 		BytesReceived: c.bytesReceived.Load(),
+
+		MsgsFaultDropped: c.msgsFaultDropped.Load(),
 	}
 }
 
