@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -21,11 +22,19 @@ type cluster struct {
 	t         *testing.T
 	etcd      *coord.Embedded
 	endpoints string
-	size      int
+	size      int    // --bootstrap-expect
+	protocol  string // --protocol, "" for the default
 	procs     map[string]*proctest.Proc
 }
 
 func startCluster(t *testing.T, size int) *cluster {
+	t.Helper()
+	return startClusterWith(t, size, "")
+}
+
+// startClusterWith starts size nodes of a group running protocol and
+// waits until all are members.
+func startClusterWith(t *testing.T, size int, protocol string) *cluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -33,7 +42,7 @@ func startCluster(t *testing.T, size int) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, etcd: e, endpoints: e.Endpoints()[0], size: size, procs: map[string]*proctest.Proc{}}
+	c := &cluster{t: t, etcd: e, endpoints: e.Endpoints()[0], size: size, protocol: protocol, procs: map[string]*proctest.Proc{}}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			p.Kill()
@@ -52,9 +61,13 @@ func nodeName(i int) string { return "n" + string(rune('0'+i)) }
 // start runs (or restarts, as a new incarnation) the node called name.
 func (c *cluster) start(name string) *proctest.Proc {
 	c.t.Helper()
-	p := proctest.StartLockstep(c.t, lockstepBin, "--name", name, "--listen", "127.0.0.1:0",
-		"--etcd-endpoints", c.endpoints, "--storage", "memory", "--bootstrap-expect", string(rune('0'+c.size)),
-		"--lease-ttl", "2s", "--log-level", "info")
+	args := []string{"--name", name, "--listen", "127.0.0.1:0",
+		"--etcd-endpoints", c.endpoints, "--storage", "memory", "--bootstrap-expect", strconv.Itoa(c.size),
+		"--lease-ttl", "2s", "--log-level", "info"}
+	if c.protocol != "" {
+		args = append(args, "--protocol", c.protocol)
+	}
+	p := proctest.StartLockstep(c.t, lockstepBin, args...)
 	c.procs[name] = p
 	return p
 }
@@ -79,15 +92,20 @@ func (c *cluster) status() ClusterStatus {
 
 // ClusterStatus mirrors `lockstep status --json`.
 type ClusterStatus struct {
-	Epoch uint64 `json:"epoch"`
-	Nodes []struct {
-		Name       string `json:"name"`
-		Pid        int    `json:"pid"`
-		ClientAddr string `json:"client_addr"`
-		Role       string `json:"role"`
-		State      string `json:"state"`
-		Applied    uint64 `json:"applied"`
-	} `json:"nodes"`
+	Epoch    uint64    `json:"epoch"`
+	Protocol string    `json:"protocol"`
+	Nodes    []NodeRow `json:"nodes"`
+}
+
+// NodeRow is one node of `lockstep status --json`.
+type NodeRow struct {
+	Name       string `json:"name"`
+	Pid        int    `json:"pid"`
+	ClientAddr string `json:"client_addr"`
+	Role       string `json:"role"`
+	State      string `json:"state"`
+	Applied    uint64 `json:"applied"`
+	Complete   bool   `json:"complete"`
 }
 
 // byRole returns the name of the node with role, or "".
@@ -104,17 +122,28 @@ func (s ClusterStatus) byRole(role string) string {
 func (s ClusterStatus) serving() int {
 	n := 0
 	for _, nd := range s.Nodes {
-		if nd.Role == "head" || nd.Role == "middle" || nd.Role == "tail" {
+		switch nd.Role {
+		case "head", "middle", "tail", "primary", "backup":
 			n++
 		}
 	}
 	return n
 }
 
+// node returns the status of the node called name, if listed.
+func (s ClusterStatus) node(name string) (NodeRow, bool) {
+	for _, n := range s.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return NodeRow{}, false
+}
+
 func (c *cluster) waitMembers(n int, timeout time.Duration) ClusterStatus {
 	c.t.Helper()
 	var st ClusterStatus
-	proctest.Eventually(c.t, timeout, "a chain of "+string(rune('0'+n))+" serving members", func() bool {
+	proctest.Eventually(c.t, timeout, strconv.Itoa(n)+" serving members", func() bool {
 		st = c.status()
 		return st.serving() == n && !strings.Contains(statusRoles(st), "down")
 	})
