@@ -19,6 +19,13 @@ import (
 // are answered locally or refused with TRYAGAIN, never forwarded again, so
 // a request cannot loop between replicas that disagree about the chain.
 //
+// lockstep.req is the client-facing form of lockstep.fwd, for clients that
+// retry: "lockstep.req <client-id> <request-number> <command> [args...]"
+// applies the command at most once per (client-id, request-number), and a
+// retry gets the first attempt's reply. A client numbers its requests
+// upwards and has one outstanding at a time. Any replica accepts it and
+// forwards it, ids and all, to the head or primary.
+//
 // lockstep.digest is for operators and tests: it is always answered by the
 // replica it is sent to, with "seq=<applied> sha256=<hex>" of its whole
 // state (the bytes a snapshot of it would carry), so two replicas at the
@@ -27,6 +34,7 @@ const (
 	cmdForwardWrite = "lockstep.fwd"    // lockstep.fwd <client> <num> <command> [args...]
 	cmdForwardRead  = "lockstep.read"   // lockstep.read <command> [args...]
 	cmdDigest       = "lockstep.digest" // lockstep.digest
+	cmdRequest      = "lockstep.req"    // lockstep.req <client-id> <request-number> <command> [args...]
 )
 
 // Commands lists the state machine's commands plus the internal ones.
@@ -36,6 +44,7 @@ func (r *Replica) Commands() []statemachine.Command {
 		statemachine.Command{Name: cmdForwardWrite, Arity: -4, Kind: statemachine.KindWrite},
 		statemachine.Command{Name: cmdForwardRead, Arity: -2, Kind: statemachine.KindRead},
 		statemachine.Command{Name: cmdDigest, Arity: 1, Kind: statemachine.KindRead},
+		statemachine.Command{Name: cmdRequest, Arity: -4, Kind: statemachine.KindWrite},
 	)
 }
 
@@ -47,6 +56,9 @@ func (r *Replica) Write(args [][]byte, out []byte) ([]byte, uint64, error) {
 	if strings.EqualFold(string(args[0]), cmdForwardWrite) {
 		return r.forwardedWrite(args, out)
 	}
+	if strings.EqualFold(string(args[0]), cmdRequest) {
+		return r.taggedWrite(args, out)
+	}
 	if r.Role().orders() && r.leaseValid() {
 		out, seq, err := r.propose("", 0, args, out)
 		if !errors.Is(err, ErrNotServing) {
@@ -55,6 +67,26 @@ func (r *Replica) Write(args [][]byte, out []byte) ([]byte, uint64, error) {
 	}
 	r.stats.forwarded.Add(1)
 	out, err := r.forward.write(args, out)
+	return out, 0, err
+}
+
+// taggedWrite serves lockstep.req from a client: at the head or primary
+// through the dedup table, elsewhere forwarded with the client's ids. The
+// ids are kept apart from the forwarders' own (user/ prefix).
+func (r *Replica) taggedWrite(args [][]byte, out []byte) ([]byte, uint64, error) {
+	num, err := strconv.ParseUint(string(args[2]), 10, 64)
+	if err != nil || len(args[1]) == 0 || num == 0 {
+		return resp.AppendError(out, "ERR lockstep.req: want a non-empty client id and a request number above 0"), 0, nil
+	}
+	client := "user/" + string(args[1])
+	if r.Role().orders() && r.leaseValid() {
+		out, seq, err := r.propose(client, num, args[3:], out)
+		if !errors.Is(err, ErrNotServing) {
+			return out, seq, err
+		}
+	}
+	r.stats.forwarded.Add(1)
+	out, err = r.forward.writeTagged(client, num, args[3:], out)
 	return out, 0, err
 }
 

@@ -122,6 +122,16 @@ func (f *forwarder) write(args [][]byte, out []byte) ([]byte, error) {
 	return f.do(l, true, fwd, out)
 }
 
+// writeTagged forwards a write that carries its client's own request id.
+func (f *forwarder) writeTagged(client string, num uint64, args [][]byte, out []byte) ([]byte, error) {
+	l := <-f.lanes
+	defer func() { f.lanes <- l }()
+	fwd := make([][]byte, 0, len(args)+3)
+	fwd = append(fwd, []byte(cmdForwardWrite), []byte(client), strconv.AppendUint(nil, num, 10))
+	fwd = append(fwd, args...)
+	return f.do(l, true, fwd, out)
+}
+
 func (f *forwarder) read(args [][]byte, out []byte) ([]byte, error) {
 	l := <-f.lanes
 	defer func() { f.lanes <- l }()

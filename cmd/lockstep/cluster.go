@@ -35,9 +35,19 @@ type clusterFlags struct {
 	leaseTTL        time.Duration
 	bootstrapExpect int
 	window          int
+	faults          transport.Faults // chaos testing: an unreliable replication network
 }
 
 func (c *clusterFlags) enabled() bool { return c.etcd != "" }
+
+// faultsOrNil returns the fault settings if any fault is asked for.
+func (c *clusterFlags) faultsOrNil() *transport.Faults {
+	if c.faults == (transport.Faults{Seed: c.faults.Seed}) {
+		return nil
+	}
+	f := c.faults
+	return &f
+}
 
 func (c *clusterFlags) validate() error {
 	if !c.enabled() {
@@ -65,6 +75,12 @@ func (c *clusterFlags) validate() error {
 	}
 	if c.window < 1 {
 		return fmt.Errorf("--window %d: must be at least 1", c.window)
+	}
+	if r := c.faults.DropRate; r < 0 || r >= 1 {
+		return fmt.Errorf("--fault-drop-rate %v: want at least 0 and below 1", r)
+	}
+	if c.faults.Delay < 0 || c.faults.Jitter < 0 {
+		return fmt.Errorf("--fault-delay %v, --fault-jitter %v: must not be negative", c.faults.Delay, c.faults.Jitter)
 	}
 	return nil
 }
@@ -124,7 +140,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	n.tr, err = transport.Listen(transport.Config{
 		Name: cf.name, ClusterID: id, Listen: cf.peerAddr,
 		Resolve: n.resolve, Handler: n.rep.Deliver, BurstDone: n.rep.BurstDone, Snapshot: n.rep.ServeSnapshot,
-		Logger: log.With("component", "transport"),
+		Faults: cf.faultsOrNil(), Logger: log.With("component", "transport"),
 	})
 	if err != nil {
 		return fmt.Errorf("--peer-addr %s: %w", cf.peerAddr, err)

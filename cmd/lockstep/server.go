@@ -92,6 +92,13 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.StringVar(&c.protocol, "protocol", "", "replication protocol: chain or primary-backup (empty: the group's own, or chain for a new group); a node is refused by a group that runs another")
 	fl.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease: a node silent this long is removed; it stops serving before then")
 	fl.IntVar(&c.bootstrapExpect, "bootstrap-expect", 1, "how many nodes form a new group's first configuration")
+	fl.Float64Var(&c.faults.DropRate, "fault-drop-rate", 0, "testing only: drop this fraction of outgoing replication messages")
+	fl.DurationVar(&c.faults.Delay, "fault-delay", 0, "testing only: delay every outgoing replication message this long")
+	fl.DurationVar(&c.faults.Jitter, "fault-jitter", 0, "testing only: add up to this much random delay to each replication message")
+	fl.Uint64Var(&c.faults.Seed, "fault-seed", 0, "testing only: seed of the fault injection (0: random, logged)")
+	for _, name := range []string{"fault-drop-rate", "fault-delay", "fault-jitter", "fault-seed"} {
+		_ = fl.MarkHidden(name)
+	}
 	fl.IntVar(&c.window, "window", 1024, "most updates the head or primary holds unacknowledged by a replica before new writes wait")
 	return cmd
 }
