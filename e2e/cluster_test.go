@@ -24,6 +24,8 @@ type cluster struct {
 	endpoints string
 	size      int    // --bootstrap-expect
 	protocol  string // --protocol, "" for the default
+	// extraArgs, if set, adds server flags for the node called name.
+	extraArgs func(name string) []string
 	procs     map[string]*proctest.Proc
 }
 
@@ -36,13 +38,20 @@ func startCluster(t *testing.T, size int) *cluster {
 // waits until all are members.
 func startClusterWith(t *testing.T, size int, protocol string) *cluster {
 	t.Helper()
+	return startClusterArgs(t, size, protocol, nil)
+}
+
+// startClusterArgs is startClusterWith with extra server flags per node.
+func startClusterArgs(t *testing.T, size int, protocol string, extra func(name string) []string) *cluster {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	e, err := coord.StartEmbedded(ctx, coord.EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &cluster{t: t, etcd: e, endpoints: e.Endpoints()[0], size: size, protocol: protocol, procs: map[string]*proctest.Proc{}}
+	c := &cluster{t: t, etcd: e, endpoints: e.Endpoints()[0], size: size, protocol: protocol,
+		extraArgs: extra, procs: map[string]*proctest.Proc{}}
 	t.Cleanup(func() {
 		for _, p := range c.procs {
 			p.Kill()
@@ -66,6 +75,9 @@ func (c *cluster) start(name string) *proctest.Proc {
 		"--lease-ttl", "2s", "--log-level", "info"}
 	if c.protocol != "" {
 		args = append(args, "--protocol", c.protocol)
+	}
+	if c.extraArgs != nil {
+		args = append(args, c.extraArgs(name)...)
 	}
 	p := proctest.StartLockstep(c.t, lockstepBin, args...)
 	c.procs[name] = p

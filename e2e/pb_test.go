@@ -367,16 +367,16 @@ func TestPBPausedPrimaryStopsServingReads(t *testing.T) {
 // writing through every node. Every read must return the last
 // acknowledged write: the history is checked with porcupine, per key. The
 // seed picks victims and client operations (timing is the machine's);
-// LOCKSTEP_E2E_SEED replays a choice of victims.
+// LOCKSTEP_SEED replays a choice of victims.
 func TestPBRandomKillsLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: 30 s of kills with real processes")
 	}
 	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("LOCKSTEP_E2E_SEED"); s != "" {
+	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
 	}
-	t.Logf("seed %d (replay: LOCKSTEP_E2E_SEED=%d go test ./e2e -run TestPBRandomKillsLinearizable)", seed, seed)
+	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test ./e2e -run TestPBRandomKillsLinearizable)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	c := startClusterWith(t, 3, pbProto)
 	var mu sync.Mutex

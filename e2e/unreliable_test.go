@@ -14,7 +14,6 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/internal/faultproxy"
 	"github.com/lockstep/lockstep/internal/proctest"
 )
@@ -50,44 +49,21 @@ func subSeed(seed uint64, i int) uint64 {
 	return s
 }
 
-// startFaultyCluster starts a primary-backup group as startClusterWith
-// does, except that every server drops and delays its outgoing
-// replication messages, with fault seeds derived from seed.
+// startFaultyCluster starts a primary-backup group whose servers drop and
+// delay their outgoing replication messages, with fault seeds derived
+// from seed.
 func startFaultyCluster(t *testing.T, size int, seed uint64) *cluster {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	e, err := coord.StartEmbedded(ctx, coord.EmbeddedConfig{Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &cluster{t: t, etcd: e, endpoints: e.Endpoints()[0], size: size, protocol: pbProto, procs: map[string]*proctest.Proc{}}
-	t.Cleanup(func() {
-		for _, p := range c.procs {
-			p.Kill()
-		}
-		e.Close()
+	c := startClusterArgs(t, size, pbProto, func(name string) []string {
+		i, _ := strconv.Atoi(strings.TrimPrefix(name, "n"))
+		return append([]string{"--fault-seed", strconv.FormatUint(subSeed(seed, i), 10)}, replicationFaults...)
 	})
-	for i := 1; i <= size; i++ {
-		c.startFaulty(nodeName(i), subSeed(seed, i))
+	for name, p := range c.procs {
+		if !strings.Contains(p.Log(), "fault injection on") {
+			t.Fatalf("%s started without replication faults:\n%s", name, p.Log())
+		}
 	}
-	c.waitMembers(size, 30*time.Second)
 	return c
-}
-
-// startFaulty is cluster.start with replicationFaults seeded by seed.
-func (c *cluster) startFaulty(name string, seed uint64) *proctest.Proc {
-	c.t.Helper()
-	args := []string{"--name", name, "--listen", "127.0.0.1:0",
-		"--etcd-endpoints", c.endpoints, "--storage", "memory", "--bootstrap-expect", strconv.Itoa(c.size),
-		"--lease-ttl", "2s", "--log-level", "info", "--protocol", c.protocol,
-		"--fault-seed", strconv.FormatUint(seed, 10)}
-	p := proctest.StartLockstep(c.t, lockstepBin, append(args, replicationFaults...)...)
-	if !strings.Contains(p.Log(), "fault injection on") {
-		c.t.Fatalf("%s started without replication faults:\n%s", name, p.Log())
-	}
-	c.procs[name] = p
-	return p
 }
 
 // appender is one retrying client: it numbers its lockstep.req requests
@@ -190,6 +166,11 @@ func TestPBAppendsExactlyOnceThroughUnreliableNetwork(t *testing.T) {
 	const clients, perClient = 4, 150
 	seed := e2eSeed(t)
 	c := startFaultyCluster(t, 3, seed)
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.dumpLogs()
+		}
+	})
 	primary := c.status().byRole("primary")
 	proxies, targets := startProxies(t, c, clients, seed)
 
@@ -221,14 +202,14 @@ func TestPBAppendsExactlyOnceThroughUnreliableNetwork(t *testing.T) {
 	t.Logf("killed primary %s after %d tokens; clients go on through %v", primary, done.Load(), survivors)
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		c.dumpLogs()
 		t.Fatal(err)
 	}
 	checkProxyFaults(t, proxies, apps)
+	checkReplicationFaults(t, c, survivors)
 	checkAppends(t, c.procs[survivors[0]].Addr, clients, perClient)
 	// The old primary comes back empty and must catch up over the same
 	// unreliable network.
-	c.startFaulty(primary, subSeed(seed, 2*c.size))
+	c.start(primary)
 	c.waitRole(primary, "backup")
 	c.waitIdentical(nodeName(1), nodeName(2), nodeName(3))
 }
@@ -288,6 +269,34 @@ func checkProxyFaults(t *testing.T, proxies []*faultproxy.Proxy, apps []*appende
 	t.Logf("proxies: %+v; client retries: %d", sum, retries)
 	if sum.RequestsDropped == 0 || sum.RepliesDropped == 0 {
 		t.Fatalf("the proxies lost no requests or no replies (%+v): the test proved nothing", sum)
+	}
+}
+
+// checkReplicationFaults checks that the servers' links did lose messages
+// (INFO replication's lockstep_peer_msgs_fault_dropped), so the
+// replication ran over an unreliable network.
+func checkReplicationFaults(t *testing.T, c *cluster, names []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	total := 0
+	for _, name := range names {
+		rc := redis.NewClient(&redis.Options{Addr: c.procs[name].Addr})
+		info, err := rc.Info(ctx, "replication").Result()
+		rc.Close()
+		if err != nil {
+			t.Fatalf("INFO replication on %s: %v", name, err)
+		}
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "lockstep_peer_msgs_fault_dropped:"); ok {
+				n, _ := strconv.Atoi(v)
+				total += n
+			}
+		}
+	}
+	t.Logf("replication messages dropped by fault injection on %v: %d", names, total)
+	if total == 0 {
+		t.Fatal("no replication message was dropped: the network was not unreliable")
 	}
 }
 

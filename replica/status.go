@@ -61,8 +61,8 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load())
 		if ts, ok := r.send.(interface{ Stats() transport.Stats }); ok {
 			t := ts.Stats()
-			b = fmt.Appendf(b, "lockstep_peer_msgs_sent:%d\r\nlockstep_peer_writes:%d\r\nlockstep_peer_msgs_received:%d\r\nlockstep_peer_msgs_dropped:%d\r\n",
-				t.MsgsSent, t.Writes, t.MsgsReceived, t.MsgsDropped)
+			b = fmt.Appendf(b, "lockstep_peer_msgs_sent:%d\r\nlockstep_peer_writes:%d\r\nlockstep_peer_msgs_received:%d\r\nlockstep_peer_msgs_dropped:%d\r\nlockstep_peer_msgs_fault_dropped:%d\r\n",
+				t.MsgsSent, t.Writes, t.MsgsReceived, t.MsgsDropped, t.MsgsFaultDropped)
 		}
 	case "keyspace":
 		b = storage.AppendKeyspaceInfo(b, r.store)
