@@ -23,6 +23,7 @@ import (
 const (
 	tagPlain  = 0xD0
 	tagTagged = 0xD1
+	tagDelta  = 0xD2 // a checkpoint's delta: table records, then the inner delta
 )
 
 // DefaultMaxClients bounds the table. When it is full, Apply evicts the
@@ -49,6 +50,9 @@ type Machine struct {
 
 	mu    sync.Mutex
 	table map[string]record
+	// dirty, while tracking (see TrackChanges), holds the clients whose
+	// records changed since the last TakeDelta.
+	dirty map[string]bool
 }
 
 // Wrap returns inner with deduplication; maxClients <= 0 means the default.
@@ -112,6 +116,9 @@ func Plain(u statemachine.Update) statemachine.Update {
 
 // Apply applies the inner update and records a tagged request's reply.
 func (m *Machine) Apply(seq uint64, u statemachine.Update, out []byte) ([]byte, error) {
+	if len(u) > 0 && u[0] == tagDelta {
+		return out, m.applyDelta(seq, u[1:])
+	}
 	client, num, inner, err := decode(u)
 	if err != nil {
 		return out, err
@@ -123,6 +130,9 @@ func (m *Machine) Apply(seq uint64, u statemachine.Update, out []byte) ([]byte, 
 	}
 	m.mu.Lock()
 	m.table[client] = record{num: num, seq: seq, reply: append([]byte(nil), out[start:]...)}
+	if m.dirty != nil {
+		m.dirty[client] = true
+	}
 	m.evictLocked()
 	m.mu.Unlock()
 	return out, nil
@@ -139,6 +149,9 @@ func (m *Machine) evictLocked() {
 			}
 		}
 		delete(m.table, oldest)
+		if m.dirty != nil {
+			m.dirty[oldest] = true // its removal travels in the next delta
+		}
 	}
 }
 

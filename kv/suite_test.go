@@ -36,6 +36,7 @@ func runSuite(t *testing.T, newStore storeFactory) {
 		{"RestoreOlder", testRestoreOlder},
 		{"ApplyCorrupt", testApplyCorrupt},
 		{"ReadIsolation", testReadIsolation},
+		{"Delta", testDelta},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })

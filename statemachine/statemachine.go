@@ -116,6 +116,25 @@ type StateMachine interface {
 	Restore(r io.Reader) error
 }
 
+// DeltaTracker is implemented by state machines that checkpoint
+// replication can replicate by state instead of by operations: the primary
+// records what its updates change and, once per epoch, hands the backups
+// the final state of it as one Update. Many writes to one key in an epoch
+// cost one record.
+type DeltaTracker interface {
+	// TrackChanges starts (forgetting anything recorded before) or stops
+	// recording what Apply changes.
+	TrackChanges(on bool)
+	// DirtyBytes estimates the size of the Update TakeDelta would return.
+	DirtyBytes() int
+	// TakeDelta returns an Update that brings any state taken at or after
+	// the previous TakeDelta (or the start of tracking) to the current
+	// state (it may change nothing), and forgets what it recorded. The
+	// Update is applied with Apply like any other and yields no reply.
+	// Serialized with Apply.
+	TakeDelta() (Update, error)
+}
+
 // Snapshot is a point-in-time image of a state machine. Taking one is
 // cheap and may happen under the runtime's lock, so the image's Seq and the
 // protocol's bookkeeping agree; writing it out is slow and happens outside,

@@ -1,0 +1,147 @@
+package dedup
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/lockstep/lockstep/statemachine"
+)
+
+// The table is part of the state checkpoint replication transfers: a
+// retried request must be recognized by a backup promoted to primary just
+// as under operation replication. A delta therefore carries the records of
+// every client whose record changed, then the inner machine's delta.
+
+// innerTracker returns the wrapped machine's delta support, or an error.
+func (m *Machine) innerTracker() (statemachine.DeltaTracker, error) {
+	t, ok := m.StateMachine.(statemachine.DeltaTracker)
+	if !ok {
+		return nil, fmt.Errorf("lockstep: %T cannot be replicated by state transfer", m.StateMachine)
+	}
+	return t, nil
+}
+
+// TrackChanges starts or stops recording what Apply changes, here and in
+// the inner machine.
+func (m *Machine) TrackChanges(on bool) {
+	if t, err := m.innerTracker(); err == nil {
+		t.TrackChanges(on)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dirty = nil
+	if on {
+		m.dirty = map[string]bool{}
+	}
+}
+
+// DirtyBytes estimates the size of the next delta.
+func (m *Machine) DirtyBytes() int {
+	n := 0
+	if t, err := m.innerTracker(); err == nil {
+		n = t.DirtyBytes()
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for c := range m.dirty {
+		n += len(c) + len(m.table[c].reply) + 16
+	}
+	return n
+}
+
+// TakeDelta returns the changed table records and the inner delta as one
+// Update.
+func (m *Machine) TakeDelta() (statemachine.Update, error) {
+	t, err := m.innerTracker()
+	if err != nil {
+		return nil, err
+	}
+	inner, err := t.TakeDelta()
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	b := []byte{tagDelta}
+	b = binary.AppendUvarint(b, uint64(len(m.dirty)))
+	for c := range m.dirty {
+		r, ok := m.table[c]
+		if !ok {
+			r = record{} // evicted since: num 0 tells the backup to forget it
+		}
+		b = appendRecord(b, c, r)
+	}
+	if m.dirty != nil {
+		clear(m.dirty)
+	}
+	m.mu.Unlock()
+	return append(b, inner...), nil
+}
+
+func appendRecord(b []byte, client string, r record) []byte {
+	b = binary.AppendUvarint(b, uint64(len(client)))
+	b = append(b, client...)
+	b = binary.AppendUvarint(b, r.num)
+	b = binary.AppendUvarint(b, r.seq)
+	b = binary.AppendUvarint(b, uint64(len(r.reply)))
+	return append(b, r.reply...)
+}
+
+// applyDelta installs a delta's records and its inner delta at seq.
+func (m *Machine) applyDelta(seq uint64, b []byte) error {
+	d := &deltaReader{b: b}
+	n := d.uvarint()
+	if n > uint64(len(b)) {
+		return fmt.Errorf("%w: dedup delta of %d records in %d bytes", statemachine.ErrCorruptUpdate, n, len(b))
+	}
+	recs := make(map[string]record, n)
+	for range n {
+		c := string(d.bytes())
+		r := record{num: d.uvarint(), seq: d.uvarint()}
+		r.reply = append([]byte(nil), d.bytes()...)
+		recs[c] = r
+	}
+	if d.bad {
+		return fmt.Errorf("%w: dedup delta records", statemachine.ErrCorruptUpdate)
+	}
+	if _, err := m.StateMachine.Apply(seq, d.b, nil); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for c, r := range recs {
+		if r.num == 0 {
+			delete(m.table, c)
+		} else {
+			m.table[c] = r
+		}
+	}
+	m.evictLocked()
+	return nil
+}
+
+// deltaReader decodes a delta; any malformed field sets bad.
+type deltaReader struct {
+	b   []byte
+	bad bool
+}
+
+func (d *deltaReader) uvarint() uint64 {
+	v, k := binary.Uvarint(d.b)
+	if k <= 0 {
+		d.bad, d.b = true, nil
+		return 0
+	}
+	d.b = d.b[k:]
+	return v
+}
+
+func (d *deltaReader) bytes() []byte {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.bad, d.b = true, nil
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
