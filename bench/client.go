@@ -147,13 +147,22 @@ func (c *client) run() error {
 	}
 }
 
+// pickKey draws a key number: from the hot set HotPercent of the time
+// when there is one, else uniformly.
+func (c *client) pickKey(cfg *Config) int {
+	if cfg.HotKeys > 0 && c.rng.IntN(100) < cfg.HotPercent {
+		return c.rng.IntN(cfg.HotKeys)
+	}
+	return c.rng.IntN(cfg.Keys)
+}
+
 // fill builds the next batch of n commands into the reused buffer.
 func (c *client) fill(n int) {
 	c.buf = c.buf[:0]
 	c.ops = c.ops[:0]
 	cfg := &c.sh.cfg
 	for range n {
-		c.key = appendKey(c.key[:0], c.rng.IntN(cfg.Keys))
+		c.key = appendKey(c.key[:0], c.pickKey(cfg))
 		if c.pickGet() {
 			c.getArgs[1] = c.key
 			c.buf = resp.AppendCommand(c.buf, c.getArgs...)

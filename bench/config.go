@@ -52,6 +52,11 @@ type Config struct {
 	Pipeline int
 	// Keys is the size of the keyspace; keys are key:000000000000 upwards.
 	Keys int
+	// HotKeys, when positive, makes HotPercent of the requests go to the
+	// first HotKeys keys (a hot-key workload); the rest are uniform over
+	// Keys.
+	HotKeys    int
+	HotPercent int
 	// ValueSize is the length in bytes of every SET value.
 	ValueSize int
 	// Duration is how long the measured part of the run lasts. It is
@@ -122,6 +127,10 @@ func (c Config) Validate() error {
 		return bad("--pipeline %d must be between 1 and %d", c.Pipeline, maxPipeline)
 	case c.Keys < 1:
 		return bad("--keys %d must be at least 1", c.Keys)
+	case c.HotKeys < 0 || c.HotKeys > c.Keys:
+		return bad("--hot-keys %d must be between 0 and --keys %d", c.HotKeys, c.Keys)
+	case c.HotPercent < 0 || c.HotPercent > 100:
+		return bad("--hot-percent %d must be between 0 and 100", c.HotPercent)
 	case c.ValueSize < 0 || c.ValueSize > maxValueSize:
 		return bad("--value-size %d must be between 0 and %d", c.ValueSize, maxValueSize)
 	case int64(c.Pipeline)*int64(c.ValueSize) > maxBatchBytes:

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"errors"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -36,6 +37,8 @@ func TestValidate(t *testing.T) {
 		"duration":    func(c *Config) { c.Duration = 0 },
 		"warmup":      func(c *Config) { c.Warmup = -1 },
 		"ratio":       func(c *Config) { c.GetRatio, c.SetRatio = 0, 0 },
+		"hot-keys":    func(c *Config) { c.HotKeys = c.Keys + 1 },
+		"hot-percent": func(c *Config) { c.HotKeys, c.HotPercent = 10, 101 },
 	} {
 		cfg := DefaultConfig()
 		mutate(&cfg)
@@ -55,5 +58,21 @@ func TestAppendKey(t *testing.T) {
 		if got := string(appendKey(nil, n)); got != want {
 			t.Errorf("appendKey(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// TestHotKeys: with a hot set, about HotPercent of the keys drawn are in it.
+func TestHotKeys(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.HotKeys, cfg.HotPercent = 10, 90
+	c := &client{rng: rand.New(rand.NewPCG(1, 2))}
+	hot := 0
+	for range 10000 {
+		if c.pickKey(&cfg) < 10 {
+			hot++
+		}
+	}
+	if hot < 8800 || hot > 9200 {
+		t.Fatalf("%d of 10000 keys hot, want about 9000", hot)
 	}
 }

@@ -76,6 +76,8 @@ measured and a non-zero exit status.`,
 	f.Int64Var(&cfg.Requests, "requests", 0, "stop after exactly this many requests over all clients (0: run for --duration)")
 	f.StringVar(&ratio, "ratio", "1:1", "GET:SET weights, e.g. 9:1 for read-heavy or 0:1 for SET only")
 	f.IntVar(&cfg.Keys, "keys", cfg.Keys, "keyspace size: keys are drawn uniformly from this many")
+	f.IntVar(&cfg.HotKeys, "hot-keys", 0, "a hot set: --hot-percent of the requests go to the first this many keys (0: uniform)")
+	f.IntVar(&cfg.HotPercent, "hot-percent", 90, "with --hot-keys, the share of requests (0-100) that go to the hot set")
 	f.IntVar(&cfg.ValueSize, "value-size", cfg.ValueSize, "size in bytes of every SET value")
 	f.IntVar(&cfg.Pipeline, "pipeline", cfg.Pipeline, "requests each client sends before waiting for replies (1: no pipelining)")
 	f.StringVar(&cfg.Password, "password", "", "send AUTH with this password on every connection first")
