@@ -27,7 +27,7 @@ type PlanOptions struct {
 //     members, at epoch 1. Every node starts empty, so no data is at stake.
 //     A group is bootstrapped only once: Plan never creates a configuration
 //     when cur is non-nil.
-//  2. Takeover (primary-backup only). If the primary (Members[0]) is not
+//  2. Takeover (primary-backup and checkpoint). If the primary (Members[0]) is not
 //     live, the live backup that reports Complete with the highest Applied
 //     becomes primary, and every dead member and joiner is removed in the
 //     same change. A backup that is not complete (a joiner made backup
@@ -70,7 +70,7 @@ func Plan(cur *Config, nodes []NodeInfo, opts PlanOptions) (next Config, changed
 		n, ok := byName[m.Name]
 		return ok && n.Incarnation == m.Incarnation
 	}
-	if cur.Protocol == ProtocolPrimaryBackup && len(cur.Members) > 0 && !isLive(cur.Members[0]) {
+	if hasPrimary(cur.Protocol) && len(cur.Members) > 0 && !isLive(cur.Members[0]) {
 		return planTakeover(*cur, byName, isLive)
 	}
 	if next, ok, why := planRemoval(*cur, isLive); ok || why != "" {
@@ -155,7 +155,7 @@ func planPromotion(cur Config, joiner NodeInfo) (Config, bool, string) {
 	next.Epoch++
 	next.Revision = 0
 	place := "tail"
-	if cur.Protocol == ProtocolPrimaryBackup {
+	if hasPrimary(cur.Protocol) {
 		place = "backup"
 	}
 	return next, true, "promote " + cur.Joining.String() + " to " + place

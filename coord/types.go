@@ -70,7 +70,14 @@ const (
 const (
 	ProtocolChain         = "chain"
 	ProtocolPrimaryBackup = "primary-backup"
+	ProtocolCheckpoint    = "checkpoint"
 )
+
+// hasPrimary reports whether protocol runs a primary and backups (as
+// opposed to a chain), so a dead primary is replaced by takeover.
+func hasPrimary(protocol string) bool {
+	return protocol == ProtocolPrimaryBackup || protocol == ProtocolCheckpoint
+}
 
 // DefaultProtocol is the replication protocol a group is bootstrapped with
 // when [PlanOptions.Protocol] is empty.

@@ -3,15 +3,18 @@ package replica
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/statemachine"
 )
 
 // Protocol names, as configurations and --protocol spell them.
 const (
 	ProtocolChain         = coord.ProtocolChain
 	ProtocolPrimaryBackup = coord.ProtocolPrimaryBackup
+	ProtocolCheckpoint    = coord.ProtocolCheckpoint
 )
 
 // ErrUnknownProtocol: a configuration or option names a protocol this
@@ -121,19 +124,34 @@ type protocolCore interface {
 	// state, and whether their replies must wait for the commit point to
 	// reach the applied seq they read at (see coreStatus.ReadReady).
 	ReadReady() (ok, gated bool)
+	// ServesSnapshot reports whether this replica's state may be streamed
+	// to a replica that asks for a snapshot.
+	ServesSnapshot() bool
 	Ready() effects
 	Status() coreStatus
 }
 
 // newCore builds the core for protocol.
-func newCore(protocol, id string, opts CoreOptions, applied uint64) (protocolCore, error) {
+func newCore(protocol, id string, opts CoreOptions, sm statemachine.StateMachine) (protocolCore, error) {
+	applied := sm.AppliedSeq()
 	switch protocol {
 	case ProtocolChain, "":
 		return newChainCore(id, opts, applied), nil
 	case ProtocolPrimaryBackup:
 		return newPBCore(id, opts, applied), nil
+	case ProtocolCheckpoint:
+		return newCheckpointCore(id, opts, applied, sm)
 	}
-	return nil, fmt.Errorf("%w: %q (want %s or %s)", ErrUnknownProtocol, protocol, ProtocolChain, ProtocolPrimaryBackup)
+	return nil, fmt.Errorf("%w: %q (want %s, %s or %s)", ErrUnknownProtocol, protocol, ProtocolChain, ProtocolPrimaryBackup, ProtocolCheckpoint)
+}
+
+// epochCloser is implemented by cores that replicate state in epochs
+// (checkpoint): the runtime closes an epoch every CheckpointInterval, or
+// early once dirtyPastBound, under its lock.
+type epochCloser interface {
+	closeEpoch() error
+	dirtyPastBound() bool
+	appendInfo(b []byte) []byte
 }
 
 // CoreOptions tune a protocol core; zero fields take the core's defaults.
@@ -143,6 +161,13 @@ type CoreOptions struct {
 	Window int
 	// MaxBatch is the most entries one message carries.
 	MaxBatch int
+	// CheckpointInterval is the epoch length of checkpoint replication
+	// (default 20 ms); CheckpointBytes the dirty state past which an
+	// epoch is cut early (default 4 MiB); CheckpointWindow the most
+	// checkpoints in flight to a backup (default 4).
+	CheckpointInterval time.Duration
+	CheckpointBytes    int
+	CheckpointWindow   int
 }
 
 // memberIDs converts the coordinator's members into core ids. A member

@@ -48,6 +48,9 @@ func (a *chainCore) Hold(seq uint64)                           { a.c.Hold(seq) }
 func (a *chainCore) Tick()                                     { a.c.Tick() }
 func (a *chainCore) ReadReady() (bool, bool)                   { return a.c.ReadReady(), false }
 
+// ServesSnapshot: the core decides who is asked; any replica may answer.
+func (a *chainCore) ServesSnapshot() bool { return true }
+
 func (a *chainCore) Ready() effects {
 	rd := a.c.Ready()
 	return effects{apply: rd.Apply, commit: rd.Commit, needSnapshot: rd.NeedSnapshot, msgs: chainMsgs(rd.Messages)}

@@ -48,6 +48,9 @@ func (a *pbCore) Hold(seq uint64)                            { a.c.Hold(seq) }
 func (a *pbCore) Tick()                                      { a.c.Tick() }
 func (a *pbCore) ReadReady() (bool, bool)                    { return a.c.ReadReady(), true }
 
+// ServesSnapshot: the core decides who is asked; any replica may answer.
+func (a *pbCore) ServesSnapshot() bool { return true }
+
 func (a *pbCore) Ready() effects {
 	rd := a.c.Ready()
 	return effects{apply: rd.Apply, commit: rd.Commit, needSnapshot: rd.NeedSnapshot, msgs: pbMsgs(rd.Messages)}

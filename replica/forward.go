@@ -62,7 +62,7 @@ func (rt *routes) target(wantHead bool) (string, <-chan struct{}) {
 		return "", rt.changed
 	}
 	m := ms[len(ms)-1]
-	if wantHead || rt.cfg.Protocol == ProtocolPrimaryBackup {
+	if wantHead || rt.cfg.Protocol != ProtocolChain {
 		m = ms[0] // a primary orders writes and answers reads
 	}
 	if rt.incs[m.Name] != m.Incarnation {

@@ -137,7 +137,7 @@ func New(opts Options) (*Replica, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	core, err := newCore(opts.Protocol, opts.Name, opts.Core, opts.Machine.AppliedSeq())
+	core, err := newCore(opts.Protocol, opts.Name, opts.Core, opts.Machine)
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +235,7 @@ func (r *Replica) Run(ctx context.Context) {
 	r.runCtx.Store(&ctx)
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
+	closer, epochs := r.epochTicker()
 	for {
 		select {
 		case <-ctx.Done():
@@ -250,6 +251,13 @@ func (r *Replica) Run(ctx context.Context) {
 			runtime.Gosched()
 			r.mu.Lock()
 			r.flushHeadAppliedLocked()
+			if closer != nil && closer.dirtyPastBound() {
+				r.closeEpochLocked(closer)
+			}
+			r.mu.Unlock()
+		case <-epochs:
+			r.mu.Lock()
+			r.closeEpochLocked(closer)
 			r.mu.Unlock()
 		case <-t.C:
 			r.mu.Lock()
@@ -257,6 +265,29 @@ func (r *Replica) Run(ctx context.Context) {
 			r.mu.Unlock()
 		}
 		r.handleReady(ctx)
+	}
+}
+
+// epochTicker returns the core's epoch closer and a channel that ticks
+// every checkpoint interval, or nils for protocols without epochs.
+func (r *Replica) epochTicker() (epochCloser, <-chan time.Time) {
+	closer, ok := r.core.(epochCloser)
+	if !ok {
+		return nil, nil
+	}
+	every := r.opts.Core.CheckpointInterval
+	if every <= 0 {
+		every = DefaultCheckpointInterval
+	}
+	return closer, time.NewTicker(every).C
+}
+
+// closeEpochLocked makes the open epoch a checkpoint; a local error stops
+// the replica (fail takes no lock of ours).
+func (r *Replica) closeEpochLocked(closer epochCloser) {
+	r.flushHeadAppliedLocked()
+	if err := closer.closeEpoch(); err != nil {
+		r.fail(err)
 	}
 }
 

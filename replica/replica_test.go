@@ -73,8 +73,8 @@ func TestConfigHidesOtherIncarnation(t *testing.T) {
 	if member || slices.Contains(members, "n2") {
 		t.Fatalf("new incarnation must not be the member: %v member=%v", members, member)
 	}
-	for _, proto := range []string{ProtocolChain, ProtocolPrimaryBackup} {
-		core, err := newCore(proto, "n2", CoreOptions{}, 0)
+	for _, proto := range []string{ProtocolChain, ProtocolPrimaryBackup, ProtocolCheckpoint} {
+		core, err := newCore(proto, "n2", CoreOptions{}, newTestReplica(t, "x").sm)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +95,7 @@ func TestConfigHidesOtherIncarnation(t *testing.T) {
 // TestUnknownProtocolRefused: a replica is built only for a protocol this
 // build runs.
 func TestUnknownProtocolRefused(t *testing.T) {
-	if _, err := newCore("paxos", "n1", CoreOptions{}, 0); !errors.Is(err, ErrUnknownProtocol) {
+	if _, err := newCore("paxos", "n1", CoreOptions{}, newTestReplica(t, "x").sm); !errors.Is(err, ErrUnknownProtocol) {
 		t.Fatalf("newCore(paxos) = %v, want ErrUnknownProtocol", err)
 	}
 }

@@ -96,6 +96,10 @@ func (r *Replica) ServeSnapshot(ctx context.Context, from string, req []byte, w 
 	snap := r.kept.take(from, seq)
 	if snap == nil {
 		r.mu.Lock()
+		if !r.core.ServesSnapshot() {
+			r.mu.Unlock()
+			return fmt.Errorf("%w: %s cannot serve a snapshot now", ErrNotServing, r.opts.Name)
+		}
 		var err error
 		if snap, err = r.sm.OpenSnapshot(); err != nil {
 			r.mu.Unlock()

@@ -59,10 +59,13 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 		}
 		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:%s\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_complete:%d\r\nlockstep_backup_lag:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\n",
 			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load())
+		if ec, ok := r.core.(epochCloser); ok {
+			b = ec.appendInfo(b)
+		}
 		if ts, ok := r.send.(interface{ Stats() transport.Stats }); ok {
 			t := ts.Stats()
-			b = fmt.Appendf(b, "lockstep_peer_msgs_sent:%d\r\nlockstep_peer_writes:%d\r\nlockstep_peer_msgs_received:%d\r\nlockstep_peer_msgs_dropped:%d\r\nlockstep_peer_msgs_fault_dropped:%d\r\n",
-				t.MsgsSent, t.Writes, t.MsgsReceived, t.MsgsDropped, t.MsgsFaultDropped)
+			b = fmt.Appendf(b, "lockstep_peer_msgs_sent:%d\r\nlockstep_peer_bytes_sent:%d\r\nlockstep_peer_writes:%d\r\nlockstep_peer_msgs_received:%d\r\nlockstep_peer_msgs_dropped:%d\r\nlockstep_peer_msgs_fault_dropped:%d\r\n",
+				t.MsgsSent, t.BytesSent, t.Writes, t.MsgsReceived, t.MsgsDropped, t.MsgsFaultDropped)
 		}
 	case "keyspace":
 		b = storage.AppendKeyspaceInfo(b, r.store)

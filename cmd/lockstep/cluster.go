@@ -35,6 +35,8 @@ type clusterFlags struct {
 	leaseTTL        time.Duration
 	bootstrapExpect int
 	window          int
+	cpInterval      time.Duration
+	cpBytes         int
 	faults          transport.Faults // chaos testing: an unreliable replication network
 }
 
@@ -63,9 +65,15 @@ func (c *clusterFlags) validate() error {
 		return fmt.Errorf("--peer-addr %q: %w", c.peerAddr, err)
 	}
 	switch c.protocol {
-	case "", replica.ProtocolChain, replica.ProtocolPrimaryBackup:
+	case "", replica.ProtocolChain, replica.ProtocolPrimaryBackup, replica.ProtocolCheckpoint:
 	default:
-		return fmt.Errorf("--protocol %q: want %s or %s", c.protocol, replica.ProtocolChain, replica.ProtocolPrimaryBackup)
+		return fmt.Errorf("--protocol %q: want %s, %s or %s", c.protocol, replica.ProtocolChain, replica.ProtocolPrimaryBackup, replica.ProtocolCheckpoint)
+	}
+	if c.cpInterval < time.Millisecond || c.cpInterval > 10*time.Second {
+		return fmt.Errorf("--checkpoint-interval %v: want 1ms to 10s", c.cpInterval)
+	}
+	if c.cpBytes < 1024 {
+		return fmt.Errorf("--checkpoint-bytes %d: want at least 1024", c.cpBytes)
 	}
 	if c.leaseTTL < time.Second {
 		return fmt.Errorf("--lease-ttl %v: must be at least 1s (etcd leases are whole seconds)", c.leaseTTL)
@@ -131,7 +139,9 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	machine := dedup.Wrap(kv.New(n.store, kv.Options{}), 0)
 	n.rep, err = replica.New(replica.Options{
 		Name: cf.name, Incarnation: inc, Machine: machine, Store: n.store,
-		Protocol: proto, Core: replica.CoreOptions{Window: cf.window},
+		Protocol: proto, Core: replica.CoreOptions{
+			Window: cf.window, CheckpointInterval: cf.cpInterval, CheckpointBytes: cf.cpBytes,
+		},
 		Logger: log.With("component", "replica"),
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/lockstep/lockstep/admin"
 	"github.com/lockstep/lockstep/kv"
 	"github.com/lockstep/lockstep/node"
+	"github.com/lockstep/lockstep/replica"
 	"github.com/lockstep/lockstep/resp"
 	"github.com/lockstep/lockstep/server"
 	"github.com/lockstep/lockstep/storage"
@@ -89,7 +90,9 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.StringVar(&c.peerAddr, "peer-addr", "127.0.0.1:0", "address for replication traffic from other nodes (port 0 picks a free one)")
 	fl.StringVar(&c.cluster, "cluster", "lockstep", "cluster name: the etcd key prefix shared by the nodes of one cluster")
 	fl.StringVar(&c.group, "group", "default", "replication group this node serves")
-	fl.StringVar(&c.protocol, "protocol", "", "replication protocol: chain or primary-backup (empty: the group's own, or chain for a new group); a node is refused by a group that runs another")
+	fl.StringVar(&c.protocol, "protocol", "", "replication protocol: chain, primary-backup or checkpoint (empty: the group's own, or chain for a new group); a node is refused by a group that runs another")
+	fl.DurationVar(&c.cpInterval, "checkpoint-interval", replica.DefaultCheckpointInterval, "checkpoint protocol: epoch length; the primary ships the state its writes dirtied once per epoch, and replies wait for it")
+	fl.IntVar(&c.cpBytes, "checkpoint-bytes", replica.DefaultCheckpointBytes, "checkpoint protocol: an epoch whose dirty state passes this many bytes is cut early")
 	fl.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease: a node silent this long is removed; it stops serving before then")
 	fl.IntVar(&c.bootstrapExpect, "bootstrap-expect", 1, "how many nodes form a new group's first configuration")
 	fl.Float64Var(&c.faults.DropRate, "fault-drop-rate", 0, "testing only: drop this fraction of outgoing replication messages")
@@ -234,6 +237,9 @@ func serve(ctx context.Context, f *serverFlags, set settings, ln net.Listener, b
 	log := set.log
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if c, ok := backend.(interface{ Collectors() []prometheus.Collector }); ok {
+		reg.MustRegister(c.Collectors()...)
+	}
 	srv, err := server.New(server.Config{
 		Backend: backend, RequirePass: f.requirePass, MaxClients: f.maxClients, Limits: set.limits,
 		IdleTimeout: f.idleTimeout, Version: buildVersion(), Logger: log, Metrics: server.NewMetrics(reg),

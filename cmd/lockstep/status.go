@@ -165,9 +165,9 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client, cluster, group str
 // position names the role of the i-th of n members.
 func position(protocol string, i, n int) string {
 	switch {
-	case protocol == coord.ProtocolPrimaryBackup && i == 0:
+	case protocol != coord.ProtocolChain && i == 0:
 		return "primary"
-	case protocol == coord.ProtocolPrimaryBackup:
+	case protocol != coord.ProtocolChain:
 		return "backup"
 	case i == 0:
 		return "head"

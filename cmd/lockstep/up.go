@@ -32,6 +32,7 @@ type upFlags struct {
 	leaseTTL     time.Duration
 	adminBase    int
 	procs        int
+	cpInterval   time.Duration
 }
 
 func newUpCmd() *cobra.Command {
@@ -44,8 +45,8 @@ an embedded single-member etcd (the coordinator) and --nodes 'lockstep
 server' child processes on 127.0.0.1, client ports --base-port, +1, ...
 
 It prints each node's client address, then a 'ready' line once the group
-(a chain, or a primary and its backups with --protocol primary-backup) is
-formed. Any node serves any client. Kill a node and the others carry on;
+(a chain, or a primary and its backups with --protocol primary-backup or
+checkpoint) is formed. Any node serves any client. Kill a node and the others carry on;
 with --restart-after the killed node is restarted and rejoins (behind the
 tail, or as a backup). Ctrl-C stops everything.
 
@@ -61,7 +62,8 @@ recreated); logs are in --dir/<node>.log.`,
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&f.nodes, "nodes", 3, "number of lockstep servers")
-	fl.StringVar(&f.protocol, "protocol", "chain", "replication protocol: chain or primary-backup")
+	fl.StringVar(&f.protocol, "protocol", "chain", "replication protocol: chain, primary-backup or checkpoint")
+	fl.DurationVar(&f.cpInterval, "checkpoint-interval", 0, "checkpoint protocol: epoch length (0: the server's default, 20ms)")
 	fl.StringVar(&f.dir, "dir", "lockstep-cluster", "directory for etcd data, node data and logs")
 	fl.IntVar(&f.basePort, "base-port", 7001, "client port of the first node; node i listens on base-port+i-1")
 	fl.DurationVar(&f.restartAfter, "restart-after", 0, "restart a node this long after it dies (0: never)")
@@ -76,8 +78,10 @@ func (f *upFlags) validate() error {
 	switch {
 	case f.nodes < 1 || f.nodes > 32:
 		return fmt.Errorf("--nodes %d: want 1 to 32", f.nodes)
-	case f.protocol != coord.ProtocolChain && f.protocol != coord.ProtocolPrimaryBackup:
-		return fmt.Errorf("--protocol %q: want %s or %s", f.protocol, coord.ProtocolChain, coord.ProtocolPrimaryBackup)
+	case f.protocol != coord.ProtocolChain && f.protocol != coord.ProtocolPrimaryBackup && f.protocol != coord.ProtocolCheckpoint:
+		return fmt.Errorf("--protocol %q: want %s, %s or %s", f.protocol, coord.ProtocolChain, coord.ProtocolPrimaryBackup, coord.ProtocolCheckpoint)
+	case f.cpInterval < 0:
+		return fmt.Errorf("--checkpoint-interval %v: must not be negative", f.cpInterval)
 	case f.basePort < 1 || f.basePort+f.nodes > 65535:
 		return fmt.Errorf("--base-port %d: out of range", f.basePort)
 	case f.storage != "memory" && f.storage != "pebble":
@@ -178,6 +182,9 @@ func (s *supervisor) start(i int) error {
 		"--lease-ttl", s.f.leaseTTL.String(), "--protocol", s.f.protocol)
 	if s.f.adminBase > 0 {
 		cmd.Args = append(cmd.Args, "--admin-addr", "127.0.0.1:"+strconv.Itoa(s.f.adminBase+i-1))
+	}
+	if s.f.cpInterval > 0 {
+		cmd.Args = append(cmd.Args, "--checkpoint-interval", s.f.cpInterval.String())
 	}
 	cmd.Env = childEnv(s.f)
 	cmd.Stdout, cmd.Stderr = logf, logf

@@ -1,0 +1,33 @@
+package replica
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Collectors returns Prometheus collectors of the replica's progress and,
+// under checkpoint replication, of its checkpoints. They read the replica
+// at scrape time.
+func (r *Replica) Collectors() []prometheus.Collector {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "lockstep", Subsystem: "replica", Name: name, Help: help}, f)
+	}
+	counter := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "lockstep", Subsystem: "replica", Name: name, Help: help}, f)
+	}
+	cs := []prometheus.Collector{
+		gauge("epoch", "Configuration epoch the replica runs in.", func() float64 { return float64(r.Epoch()) }),
+		gauge("applied_seq", "Last sequence number applied to the state.", func() float64 { return float64(r.Status().Applied) }),
+		gauge("commit_seq", "Commit point: replies up to it may be released.", func() float64 { return float64(r.commit.seq.Load()) }),
+		gauge("backup_lag", "At a primary, how far its slowest backup is behind.", func() float64 { return float64(r.Status().Lag) }),
+		counter("forwarded_total", "Requests forwarded to the replica that orders writes or answers reads.", func() float64 { return float64(r.stats.forwarded.Load()) }),
+	}
+	cp, ok := r.core.(*cpCore)
+	if !ok {
+		return cs
+	}
+	return append(cs,
+		gauge("checkpoint_interval_seconds", "Epoch length of checkpoint replication.", func() float64 { return cp.interval.Seconds() }),
+		counter("checkpoints_total", "Checkpoints this replica made as primary.", func() float64 { return float64(cp.stats.made.Load()) }),
+		counter("checkpoint_bytes_total", "Bytes of the checkpoints this replica made as primary.", func() float64 { return float64(cp.stats.bytes.Load()) }),
+		gauge("checkpoint_last_bytes", "Size of the last checkpoint.", func() float64 { return float64(cp.stats.lastBytes.Load()) }),
+		counter("checkpoints_deferred_total", "Epoch closes put off because a backup lagged a full window.", func() float64 { return float64(cp.stats.deferred.Load()) }),
+	)
+}
