@@ -39,7 +39,7 @@ func measureOneFailover(t *testing.T, proto string) time.Duration {
 	c := startClusterWith(t, 3, proto)
 	st := c.status()
 	head, tail := st.byRole("head"), st.byRole("tail")
-	if proto == pbProto {
+	if proto == pbProto || proto == cpProto {
 		head, tail = st.byRole("primary"), st.byRole("backup")
 	}
 	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, MaxRetries: -1, ReadTimeout: 20 * time.Second})
