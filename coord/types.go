@@ -165,6 +165,10 @@ type NodeInfo struct {
 	Applied uint64 `json:"applied"`
 	// Lag, at a primary, is how far its slowest backup is behind.
 	Lag uint64 `json:"lag"`
+	// Commit, at the head or primary, is its commit point: the last seq
+	// every replica acknowledged (under checkpoint replication, the last
+	// checkpoint every backup installed).
+	Commit uint64 `json:"commit,omitempty"`
 	// Complete means the node is a member holding every entry that may
 	// have been acknowledged to a client; only a complete backup may be
 	// made primary (see Plan).

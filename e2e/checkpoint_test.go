@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -111,4 +113,53 @@ func infoInt(info, field string) int {
 		}
 	}
 	return -1
+}
+
+// TestCheckpointCutEarlyBySize: with a 10 s epoch and a 4 KiB bound on
+// dirty state, a burst of 1 KB writes is checkpointed by size, many times
+// before the epoch would end.
+func TestCheckpointCutEarlyBySize(t *testing.T) {
+	c := startClusterArgs(t, 2, cpProto, func(string) []string {
+		return []string{"--checkpoint-interval", "10s", "--checkpoint-bytes", "4096"}
+	})
+	primary := c.status().byRole("primary")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	info := redis.NewClient(&redis.Options{Addr: c.procs[primary].Addr})
+	defer info.Close()
+	before := -1
+	proctest.Eventually(t, 5*time.Second, "INFO from the primary", func() bool {
+		s, _ := info.Info(ctx, "replication").Result()
+		before = infoInt(s, "lockstep_checkpoints")
+		return before >= 0
+	})
+	// Forty clients write 1 KB each; every reply waits for the checkpoint
+	// holding its write, so all of them are answered only if the epoch is
+	// cut by size: the 10 s interval is far off.
+	start := time.Now()
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w := redis.NewClient(&redis.Options{Addr: c.procs[primary].Addr, ReadTimeout: 20 * time.Second})
+			defer w.Close()
+			if w.Set(ctx, "big"+strconv.Itoa(i), strings.Repeat("v", 1000), 0).Err() != nil {
+				failed.Add(1)
+			}
+		}()
+	}
+	proctest.Eventually(t, 5*time.Second, "40 writes answered before the epoch ends", func() bool {
+		s, _ := info.Info(ctx, "replication").Result()
+		return infoInt(s, "lockstep_checkpoint_bytes") >= 40*1000
+	})
+	wg.Wait()
+	took := time.Since(start)
+	s, _ := info.Info(ctx, "replication").Result()
+	made := infoInt(s, "lockstep_checkpoints") - before
+	t.Logf("40 KB of writes in %d checkpoints within %v of a 10 s epoch", made, took.Round(time.Millisecond))
+	if failed.Load() > 0 || took > 8*time.Second || made < 2 {
+		t.Fatalf("%d writes failed, took %v, %d checkpoints", failed.Load(), took, made)
+	}
 }

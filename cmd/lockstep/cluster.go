@@ -308,10 +308,11 @@ func (n *clusterNode) publishStatus(ctx context.Context) {
 		st := n.rep.Status()
 		info := n.session.Info()
 		info.State, info.Role, info.Epoch, info.Applied = st.State, st.Role, st.Epoch, st.Applied
-		info.Complete, info.Lag = st.Complete, st.Lag
+		info.Complete, info.Lag, info.Commit = st.Complete, st.Lag, st.Commit
 		changed := info.State != last.State || info.Role != last.Role || info.Epoch != last.Epoch ||
 			info.Complete != last.Complete
-		if !changed && ((info.Applied == last.Applied && info.Lag == last.Lag) || time.Since(lastAt) < time.Second) {
+		progress := info.Applied != last.Applied || info.Lag != last.Lag || info.Commit != last.Commit
+		if !changed && (!progress || time.Since(lastAt) < time.Second) {
 			continue
 		}
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -36,10 +37,13 @@ func newStatusCmd() *cobra.Command {
 Point it at a cluster started by 'lockstep up' with --dir, or at any
 cluster's etcd with --etcd-endpoints. Roles: head, middle, tail (chain
 order; a one-node chain's node is the head) or primary, backup (for
---protocol primary-backup), joining (catching up, or waiting to), down (a
-configured member whose process is gone). lag is how many updates a node
-is behind the most advanced one. complete (in --json) marks members that
-hold every acknowledged write: only those may become primary.`,
+--protocol primary-backup and checkpoint), joining (catching up, or waiting
+to), down (a configured member whose process is gone). lag is how many
+updates a node is behind the most advanced one. commit, at the head or
+primary, is the last sequence number every replica acknowledged (under
+checkpoint replication, the last checkpoint every backup installed).
+complete (in --json) marks members that hold every acknowledged write:
+only those may become primary.`,
 		Example: `  lockstep status --dir lockstep-cluster
   lockstep status --etcd-endpoints http://10.0.0.5:2379 --json`,
 		Args: cobra.NoArgs,
@@ -67,6 +71,7 @@ type NodeStatus struct {
 	Epoch      uint64 `json:"epoch"`
 	Applied    uint64 `json:"applied"`
 	Lag        uint64 `json:"lag"`
+	Commit     uint64 `json:"commit"`
 	Complete   bool   `json:"complete"`
 }
 
@@ -113,9 +118,13 @@ func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
 func printStatus(out io.Writer, st ClusterStatus) error {
 	fmt.Fprintf(out, "cluster %s, group %s, protocol %s, epoch %d\n", st.Cluster, st.Group, st.Protocol, st.Epoch)
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tEPOCH\tAPPLIED\tLAG\tCLIENT ADDR\tPID")
+	fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tEPOCH\tAPPLIED\tCOMMIT\tLAG\tCLIENT ADDR\tPID")
 	for _, n := range st.Nodes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%d\n", n.Name, n.Role, n.State, n.Epoch, n.Applied, n.Lag, n.ClientAddr, n.Pid)
+		commit := "-"
+		if n.Role == "head" || n.Role == "primary" {
+			commit = strconv.FormatUint(n.Commit, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%d\t%s\t%d\n", n.Name, n.Role, n.State, n.Epoch, n.Applied, commit, n.Lag, n.ClientAddr, n.Pid)
 	}
 	return tw.Flush()
 }
@@ -146,7 +155,7 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client, cluster, group str
 		}
 		delete(live, name)
 		return NodeStatus{Name: name, Pid: n.Pid, ClientAddr: n.ClientAddr, PeerAddr: n.PeerAddr, Role: role,
-			State: n.State, Epoch: n.Epoch, Applied: n.Applied, Lag: maxApplied - n.Applied, Complete: n.Complete}
+			State: n.State, Epoch: n.Epoch, Applied: n.Applied, Lag: maxApplied - n.Applied, Commit: n.Commit, Complete: n.Complete}
 	}
 	for i, m := range cfg.Members {
 		st.Nodes = append(st.Nodes, row(m.Name, m.Incarnation, position(cfg.Protocol, i, len(cfg.Members))))
