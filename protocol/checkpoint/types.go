@@ -47,8 +47,8 @@ package checkpoint
 
 import (
 	"errors"
-	"fmt"
-	"slices"
+
+	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
 // Config is one configuration (view) of a checkpoint-replicated group, as
@@ -160,22 +160,7 @@ var (
 // epoch above 0, at least one member, no empty or repeated names, and a
 // joiner that is not already a member.
 func (c Config) Validate() error {
-	if c.Epoch == 0 {
-		return fmt.Errorf("%w: epoch 0", ErrInvalidConfig)
-	}
-	if len(c.Members) == 0 {
-		return fmt.Errorf("%w: no members", ErrInvalidConfig)
-	}
-	names := slices.Clip(c.Members)
-	if c.Joining != "" {
-		names = append(names, c.Joining)
-	}
-	for i, n := range names {
-		if n == "" || slices.Contains(names[:i], n) {
-			return fmt.Errorf("%w: empty or repeated name %q", ErrInvalidConfig, n)
-		}
-	}
-	return nil
+	return wire.ValidateConfig(c.Epoch, c.Members, c.Joining, ErrInvalidConfig)
 }
 
 // String names the role for logs and status output.

@@ -44,8 +44,6 @@ package pb
 
 import (
 	"errors"
-	"fmt"
-	"slices"
 
 	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
@@ -134,24 +132,7 @@ var (
 // epoch above 0, at least one member, no empty or repeated names, and a
 // joiner that is not already a member.
 func (c Config) Validate() error {
-	if c.Epoch == 0 {
-		return fmt.Errorf("%w: epoch 0", ErrInvalidConfig)
-	}
-	if len(c.Members) == 0 {
-		return fmt.Errorf("%w: no members", ErrInvalidConfig)
-	}
-	seen := make(map[string]bool, len(c.Members)+1)
-	names := c.Members
-	if c.Joining != "" {
-		names = append(slices.Clip(names), c.Joining)
-	}
-	for _, n := range names {
-		if n == "" || seen[n] {
-			return fmt.Errorf("%w: empty or repeated name %q", ErrInvalidConfig, n)
-		}
-		seen[n] = true
-	}
-	return nil
+	return wire.ValidateConfig(c.Epoch, c.Members, c.Joining, ErrInvalidConfig)
 }
 
 // String names the role for logs and status output.
