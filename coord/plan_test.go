@@ -91,34 +91,42 @@ func TestPlan(t *testing.T) {
 			if tc.opts != nil {
 				o = *tc.opts
 			}
-			var before Config
-			if tc.cur != nil {
-				before = tc.cur.clone()
-			}
-			next, changed, reason := Plan(tc.cur, tc.nodes, o)
-			if tc.cur != nil && !reflect.DeepEqual(*tc.cur, before) {
-				t.Fatalf("Plan modified its input: %+v, was %+v", *tc.cur, before)
-			}
-			if changed != (tc.want != nil) {
-				t.Fatalf("changed = %v (reason %q, next %+v), want %v", changed, reason, next, tc.want != nil)
-			}
-			if tc.want != nil {
-				next.Revision, tc.want.Revision = 0, 0
-				if !reflect.DeepEqual(next, *tc.want) {
-					t.Fatalf("next = %+v joining %v, want %+v joining %v", next, next.Joining, *tc.want, tc.want.Joining)
-				}
-				var prev Config
-				if tc.cur != nil {
-					prev = *tc.cur
-				}
-				if err := checkSuccessor(prev, next); err != nil {
-					t.Fatalf("plan breaks the CAS rules: %v", err)
-				}
-			}
-			if !strings.Contains(reason, tc.because) {
-				t.Fatalf("reason %q does not mention %q", reason, tc.because)
-			}
+			checkPlan(t, tc.cur, tc.nodes, o, tc.want, tc.because)
 		})
+	}
+}
+
+// checkPlan runs Plan and checks its answer: no change when want is nil,
+// else exactly want, a successor the CAS rules allow, a reason mentioning
+// because, and the input left untouched.
+func checkPlan(t *testing.T, cur *Config, nodes []NodeInfo, opts PlanOptions, want *Config, because string) {
+	t.Helper()
+	var before Config
+	if cur != nil {
+		before = cur.clone()
+	}
+	next, changed, reason := Plan(cur, nodes, opts)
+	if cur != nil && !reflect.DeepEqual(*cur, before) {
+		t.Fatalf("Plan modified its input: %+v, was %+v", *cur, before)
+	}
+	if changed != (want != nil) {
+		t.Fatalf("changed = %v (reason %q, next %+v), want %v", changed, reason, next, want != nil)
+	}
+	if want != nil {
+		next.Revision, want.Revision = 0, 0
+		if !reflect.DeepEqual(next, *want) {
+			t.Fatalf("next = %+v joining %v, want %+v joining %v", next, next.Joining, *want, want.Joining)
+		}
+		var prev Config
+		if cur != nil {
+			prev = *cur
+		}
+		if err := checkSuccessor(prev, next); err != nil {
+			t.Fatalf("plan breaks the CAS rules: %v", err)
+		}
+	}
+	if !strings.Contains(reason, because) {
+		t.Fatalf("reason %q does not mention %q", reason, because)
 	}
 }
 
@@ -198,27 +206,6 @@ func TestPlanPrimaryBackup(t *testing.T) {
 	}
 	opts := PlanOptions{Protocol: ProtocolPrimaryBackup, BootstrapExpect: 2}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			next, changed, reason := Plan(tc.cur, tc.nodes, opts)
-			if changed != (tc.want != nil) {
-				t.Fatalf("changed = %v (reason %q, next %+v), want %v", changed, reason, next, tc.want != nil)
-			}
-			if tc.want != nil {
-				next.Revision, tc.want.Revision = 0, 0
-				if !reflect.DeepEqual(next, *tc.want) {
-					t.Fatalf("next = %+v joining %v, want %+v joining %v", next, next.Joining, *tc.want, tc.want.Joining)
-				}
-				var prev Config
-				if tc.cur != nil {
-					prev = *tc.cur
-				}
-				if err := checkSuccessor(prev, next); err != nil {
-					t.Fatalf("plan breaks the CAS rules: %v", err)
-				}
-			}
-			if !strings.Contains(reason, tc.because) {
-				t.Fatalf("reason %q does not mention %q", reason, tc.because)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkPlan(t, tc.cur, tc.nodes, opts, tc.want, tc.because) })
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,16 +25,7 @@ func TestCheckpointPrimaryKilled(t *testing.T) {
 		t.Skip("slow: several failovers with real processes")
 	}
 	c := startClusterWith(t, 3, cpProto)
-	var mu sync.Mutex
-	addrs := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		var out []string
-		for _, p := range c.procs {
-			out = append(out, p.Addr)
-		}
-		return out
-	}
+	addrs := c.addrs
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("workload seed %d", seed)
 	w := &workload{c: c, keys: 5, addrs: addrs}
@@ -50,9 +40,7 @@ func TestCheckpointPrimaryKilled(t *testing.T) {
 		}
 		c.kill(primary)
 		acks.waitProgress(t, 100, "unique writes after killing "+primary)
-		mu.Lock()
 		c.start(primary)
-		mu.Unlock()
 		c.waitMembers(3, 30*time.Second)
 	}
 	acked := acks.finish()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os/exec"
 	"strconv"
+	"sync"
 	"strings"
 	"syscall"
 	"testing"
@@ -26,7 +27,10 @@ type cluster struct {
 	protocol  string // --protocol, "" for the default
 	// extraArgs, if set, adds server flags for the node called name.
 	extraArgs func(name string) []string
-	procs     map[string]*proctest.Proc
+	// mu guards procs against clients reading addresses (addrs) while a
+	// test restarts a node.
+	mu    sync.Mutex
+	procs map[string]*proctest.Proc
 }
 
 func startCluster(t *testing.T, size int) *cluster {
@@ -80,8 +84,50 @@ func (c *cluster) start(name string) *proctest.Proc {
 		args = append(args, c.extraArgs(name)...)
 	}
 	p := proctest.StartLockstep(c.t, lockstepBin, args...)
+	c.mu.Lock()
 	c.procs[name] = p
+	c.mu.Unlock()
 	return p
+}
+
+// addrs returns every node's client address, for clients that move to
+// another node when theirs fails; it may be called while nodes restart.
+func (c *cluster) addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(c.procs))
+	for _, p := range c.procs {
+		out = append(out, p.Addr)
+	}
+	return out
+}
+
+// freeze stops name with SIGSTOP: it can no longer renew its lease, as if
+// cut off from etcd, while its clients stay connected.
+func (c *cluster) freeze(name string) {
+	c.t.Helper()
+	p := c.procs[name]
+	if err := p.Signal(syscall.SIGSTOP); err != nil {
+		c.t.Fatal(err)
+	}
+	proctest.Eventually(c.t, 5*time.Second, name+" to be stopped", func() bool { return proctest.Stopped(p.Pid()) })
+}
+
+// checkNoStaleRead reads key through rc, a client of a thawed node that
+// lost its role, until it refuses: every answer must be want.
+func checkNoStaleRead(t *testing.T, ctx context.Context, rc *redis.Client, key, want, who string) {
+	t.Helper()
+	for answered := 0; answered < 20; answered++ {
+		v, err := rc.Get(ctx, key).Result()
+		if err != nil {
+			// Refused or closed: it noticed its lease was gone.
+			t.Logf("thawed %s: %v after %d answers", who, err, answered)
+			return
+		}
+		if v != want {
+			t.Fatalf("thawed %s answered %q, a stale read", who, v)
+		}
+	}
 }
 
 func (c *cluster) kill(name string) {

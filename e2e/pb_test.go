@@ -335,10 +335,7 @@ func TestPBPausedPrimaryStopsServingReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	pp := c.procs[primary]
-	if err := pp.Signal(syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	proctest.Eventually(t, 5*time.Second, "the primary to be stopped", func() bool { return proctest.Stopped(pp.Pid()) })
+	c.freeze(primary)
 	took := mustSet(t, c.procs[backup].Addr, "k", "new")
 	t.Logf("write through the backup while the primary is frozen took %v", took.Round(time.Millisecond))
 	if r := c.status().byRole("primary"); r != backup {
@@ -348,18 +345,7 @@ func TestPBPausedPrimaryStopsServingReads(t *testing.T) {
 	if err := pp.Signal(syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	answered := 0
-	for range 20 {
-		v, err := old.Get(ctx, "k").Result()
-		if err != nil {
-			t.Logf("thawed old primary: %v after %d answers", err, answered)
-			break
-		}
-		if v != "new" {
-			t.Fatalf("thawed old primary answered %q, a stale read", v)
-		}
-		answered++
-	}
+	checkNoStaleRead(t, ctx, old, "k", "new", "old primary")
 }
 
 // TestPBRandomKillsLinearizable kills and restarts random servers of a
@@ -379,17 +365,7 @@ func TestPBRandomKillsLinearizable(t *testing.T) {
 	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test ./e2e -run TestPBRandomKillsLinearizable)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 	c := startClusterWith(t, 3, pbProto)
-	var mu sync.Mutex
-	addrs := func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		var out []string
-		for _, p := range c.procs {
-			out = append(out, p.Addr)
-		}
-		return out
-	}
-	w := &workload{c: c, keys: 5, addrs: addrs}
+	w := &workload{c: c, keys: 5, addrs: c.addrs}
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := w.run(ctx, 8, seed)
 	kills := 0
@@ -399,9 +375,7 @@ func TestPBRandomKillsLinearizable(t *testing.T) {
 		before := w.acked.Load()
 		c.kill(victim)
 		proctest.Eventually(t, 20*time.Second, "writes after killing "+victim, func() bool { return w.acked.Load() > before+20 })
-		mu.Lock()
 		c.start(victim)
-		mu.Unlock()
 	}
 	c.waitMembers(3, 30*time.Second)
 	cancel()
