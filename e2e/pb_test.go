@@ -348,23 +348,29 @@ func TestPBPausedPrimaryStopsServingReads(t *testing.T) {
 	checkNoStaleRead(t, ctx, old, "k", "new", "old primary")
 }
 
-// TestPBRandomKillsLinearizable kills and restarts random servers of a
-// three-node primary-backup group for 30 s under 8 clients reading and
-// writing through every node. Every read must return the last
+// TestRandomKillsLinearizable kills and restarts random servers of a
+// three-node primary-backup group, and of a checkpoint group, for 30 s
+// each under 8 clients reading and writing through every node. Every read must return the last
 // acknowledged write: the history is checked with porcupine, per key. The
 // seed picks victims and client operations (timing is the machine's);
 // LOCKSTEP_SEED replays a choice of victims.
-func TestPBRandomKillsLinearizable(t *testing.T) {
+func TestRandomKillsLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: 30 s of kills with real processes")
 	}
+	for _, proto := range []string{pbProto, cpProto} {
+		t.Run(proto, func(t *testing.T) { randomKills(t, proto) })
+	}
+}
+
+func randomKills(t *testing.T, protocol string) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
 	}
-	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test ./e2e -run TestPBRandomKillsLinearizable)", seed, seed)
+	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test ./e2e -run TestRandomKillsLinearizable/%s)", seed, seed, protocol)
 	rng := rand.New(rand.NewPCG(seed, 1))
-	c := startClusterWith(t, 3, pbProto)
+	c := startClusterWith(t, 3, protocol)
 	w := &workload{c: c, keys: 5, addrs: c.addrs}
 	ctx, cancel := context.WithCancel(context.Background())
 	wg := w.run(ctx, 8, seed)

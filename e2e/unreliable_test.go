@@ -52,9 +52,9 @@ func subSeed(seed uint64, i int) uint64 {
 // startFaultyCluster starts a primary-backup group whose servers drop and
 // delay their outgoing replication messages, with fault seeds derived
 // from seed.
-func startFaultyCluster(t *testing.T, size int, seed uint64) *cluster {
+func startFaultyCluster(t *testing.T, size int, protocol string, seed uint64) *cluster {
 	t.Helper()
-	c := startClusterArgs(t, size, pbProto, func(name string) []string {
+	c := startClusterArgs(t, size, protocol, func(name string) []string {
 		i, _ := strconv.Atoi(strings.TrimPrefix(name, "n"))
 		return append([]string{"--fault-seed", strconv.FormatUint(subSeed(seed, i), 10)}, replicationFaults...)
 	})
@@ -149,23 +149,29 @@ func (a *appender) run(ctx context.Context, n int, done *atomic.Int64) error {
 	return nil
 }
 
-// TestPBAppendsExactlyOnceThroughUnreliableNetwork runs clients that
+// TestAppendsExactlyOnceThroughUnreliableNetwork runs clients that
 // append numbered tokens through fault proxies (lost requests, and lost
 // replies to requests the server ran) in front of every node, to a
-// primary-backup group whose own replication network drops and delays
-// messages, and kills the primary halfway. Each client retries every
+// primary-backup (and a checkpoint) group whose own replication network
+// drops and delays messages, and kills the primary halfway. Each client retries every
 // request with its number until answered, so each token must be applied
 // exactly once and in the client's order: each client's own key holds
 // exactly its tokens, the shared key holds every token once with each
 // client's in order, and once the old primary has rejoined, all three
 // replicas are byte-identical.
-func TestPBAppendsExactlyOnceThroughUnreliableNetwork(t *testing.T) {
+func TestAppendsExactlyOnceThroughUnreliableNetwork(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: a failover with real processes")
 	}
+	for _, proto := range []string{pbProto, cpProto} {
+		t.Run(proto, func(t *testing.T) { appendsThroughUnreliableNetwork(t, proto) })
+	}
+}
+
+func appendsThroughUnreliableNetwork(t *testing.T, protocol string) {
 	const clients, perClient = 4, 150
 	seed := e2eSeed(t)
-	c := startFaultyCluster(t, 3, seed)
+	c := startFaultyCluster(t, 3, protocol, seed)
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dumpLogs()
