@@ -145,3 +145,18 @@ func (d *deltaReader) bytes() []byte {
 	d.b = d.b[n:]
 	return v
 }
+
+// SpeculativeSeq is the inner machine's: reads never see the table.
+func (m *Machine) SpeculativeSeq(args [][]byte) uint64 {
+	if t, err := m.innerTracker(); err == nil {
+		return t.SpeculativeSeq(args)
+	}
+	return m.AppliedSeq()
+}
+
+// Committed passes the commit point to the inner machine.
+func (m *Machine) Committed(seq uint64) {
+	if t, err := m.innerTracker(); err == nil {
+		t.Committed(seq)
+	}
+}

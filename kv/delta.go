@@ -14,12 +14,21 @@ import (
 // checkpoint replication: the primary ships the final state of every key
 // an epoch touched, not the operations, so many writes to one hot key cost
 // one record.
+//
+// It also remembers which updates are speculative (not yet reported
+// Committed) and which keys they wrote, so a read that observes only
+// committed state need not wait for the next checkpoint.
 type dirtySet struct {
 	on      atomic.Bool // checked without the lock: Apply's fast path
 	mu      sync.Mutex
 	cleared bool           // a FLUSHDB happened: the delta starts with a clear
 	keys    map[string]int // key -> size of its last change (key and value)
 	bytes   int
+
+	written  map[string]uint64 // key -> seq of its last speculative write
+	floor    uint64            // the state tracking started from, until committed
+	clearSeq uint64            // a speculative FLUSHDB, until committed
+	newest   uint64            // the newest speculative update
 }
 
 // TrackChanges starts or stops recording what Apply changes; starting
@@ -30,6 +39,59 @@ func (m *Machine) TrackChanges(on bool) {
 	defer d.mu.Unlock()
 	d.on.Store(on)
 	d.cleared, d.keys, d.bytes = false, nil, 0
+	d.written, d.clearSeq, d.floor, d.newest = nil, 0, 0, 0
+	if on {
+		// A replica that starts tracking (a new primary) cannot tell which
+		// of the state it holds every backup has: all of it counts as
+		// speculative until its first checkpoint commits.
+		d.floor = m.store.AppliedSeq()
+		d.newest = d.floor
+	}
+}
+
+// SpeculativeSeq is the newest update not yet reported Committed that a
+// read of args could observe (0 if none): the seq its reply must wait for.
+// A read of named keys depends on their last writes, a read of everything
+// (DBSIZE, SCAN) on the newest update. Without tracking it is 0.
+func (m *Machine) SpeculativeSeq(args [][]byte) uint64 {
+	d := &m.dirty
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	g := max(d.floor, d.clearSeq)
+	sp := m.find(args[0])
+	if sp == nil || sp.cmd.FirstKey == 0 {
+		return max(g, d.newest)
+	}
+	last := sp.cmd.LastKey
+	if last < 0 {
+		last = len(args) + last
+	}
+	for i := sp.cmd.FirstKey; i <= last && i < len(args); i += max(sp.cmd.KeyStep, 1) {
+		g = max(g, d.written[string(args[i])])
+	}
+	return g
+}
+
+// Committed reports that every update up to seq is on every backup: reads
+// of what they wrote no longer wait.
+func (m *Machine) Committed(seq uint64) {
+	d := &m.dirty
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.floor <= seq {
+		d.floor = 0
+	}
+	if d.clearSeq <= seq {
+		d.clearSeq = 0
+	}
+	if d.newest <= seq {
+		d.newest = 0
+	}
+	for k, w := range d.written {
+		if w <= seq {
+			delete(d.written, k)
+		}
+	}
 }
 
 // DirtyBytes estimates the size of the delta TakeDelta would return.
@@ -39,26 +101,28 @@ func (m *Machine) DirtyBytes() int {
 	return m.dirty.bytes
 }
 
-// record notes the ops of one applied batch.
-func (d *dirtySet) record(ops []storage.Op) {
+// record notes the ops of one applied batch, numbered seq.
+func (d *dirtySet) record(seq uint64, ops []storage.Op) {
 	if !d.on.Load() {
 		return
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.keys == nil {
-		d.keys = make(map[string]int)
+		d.keys, d.written = make(map[string]int), make(map[string]uint64)
 	}
+	d.newest = seq
 	for i := range ops {
 		op := &ops[i]
 		if op.Kind == storage.OpClear {
-			d.cleared, d.bytes = true, 0
+			d.cleared, d.bytes, d.clearSeq = true, 0, seq
 			clear(d.keys)
 			continue
 		}
 		size := len(op.Key) + len(op.Entry.Value) + 8
 		d.bytes += size - d.keys[string(op.Key)]
 		d.keys[string(op.Key)] = size
+		d.written[string(op.Key)] = seq
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -102,5 +103,41 @@ func TestDeltaHotKey(t *testing.T) {
 	h.do("SET", "cold", "1")
 	if n := h.m.DirtyBytes(); n != 0 {
 		t.Fatalf("untracked write counted: %d", n)
+	}
+}
+
+// TestSpeculativeSeq: a read waits only for the uncommitted writes it
+// could observe; a new primary's whole state counts until it commits.
+func TestSpeculativeSeq(t *testing.T) {
+	h := newHarness(t, memStore)
+	h.do("SET", "old", "1") // seq 1, before tracking
+	h.m.TrackChanges(true)
+	gate := func(args ...string) uint64 { return h.m.SpeculativeSeq(toArgs(args)) }
+	if g := gate("GET", "old"); g != 1 {
+		t.Fatalf("a new primary's state is speculative until committed: gate %d, want 1", g)
+	}
+	h.m.Committed(1)
+	h.do("SET", "a", "x")            // 2
+	h.do("SET", "b", "y")            // 3
+	h.do("MSET", "c", "1", "a", "z") // 4
+	for args, want := range map[string]uint64{"GET old": 0, "GET b": 3, "GET a": 4, "MGET old b": 3, "EXISTS c old": 4, "DBSIZE": 4, "SCAN 0": 4, "GET missing": 0} {
+		if g := gate(strings.Fields(args)...); g != want {
+			t.Errorf("%s: gate %d, want %d", args, g, want)
+		}
+	}
+	h.m.Committed(3)
+	if g := gate("GET", "b"); g != 0 {
+		t.Fatalf("GET b after commit 3: gate %d", g)
+	}
+	if g := gate("GET", "a"); g != 4 {
+		t.Fatalf("GET a after commit 3: gate %d, want 4", g)
+	}
+	h.do("FLUSHDB") // 5: every read now depends on it
+	if g := gate("GET", "old"); g != 5 {
+		t.Fatalf("GET old after a speculative flush: gate %d, want 5", g)
+	}
+	h.m.Committed(5)
+	if g := gate("DBSIZE"); g != 0 {
+		t.Fatalf("DBSIZE with everything committed: gate %d", g)
 	}
 }

@@ -146,7 +146,7 @@ func (m *Machine) Apply(seq uint64, u statemachine.Update, out []byte) ([]byte, 
 	if err := m.store.Apply(b); err != nil {
 		return out, fmt.Errorf("kv: apply update %d: %w", seq, err)
 	}
-	m.dirty.record(b.Ops)
+	m.dirty.record(seq, b.Ops)
 	return append(out, reply...), nil
 }
 

@@ -228,8 +228,13 @@ func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, er
 		return out, 0, false, nil
 	}
 	var gate uint64
-	if gated {
-		gate = r.sm.AppliedSeq()
+	switch g := r.core.(type) {
+	case interface{ readGate([][]byte) uint64 }:
+		gate = g.readGate(args)
+	default:
+		if gated {
+			gate = r.sm.AppliedSeq()
+		}
 	}
 	out, err := r.sm.Read(args, r.opts.Now().UnixMilli(), out)
 	return out, gate, true, err

@@ -182,8 +182,16 @@ func (a *cpCore) ReadReady() (bool, bool)                    { return a.c.ReadRe
 // taking office).
 func (a *cpCore) ServesSnapshot() bool { return a.c.ReadReady() }
 
+// readGate is what a read of args waits for: only the speculative writes
+// it could observe, so a read of committed state goes out at once (the
+// other protocols gate every primary read on its applied seq).
+func (a *cpCore) readGate(args [][]byte) uint64 { return a.sm.SpeculativeSeq(args) }
+
 func (a *cpCore) Ready() effects {
 	rd := a.c.Ready()
+	if rd.Commit > 0 {
+		a.sm.Committed(rd.Commit)
+	}
 	var apply []chain.Entry
 	for _, cp := range rd.Install {
 		apply = append(apply, chain.Entry{Seq: cp.Seq, Data: cp.Data})

@@ -133,6 +133,13 @@ type DeltaTracker interface {
 	// Update is applied with Apply like any other and yields no reply.
 	// Serialized with Apply.
 	TakeDelta() (Update, error)
+	// SpeculativeSeq is the newest update recorded and not yet reported
+	// Committed that a read of args could observe, or 0: a reply to the
+	// read waits only for that update to commit, so reads of committed
+	// state go out at once.
+	SpeculativeSeq(args [][]byte) uint64
+	// Committed reports that every update up to seq is on every backup.
+	Committed(seq uint64)
 }
 
 // Snapshot is a point-in-time image of a state machine. Taking one is
