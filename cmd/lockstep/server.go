@@ -53,10 +53,11 @@ func newServerCmd() *cobra.Command {
 
 With no coordinator flags the node runs standalone: a group of one with
 replication off. With --etcd-endpoints and --name it joins a replication
-group coordinated by etcd (chain replication): the first --bootstrap-expect
-nodes form the chain, later ones join behind the tail after receiving a
-snapshot. Any node serves any client: writes are forwarded to the head and
-reads to the tail. With --storage pebble (the default) every acknowledged write
+group coordinated by etcd, which runs --protocol: chain (the default),
+primary-backup, or checkpoint. The first --bootstrap-expect nodes form the
+group; later ones join behind the tail, or as a backup, after receiving a
+snapshot. Any node serves any client: writes are forwarded to the head or
+primary, reads to the tail or primary. With --storage pebble (the default) every acknowledged write
 is on disk in --data-dir when --fsync is always (the default); concurrent
 writers share each fsync (group commit).
 
