@@ -2,7 +2,13 @@
 // simulations: a network of FIFO links with delays, resets and partitions
 // (Network), a recorder of client operations (History), a porcupine model of
 // a key-value store to check those operations for linearizability (KVModel),
-// and a cheap trace to show what a failing seed did (Trace).
+// and a cheap trace to show what a failing seed did (Trace). The protocol
+// cores' tests share their drivers here too: the seed loop behind every
+// TestSim with its -seed/-seeds/-steps/-firstseed flags and replay commands
+// (SeedTest, RunSeeds), an event agenda and counters, invariant
+// violations and the linearizability check (Violation, CheckLinearizable),
+// link faults, codec checks, and a hand-driven cluster of log-shipping
+// cores (Cluster) with the lost-message scenarios they all must pass.
 //
 // Nothing here reads a clock or a global random source: time is the step
 // number the simulation passes in, and every random choice comes from the

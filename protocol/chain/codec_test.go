@@ -1,14 +1,20 @@
 package chain_test
 
 import (
-	"bytes"
-	"errors"
 	"math"
-	"reflect"
 	"testing"
 
 	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/sim"
 )
+
+// codec is chain's wire format for the shared codec checks.
+var codec = sim.Codec[chain.Message]{
+	Append:  chain.AppendMessage,
+	Decode:  chain.DecodeMessage,
+	Corrupt: chain.ErrCorruptMessage,
+	Entries: func(m chain.Message) int { return len(m.Entries) },
+}
 
 // The seed corpus lives in testdata/fuzz/FuzzDecodeMessage; plain "go test"
 // runs it as a regression test.
@@ -29,16 +35,7 @@ func codecSamples() []chain.Message {
 }
 
 func TestCodecRoundTrip(t *testing.T) {
-	for _, m := range codecSamples() {
-		b := chain.AppendMessage([]byte("prefix"), m)
-		got, err := chain.DecodeMessage(b[len("prefix"):])
-		if err != nil {
-			t.Fatalf("%+v: %v", m, err)
-		}
-		if !reflect.DeepEqual(got, m) {
-			t.Fatalf("round trip:\n got %+v\nwant %+v", got, m)
-		}
-	}
+	codec.CheckRoundTrip(t, codecSamples()...)
 }
 
 // TestCodecCompact checks that consecutive entries cost one byte of seq.
@@ -68,7 +65,7 @@ func TestDecodeCopiesData(t *testing.T) {
 
 func TestDecodeRejects(t *testing.T) {
 	good := chain.AppendMessage(nil, codecSamples()[3])
-	for name, b := range map[string][]byte{
+	codec.CheckCorrupt(t, map[string][]byte{
 		"empty":       nil,
 		"version":     append([]byte{9}, good[1:]...),
 		"type 0":      append([]byte{1, 0}, good[2:]...),
@@ -78,11 +75,7 @@ func TestDecodeRejects(t *testing.T) {
 		"huge count":  {1, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
 		"huge string": {1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 'a'},
 		"bad varint":  {1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
-	} {
-		if _, err := chain.DecodeMessage(b); !errors.Is(err, chain.ErrCorruptMessage) {
-			t.Errorf("%s: %v, want ErrCorruptMessage", name, err)
-		}
-	}
+	})
 }
 
 // FuzzDecodeMessage checks that DecodeMessage never panics, that whatever
@@ -93,22 +86,6 @@ func FuzzDecodeMessage(f *testing.F) {
 		f.Add(chain.AppendMessage(nil, m))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		m, err := chain.DecodeMessage(b)
-		if err != nil {
-			if !errors.Is(err, chain.ErrCorruptMessage) {
-				t.Fatalf("error %v does not wrap ErrCorruptMessage", err)
-			}
-			return
-		}
-		if len(m.Entries) > len(b) {
-			t.Fatalf("%d entries from %d bytes", len(m.Entries), len(b))
-		}
-		again, err := chain.DecodeMessage(chain.AppendMessage(nil, m))
-		if err != nil || !reflect.DeepEqual(again, m) {
-			t.Fatalf("re-encoding %+v gives %+v, %v", m, again, err)
-		}
-		if enc := chain.AppendMessage(nil, m); len(enc) > len(b) && !bytes.Equal(enc, b) {
-			t.Fatalf("re-encoding grew from %d to %d bytes", len(b), len(enc))
-		}
+		codec.CheckDecode(t, b)
 	})
 }

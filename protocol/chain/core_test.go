@@ -11,38 +11,38 @@ var small = chain.Options{Window: 8, MaxBatch: 2, ResendTicks: 3, HelloTicks: 3}
 
 func TestSingleMember(t *testing.T) {
 	c := newCluster(t, small, "a")
-	if _, err := c.tryPropose("a", "x"); !errors.Is(err, chain.ErrNotHead) {
+	if _, err := c.TryPropose("a", "x"); !errors.Is(err, chain.ErrNotHead) {
 		t.Fatalf("Propose before any configuration: %v, want ErrNotHead", err)
 	}
-	c.config(cfg(1, "", "a"))
+	c.Config(cfg(1, "", "a"))
 	for _, d := range seqs(1, 3) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
 	st := c.status("a")
-	if st.Role != chain.RoleSingle || st.Commit != 3 || c.node("a").commit != 3 || !st.ReadReady || !st.Complete {
-		t.Fatalf("status %+v, Ready.Commit %d", st, c.node("a").commit)
+	if st.Role != chain.RoleSingle || st.Commit != 3 || c.Node("a").Commit != 3 || !st.ReadReady || !st.Complete {
+		t.Fatalf("status %+v, Ready.Commit %d", st, c.Node("a").Commit)
 	}
-	if st.Pending != 0 || len(c.queue) != 0 {
-		t.Fatalf("a single member keeps %d entries and sends %d messages", st.Pending, len(c.queue))
+	if st.Pending != 0 || len(c.Queue) != 0 {
+		t.Fatalf("a single member keeps %d entries and sends %d messages", st.Pending, len(c.Queue))
 	}
 }
 
 func TestChainReplicatesAndCommits(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
 	for _, d := range seqs(1, 5) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.run()
+	c.Run()
 	for _, n := range []string{"a", "b", "c"} {
-		c.wantApplied(n, seqs(1, 5)...)
+		c.WantApplied(n, seqs(1, 5)...)
 	}
-	if a := c.node("a"); a.commit != 5 || c.status("a").Pending != 0 {
-		t.Fatalf("head commit %d, pending %d; want 5, 0", a.commit, c.status("a").Pending)
+	if a := c.Node("a"); a.Commit != 5 || c.status("a").Pending != 0 {
+		t.Fatalf("head commit %d, pending %d; want 5, 0", a.Commit, c.status("a").Pending)
 	}
-	if b := c.node("b"); b.commit != 0 {
-		t.Fatalf("a middle reported Commit %d", b.commit)
+	if b := c.Node("b"); b.Commit != 0 {
+		t.Fatalf("a middle reported Commit %d", b.Commit)
 	}
 	if !c.status("c").ReadReady || c.status("b").ReadReady || c.status("a").ReadReady {
 		t.Fatal("only the tail may serve reads")
@@ -54,20 +54,20 @@ func TestChainReplicatesAndCommits(t *testing.T) {
 // of its predecessor's.
 func TestForwardOnlyAfterApplied(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.node("b").manual = true
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.propose("a", "e1")
-	c.propose("a", "e2")
-	c.run()
-	if len(c.node("b").pending) != 2 || len(c.node("c").applied) != 0 {
-		t.Fatalf("b has %d pending, c applied %d: entries passed b before it applied them", len(c.node("b").pending), len(c.node("c").applied))
+	c.Node("b").Manual = true
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Propose("a", "e2")
+	c.Run()
+	if len(c.Node("b").Pending) != 2 || len(c.Node("c").Applied) != 0 {
+		t.Fatalf("b has %d pending, c applied %d: entries passed b before it applied them", len(c.Node("b").Pending), len(c.Node("c").Applied))
 	}
-	c.applyN(c.node("b"), 1)
-	c.run()
-	c.wantApplied("c", "e1")
-	if a := c.node("a"); a.commit != 1 {
-		t.Fatalf("head commit %d, want 1", a.commit)
+	c.ApplyN(c.Node("b"), 1)
+	c.Run()
+	c.WantApplied("c", "e1")
+	if a := c.Node("a"); a.Commit != 1 {
+		t.Fatalf("head commit %d, want 1", a.Commit)
 	}
 }
 
@@ -75,32 +75,32 @@ func TestWindowFull(t *testing.T) {
 	o := small
 	o.Window = 3
 	c := newCluster(t, o, "a", "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
+	c.Config(cfg(1, "", "a", "b"))
+	c.Run()
 	for _, d := range seqs(1, 3) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	if _, err := c.tryPropose("a", "e4"); !errors.Is(err, chain.ErrWindowFull) {
+	if _, err := c.TryPropose("a", "e4"); !errors.Is(err, chain.ErrWindowFull) {
 		t.Fatalf("fourth Propose in a window of 3: %v, want ErrWindowFull", err)
 	}
-	c.run()
-	if _, err := c.tryPropose("a", "e4"); err != nil {
+	c.Run()
+	if _, err := c.TryPropose("a", "e4"); err != nil {
 		t.Fatalf("Propose after the acks: %v", err)
 	}
 }
 
 func TestNotHead(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c", "x")
-	c.config(cfg(1, "", "a", "b", "c"))
+	c.Config(cfg(1, "", "a", "b", "c"))
 	for _, n := range []string{"b", "c", "x"} {
-		if _, err := c.tryPropose(n, "d"); !errors.Is(err, chain.ErrNotHead) {
+		if _, err := c.TryPropose(n, "d"); !errors.Is(err, chain.ErrNotHead) {
 			t.Errorf("Propose at %s: %v, want ErrNotHead", n, err)
 		}
 	}
-	c.queue = nil
-	c.tick("x", 20)
-	if st := c.status("x"); st.Role != chain.RoleNone || len(c.queue) != 0 {
-		t.Fatalf("a replica outside the configuration is %s and sent %d messages", st.Role, len(c.queue))
+	c.Queue = nil
+	c.Tick("x", 20)
+	if st := c.status("x"); st.Role != chain.RoleNone || len(c.Queue) != 0 {
+		t.Fatalf("a replica outside the configuration is %s and sent %d messages", st.Role, len(c.Queue))
 	}
 }
 
@@ -109,12 +109,12 @@ func TestNotHead(t *testing.T) {
 // change nothing.
 func TestEpochFencing(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.propose("a", "e1")
-	c.run()
-	c.config(cfg(2, "", "a", "c"))
-	c.run()
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Run()
+	c.Config(cfg(2, "", "a", "c"))
+	c.Run()
 	before := c.status("c")
 	for _, tc := range []struct {
 		m    chain.Message
@@ -127,14 +127,14 @@ func TestEpochFencing(t *testing.T) {
 		{chain.Message{Type: chain.MsgHello, From: "a", To: "b", Epoch: 2}, chain.ErrUnexpectedMessage},
 		{chain.Message{Type: 99, From: "a", To: "c", Epoch: 2}, chain.ErrUnexpectedMessage},
 	} {
-		if err := c.node("c").core.Step(tc.m); !errors.Is(err, tc.want) {
+		if err := c.Node("c").Core.Step(tc.m); !errors.Is(err, tc.want) {
 			t.Errorf("%+v: %v, want %v", tc.m, err, tc.want)
 		}
 	}
-	if after := c.status("c"); after != before || c.node("c").core.HasReady() {
+	if after := c.status("c"); after != before || c.Node("c").Core.HasReady() {
 		t.Fatalf("refused messages changed the replica: %+v -> %+v", before, after)
 	}
-	c.node("a").core.SetConfig(cfg(1, "", "a", "b", "c"))
+	c.Node("a").Core.SetConfig(cfg(1, "", "a", "b", "c"))
 	if st := c.status("a"); st.Epoch != 2 || st.Successor != "c" {
 		t.Fatalf("an older configuration was installed: %+v", st)
 	}
@@ -156,7 +156,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("valid configuration: %v", err)
 	}
 	c := newCluster(t, small, "a")
-	c.config(chain.Config{Epoch: 1, Members: []string{"a", "a"}})
+	c.Config(chain.Config{Epoch: 1, Members: []string{"a", "a"}})
 	if st := c.status("a"); st.Epoch != 0 {
 		t.Fatalf("an invalid configuration was installed: %+v", st)
 	}

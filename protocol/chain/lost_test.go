@@ -4,18 +4,8 @@ import (
 	"testing"
 
 	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/sim"
 )
-
-// dropN returns a filter that drops the first n messages matching match.
-func dropN(n int, match func(chain.Message) bool) func(chain.Message) bool {
-	return func(m chain.Message) bool {
-		if n > 0 && match(m) {
-			n--
-			return true
-		}
-		return false
-	}
-}
 
 func isType(t chain.MsgType, from string) func(chain.Message) bool {
 	return func(m chain.Message) bool { return m.Type == t && m.From == from }
@@ -25,61 +15,36 @@ func isType(t chain.MsgType, from string) func(chain.Message) bool {
 // oldest unacknowledged one after ResendTicks without ack progress.
 func TestLostEntriesResent(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
-	c.drop = isType(chain.MsgEntries, "a")
-	for _, d := range seqs(1, 4) {
-		c.propose("a", d)
-	}
-	c.run()
-	c.drop = nil
-	if len(c.node("b").applied) != 0 {
-		t.Fatalf("b applied %q although every batch was lost", c.node("b").applied)
-	}
-	c.tick("a", small.ResendTicks-1)
-	if len(c.queue) != 0 {
-		t.Fatalf("a sent %d messages before ResendTicks", len(c.queue))
-	}
-	c.tick("a", 1)
-	c.run()
-	c.wantApplied("b", seqs(1, 4)...)
-	if c.node("a").commit != 4 {
-		t.Fatalf("head commit %d, want 4", c.node("a").commit)
-	}
+	c.Config(cfg(1, "", "a", "b"))
+	c.LostEntriesResent("a", "b", small.ResendTicks, isType(chain.MsgEntries, "a"))
 }
 
-// TestGapAsksAgain: a batch that does not continue the successor's log is
-// dropped and the successor says Hello, without waiting for a timer.
+// TestGapAsksAgain: a batch that does not continue the follower's log is
+// dropped and the follower says Hello, without waiting for a timer.
 func TestGapAsksAgain(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
-	c.drop = dropN(1, isType(chain.MsgEntries, "a"))
-	for _, d := range seqs(1, 6) {
-		c.propose("a", d)
-	}
-	c.run()
-	c.wantApplied("b", seqs(1, 6)...)
+	c.Config(cfg(1, "", "a", "b"))
+	c.GapAsksAgain("a", "b", isType(chain.MsgEntries, "a"))
 }
 
 // TestLostHelloResent: a successor that hears nothing from its predecessor
 // says Hello again after HelloTicks.
 func TestLostHelloResent(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.drop = dropN(1, isType(chain.MsgHello, "b"))
-	c.config(cfg(1, "", "a", "b"))
-	c.propose("a", "e1")
-	c.run()
-	if len(c.node("b").applied) != 0 {
+	c.Drop = sim.DropN(1, isType(chain.MsgHello, "b"))
+	c.Config(cfg(1, "", "a", "b"))
+	c.Propose("a", "e1")
+	c.Run()
+	if len(c.Node("b").Applied) != 0 {
 		t.Fatal("a streamed to b without its Hello")
 	}
-	c.tick("b", small.HelloTicks)
-	c.run()
-	c.wantApplied("b", "e1")
-	c.queue = nil
-	c.tick("b", 5*small.HelloTicks)
-	if len(c.queue) != 0 {
-		t.Fatalf("b sent %d messages while caught up", len(c.queue))
+	c.Tick("b", small.HelloTicks)
+	c.Run()
+	c.WantApplied("b", "e1")
+	c.Queue = nil
+	c.Tick("b", 5*small.HelloTicks)
+	if len(c.Queue) != 0 {
+		t.Fatalf("b sent %d messages while caught up", len(c.Queue))
 	}
 }
 
@@ -88,21 +53,21 @@ func TestLostHelloResent(t *testing.T) {
 // its ack, and the middle's timer gets the tail to repeat its own.
 func TestLostAcksRepeated(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.drop = func(m chain.Message) bool { return m.Type == chain.MsgAck }
-	c.propose("a", "e1")
-	c.propose("a", "e2")
-	c.run()
-	c.wantApplied("c", "e1", "e2")
-	c.drop = nil
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Drop = func(m chain.Message) bool { return m.Type == chain.MsgAck }
+	c.Propose("a", "e1")
+	c.Propose("a", "e2")
+	c.Run()
+	c.WantApplied("c", "e1", "e2")
+	c.Drop = nil
 	for range 3 {
-		c.tick("a", small.ResendTicks)
-		c.tick("b", small.ResendTicks)
-		c.run()
+		c.Tick("a", small.ResendTicks)
+		c.Tick("b", small.ResendTicks)
+		c.Run()
 	}
-	if a := c.node("a"); a.commit != 2 || c.status("a").Pending != 0 || c.status("b").Pending != 0 {
-		t.Fatalf("head commit %d, logs %d and %d: want 2, 0, 0", a.commit, c.status("a").Pending, c.status("b").Pending)
+	if a := c.Node("a"); a.Commit != 2 || c.status("a").Pending != 0 || c.status("b").Pending != 0 {
+		t.Fatalf("head commit %d, logs %d and %d: want 2, 0, 0", a.Commit, c.status("a").Pending, c.status("b").Pending)
 	}
 }
 
@@ -111,18 +76,18 @@ func TestLostAcksRepeated(t *testing.T) {
 // epoch are sent again in the new one.
 func TestHelloAfterEveryEpoch(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.propose("a", "e1")
-	c.propose("a", "e2")
-	c.config(cfg(2, "", "a", "b", "c"), "b", "c") // a's entries of epoch 1 are now stale
-	c.run()
-	c.config(cfg(2, "", "a", "b", "c"), "a")
-	c.run()
-	c.tick("b", small.HelloTicks) // b's Hello of epoch 2 reached a before a's configuration
-	c.run()
-	c.wantApplied("c", "e1", "e2")
-	if c.node("a").commit != 2 {
-		t.Fatalf("head commit %d, want 2", c.node("a").commit)
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Propose("a", "e2")
+	c.Config(cfg(2, "", "a", "b", "c"), "b", "c") // a's entries of epoch 1 are now stale
+	c.Run()
+	c.Config(cfg(2, "", "a", "b", "c"), "a")
+	c.Run()
+	c.Tick("b", small.HelloTicks) // b's Hello of epoch 2 reached a before a's configuration
+	c.Run()
+	c.WantApplied("c", "e1", "e2")
+	if c.Node("a").Commit != 2 {
+		t.Fatalf("head commit %d, want 2", c.Node("a").Commit)
 	}
 }

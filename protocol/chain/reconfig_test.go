@@ -21,34 +21,34 @@ func dropEntriesFrom(from string, seq uint64) func(chain.Message) bool {
 // never committed and is replaced.
 func TestHeadFailure(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.propose("a", "e1")
-	c.propose("a", "e2")
-	c.run()
-	c.drop = dropEntriesFrom("b", 2)
-	c.propose("a", "e3")
-	c.propose("a", "e4")
-	c.run()
-	c.drop = dropEntriesFrom("a", 4)
-	c.propose("a", "lost5")
-	c.run()
-	if a := c.node("a"); a.commit != 2 {
-		t.Fatalf("head commit %d before the failure, want 2", a.commit)
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Propose("a", "e2")
+	c.Run()
+	c.Drop = dropEntriesFrom("b", 2)
+	c.Propose("a", "e3")
+	c.Propose("a", "e4")
+	c.Run()
+	c.Drop = dropEntriesFrom("a", 4)
+	c.Propose("a", "lost5")
+	c.Run()
+	if a := c.Node("a"); a.Commit != 2 {
+		t.Fatalf("head commit %d before the failure, want 2", a.Commit)
 	}
-	c.crash("a")
-	c.drop = nil
-	c.config(cfg(2, "", "b", "c"))
-	c.run()
-	if seq := c.propose("b", "f5"); seq != 5 {
+	c.Crash("a")
+	c.Drop = nil
+	c.Config(cfg(2, "", "b", "c"))
+	c.Run()
+	if seq := c.Propose("b", "f5"); seq != 5 {
 		t.Fatalf("the new head proposed seq %d, want 5", seq)
 	}
-	c.run()
+	c.Run()
 	want := append(seqs(1, 4), "f5")
-	c.wantApplied("b", want...)
-	c.wantApplied("c", want...)
-	if b := c.node("b"); b.commit != 5 || c.status("b").Role != chain.RoleHead {
-		t.Fatalf("new head %+v, commit %d; want head with commit 5", c.status("b"), b.commit)
+	c.WantApplied("b", want...)
+	c.WantApplied("c", want...)
+	if b := c.Node("b"); b.Commit != 5 || c.status("b").Role != chain.RoleHead {
+		t.Fatalf("new head %+v, commit %d; want head with commit 5", c.status("b"), b.Commit)
 	}
 }
 
@@ -56,25 +56,25 @@ func TestHeadFailure(t *testing.T) {
 // which sends again from its log; nothing in flight is lost.
 func TestMiddleFailure(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.propose("a", "e1")
-	c.propose("a", "e2")
-	c.run()
-	c.drop = dropEntriesFrom("b", 2)
-	c.propose("a", "e3")
-	c.propose("a", "e4")
-	c.run()
-	if st := c.status("a"); st.Pending != 2 || c.node("a").commit != 2 {
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Propose("a", "e2")
+	c.Run()
+	c.Drop = dropEntriesFrom("b", 2)
+	c.Propose("a", "e3")
+	c.Propose("a", "e4")
+	c.Run()
+	if st := c.status("a"); st.Pending != 2 || c.Node("a").Commit != 2 {
 		t.Fatalf("head %+v: want 2 unacknowledged entries, commit 2", st)
 	}
-	c.crash("b")
-	c.drop = nil
-	c.config(cfg(2, "", "a", "c"))
-	c.run()
-	c.wantApplied("c", seqs(1, 4)...)
-	if st := c.status("a"); c.node("a").commit != 4 || st.Pending != 0 || st.Successor != "c" {
-		t.Fatalf("head %+v, commit %d: want commit 4, empty log, successor c", st, c.node("a").commit)
+	c.Crash("b")
+	c.Drop = nil
+	c.Config(cfg(2, "", "a", "c"))
+	c.Run()
+	c.WantApplied("c", seqs(1, 4)...)
+	if st := c.status("a"); c.Node("a").Commit != 4 || st.Pending != 0 || st.Successor != "c" {
+		t.Fatalf("head %+v, commit %d: want commit 4, empty log, successor c", st, c.Node("a").Commit)
 	}
 }
 
@@ -82,21 +82,21 @@ func TestMiddleFailure(t *testing.T) {
 // committed, and it acks upstream.
 func TestTailFailure(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.propose("a", "e1")
-	c.propose("a", "e2")
-	c.run()
-	c.drop = dropEntriesFrom("b", 2)
-	c.propose("a", "e3")
-	c.propose("a", "e4")
-	c.run()
-	c.crash("c")
-	c.drop = nil
-	c.config(cfg(2, "", "a", "b"))
-	c.run()
-	if a := c.node("a"); a.commit != 4 {
-		t.Fatalf("head commit %d after the tail failed, want 4", a.commit)
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Propose("a", "e2")
+	c.Run()
+	c.Drop = dropEntriesFrom("b", 2)
+	c.Propose("a", "e3")
+	c.Propose("a", "e4")
+	c.Run()
+	c.Crash("c")
+	c.Drop = nil
+	c.Config(cfg(2, "", "a", "b"))
+	c.Run()
+	if a := c.Node("a"); a.Commit != 4 {
+		t.Fatalf("head commit %d after the tail failed, want 4", a.Commit)
 	}
 	if st := c.status("b"); st.Role != chain.RoleTail || !st.ReadReady || st.Commit != 4 {
 		t.Fatalf("new tail %+v", st)
@@ -107,41 +107,41 @@ func TestTailFailure(t *testing.T) {
 // snapshot, catches up behind the tail, and becomes the tail.
 func TestJoinerSnapshotAndPromotion(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "j")
-	c.config(cfg(1, "", "a", "b"), "a", "b")
-	c.run()
+	c.Config(cfg(1, "", "a", "b"), "a", "b")
+	c.Run()
 	for _, d := range seqs(1, 5) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.run()
+	c.Run()
 	if st := c.status("b"); st.Pending != 0 {
 		t.Fatalf("a tail without joiner keeps %d entries", st.Pending)
 	}
-	c.config(cfg(2, "j", "a", "b"))
-	c.run()
-	if j := c.node("j"); j.need != "b" || c.status("j").CaughtUp {
-		t.Fatalf("joiner NeedSnapshot %q, status %+v; want a snapshot from b", j.need, c.status("j"))
+	c.Config(cfg(2, "j", "a", "b"))
+	c.Run()
+	if j := c.Node("j"); j.Need != "b" || c.status("j").CaughtUp {
+		t.Fatalf("joiner NeedSnapshot %q, status %+v; want a snapshot from b", j.Need, c.status("j"))
 	}
-	if seq := c.restore("j", "b"); seq != 5 {
+	if seq := c.Restore("j", "b"); seq != 5 {
 		t.Fatalf("snapshot at %d, want 5", seq)
 	}
-	c.run()
-	c.propose("a", "e6")
-	c.propose("a", "e7")
-	c.run()
-	c.wantApplied("j", seqs(1, 7)...)
+	c.Run()
+	c.Propose("a", "e6")
+	c.Propose("a", "e7")
+	c.Run()
+	c.WantApplied("j", seqs(1, 7)...)
 	if st := c.status("j"); !st.CaughtUp || st.Role != chain.RoleJoining || st.ReadReady || st.Complete {
 		t.Fatalf("joiner %+v", st)
 	}
 	if st := c.status("b"); st.Pending != 0 {
 		t.Fatalf("the tail keeps %d entries the joiner acknowledged", st.Pending)
 	}
-	c.config(cfg(3, "", "a", "b", "j"))
-	c.run()
-	c.propose("a", "e8")
-	c.run()
-	c.wantApplied("j", seqs(1, 8)...)
-	if st := c.status("j"); st.Role != chain.RoleTail || !st.ReadReady || c.status("b").ReadReady || c.node("a").commit != 8 {
-		t.Fatalf("after promotion: j %+v, b %+v, head commit %d", st, c.status("b"), c.node("a").commit)
+	c.Config(cfg(3, "", "a", "b", "j"))
+	c.Run()
+	c.Propose("a", "e8")
+	c.Run()
+	c.WantApplied("j", seqs(1, 8)...)
+	if st := c.status("j"); st.Role != chain.RoleTail || !st.ReadReady || c.status("b").ReadReady || c.Node("a").Commit != 8 {
+		t.Fatalf("after promotion: j %+v, b %+v, head commit %d", st, c.status("b"), c.Node("a").Commit)
 	}
 }
 
@@ -151,24 +151,24 @@ func TestJoinWindowSingle(t *testing.T) {
 	o := small
 	o.Window, o.JoinWindow = 4, 2
 	c := newCluster(t, o, "a", "j")
-	c.node("j").manual = true
-	c.config(cfg(1, "j", "a"))
-	c.run()
+	c.Node("j").Manual = true
+	c.Config(cfg(1, "j", "a"))
+	c.Run()
 	n := 0
 	for ; n < 20; n++ {
-		if _, err := c.tryPropose("a", "x"); errors.Is(err, chain.ErrWindowFull) {
+		if _, err := c.TryPropose("a", "x"); errors.Is(err, chain.ErrWindowFull) {
 			break
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		c.run()
+		c.Run()
 	}
-	if n != 6 || c.node("a").commit != 6 {
-		t.Fatalf("took %d writes with commit %d, want 6 (JoinWindow 2 + Window 4) all committed", n, c.node("a").commit)
+	if n != 6 || c.Node("a").Commit != 6 {
+		t.Fatalf("took %d writes with commit %d, want 6 (JoinWindow 2 + Window 4) all committed", n, c.Node("a").Commit)
 	}
-	c.applyAll(c.node("j"))
-	c.run()
-	if _, err := c.tryPropose("a", "x"); err != nil {
+	c.ApplyAll(c.Node("j"))
+	c.Run()
+	if _, err := c.TryPropose("a", "x"); err != nil {
 		t.Fatalf("Propose after the joiner caught up: %v", err)
 	}
 }
@@ -179,20 +179,20 @@ func TestJoinWindowTail(t *testing.T) {
 	o := small
 	o.JoinWindow = 2
 	c := newCluster(t, o, "a", "b", "j")
-	c.node("j").manual = true
-	c.config(cfg(1, "j", "a", "b"))
-	c.run()
+	c.Node("j").Manual = true
+	c.Config(cfg(1, "j", "a", "b"))
+	c.Run()
 	for _, d := range seqs(1, 6) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.run()
-	if a := c.node("a"); a.commit != 2 || c.status("b").Commit != 6 {
-		t.Fatalf("head commit %d, tail commit %d: want 2 (held), 6", a.commit, c.status("b").Commit)
+	c.Run()
+	if a := c.Node("a"); a.Commit != 2 || c.status("b").Commit != 6 {
+		t.Fatalf("head commit %d, tail commit %d: want 2 (held), 6", a.Commit, c.status("b").Commit)
 	}
-	c.applyAll(c.node("j"))
-	c.run()
-	if a := c.node("a"); a.commit != 6 {
-		t.Fatalf("head commit %d after the joiner applied, want 6", a.commit)
+	c.ApplyAll(c.Node("j"))
+	c.Run()
+	if a := c.Node("a"); a.Commit != 6 {
+		t.Fatalf("head commit %d after the joiner applied, want 6", a.Commit)
 	}
 }
 
@@ -201,31 +201,31 @@ func TestJoinWindowTail(t *testing.T) {
 // after it.
 func TestHoldKeepsEntriesForJoiner(t *testing.T) {
 	c := newCluster(t, small, "a", "j")
-	c.config(cfg(1, "", "a"), "a")
+	c.Config(cfg(1, "", "a"), "a")
 	for _, d := range seqs(1, 3) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.node("a").core.Hold(3)
+	c.Node("a").Core.Hold(3)
 	for _, d := range seqs(4, 6) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
 	if st := c.status("a"); st.Pending != 3 {
 		t.Fatalf("a holds %d entries after Hold(3), want 3", st.Pending)
 	}
-	c.config(cfg(2, "j", "a"))
-	c.run()
-	j := c.node("j")
-	if j.need != "a" {
-		t.Fatalf("joiner NeedSnapshot %q, want a", j.need)
+	c.Config(cfg(2, "j", "a"))
+	c.Run()
+	j := c.Node("j")
+	if j.Need != "a" {
+		t.Fatalf("joiner NeedSnapshot %q, want a", j.Need)
 	}
-	j.applied, j.need = seqs(1, 3), ""
-	j.core.Restored(3)
-	c.collect(j)
-	c.run()
-	if j.need != "" {
-		t.Fatalf("a second snapshot was needed from %q", j.need)
+	j.Applied, j.Need = seqs(1, 3), ""
+	j.Core.Restored(3)
+	c.Collect(j)
+	c.Run()
+	if j.Need != "" {
+		t.Fatalf("a second snapshot was needed from %q", j.Need)
 	}
-	c.wantApplied("j", seqs(1, 6)...)
+	c.WantApplied("j", seqs(1, 6)...)
 	if st := c.status("a"); st.Pending != 0 {
 		t.Fatalf("a still holds %d entries after the joiner acknowledged them", st.Pending)
 	}
@@ -235,16 +235,16 @@ func TestHoldKeepsEntriesForJoiner(t *testing.T) {
 // Hello does not start another transfer once the joiner restored.
 func TestStaleSnapshotNeededIgnored(t *testing.T) {
 	c := newCluster(t, small, "a", "j")
-	c.config(cfg(1, "", "a"), "a")
+	c.Config(cfg(1, "", "a"), "a")
 	for _, d := range seqs(1, 5) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.config(cfg(2, "j", "a"))
-	c.run()
-	c.restore("j", "a")
-	c.run()
-	err := c.node("j").core.Step(chain.Message{Type: chain.MsgSnapshotNeeded, From: "a", To: "j", Epoch: 2, Seq: 5})
-	if err != nil || c.node("j").core.Ready().NeedSnapshot != "" {
+	c.Config(cfg(2, "j", "a"))
+	c.Run()
+	c.Restore("j", "a")
+	c.Run()
+	err := c.Node("j").Core.Step(chain.Message{Type: chain.MsgSnapshotNeeded, From: "a", To: "j", Epoch: 2, Seq: 5})
+	if err != nil || c.Node("j").Core.Ready().NeedSnapshot != "" {
 		t.Fatalf("a stale MsgSnapshotNeeded: %v, or it asked for another snapshot", err)
 	}
 }
@@ -253,15 +253,15 @@ func TestStaleSnapshotNeededIgnored(t *testing.T) {
 // entry never installs a snapshot.
 func TestRestoredRefusedWhenComplete(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
-	c.propose("a", "e1")
-	c.run()
+	c.Config(cfg(1, "", "a", "b"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Run()
 	before := c.status("b")
-	if c.node("b").core.AcceptsSnapshot(9) {
+	if c.Node("b").Core.AcceptsSnapshot(9) {
 		t.Fatal("a complete member accepts a snapshot")
 	}
-	c.node("b").core.Restored(9)
+	c.Node("b").Core.Restored(9)
 	if after := c.status("b"); after != before {
 		t.Fatalf("Restored changed a complete member: %+v -> %+v", before, after)
 	}
@@ -274,20 +274,20 @@ func promotedLagging(t *testing.T) *cluster {
 	o := small
 	o.JoinWindow = 8
 	c := newCluster(t, o, "a", "t", "j1", "j2")
-	c.node("j1").manual = true
-	c.config(cfg(1, "j1", "a", "t"))
-	c.run()
-	c.drop = dropEntriesFrom("t", 2)
+	c.Node("j1").Manual = true
+	c.Config(cfg(1, "j1", "a", "t"))
+	c.Run()
+	c.Drop = dropEntriesFrom("t", 2)
 	for _, d := range seqs(1, 6) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.run()
-	c.applyAll(c.node("j1"))
-	c.run()
-	if a := c.node("a"); a.commit != 6 || c.status("j1").Applied != 2 {
-		t.Fatalf("head commit %d, j1 applied %d: want 6 and 2", a.commit, c.status("j1").Applied)
+	c.Run()
+	c.ApplyAll(c.Node("j1"))
+	c.Run()
+	if a := c.Node("a"); a.Commit != 6 || c.status("j1").Applied != 2 {
+		t.Fatalf("head commit %d, j1 applied %d: want 6 and 2", a.Commit, c.status("j1").Applied)
 	}
-	c.config(cfg(2, "", "a", "t", "j1"), "j1")
+	c.Config(cfg(2, "", "a", "t", "j1"), "j1")
 	return c
 }
 
@@ -299,16 +299,16 @@ func TestPromotedJoinerBarrier(t *testing.T) {
 	if st := c.status("j1"); st.Role != chain.RoleTail || st.Complete || st.ReadReady {
 		t.Fatalf("promoted joiner %+v: want an incomplete tail", st)
 	}
-	c.config(cfg(3, "", "j1"), "j1") // every other member lost: j1 must not lead
-	if _, err := c.tryPropose("j1", "x"); !errors.Is(err, chain.ErrNotHead) {
+	c.Config(cfg(3, "", "j1"), "j1") // every other member lost: j1 must not lead
+	if _, err := c.TryPropose("j1", "x"); !errors.Is(err, chain.ErrNotHead) {
 		t.Fatalf("Propose at an incomplete single member: %v, want ErrNotHead", err)
 	}
 	c = promotedLagging(t)
-	c.drop = nil
-	c.config(cfg(2, "", "a", "t", "j1"), "a", "t")
-	c.run()
-	c.applyAll(c.node("j1"))
-	c.run()
+	c.Drop = nil
+	c.Config(cfg(2, "", "a", "t", "j1"), "a", "t")
+	c.Run()
+	c.ApplyAll(c.Node("j1"))
+	c.Run()
 	if st := c.status("j1"); !st.Complete || !st.ReadReady || st.Applied != 6 {
 		t.Fatalf("j1 %+v: want a complete tail at 6", st)
 	}
@@ -319,39 +319,39 @@ func TestPromotedJoinerBarrier(t *testing.T) {
 // old tail committed.
 func TestTransitiveBarrier(t *testing.T) {
 	c := promotedLagging(t)
-	c.config(cfg(2, "", "a", "t", "j1"), "t")
-	c.run()
-	c.drop = dropEntriesFrom("t", 4)
-	c.tick("j1", small.HelloTicks) // its first Hello reached t before t's configuration
-	c.run()                        // t sends 3..4 (then 5..6, lost) with Seq 6: j1's barrier
-	c.applyAll(c.node("j1"))
+	c.Config(cfg(2, "", "a", "t", "j1"), "t")
+	c.Run()
+	c.Drop = dropEntriesFrom("t", 4)
+	c.Tick("j1", small.HelloTicks) // its first Hello reached t before t's configuration
+	c.Run()                        // t sends 3..4 (then 5..6, lost) with Seq 6: j1's barrier
+	c.ApplyAll(c.Node("j1"))
 	if st := c.status("j1"); st.Complete || st.Applied != 4 || st.Last != 4 {
 		t.Fatalf("j1 %+v: want incomplete with 1..4", st)
 	}
-	c.config(cfg(3, "j2", "a", "t", "j1"), "j1", "j2")
-	c.run()
-	c.restore("j2", "j1")
-	c.run()
+	c.Config(cfg(3, "j2", "a", "t", "j1"), "j1", "j2")
+	c.Run()
+	c.Restore("j2", "j1")
+	c.Run()
 	if st := c.status("j2"); st.CaughtUp {
 		t.Fatalf("j2 %+v is caught up before j1 reached its barrier", st)
 	}
-	c.config(cfg(4, "", "a", "t", "j1", "j2"), "j1", "j2")
-	c.run()
+	c.Config(cfg(4, "", "a", "t", "j1", "j2"), "j1", "j2")
+	c.Run()
 	if st := c.status("j2"); st.Complete || st.ReadReady {
 		t.Fatalf("j2 %+v is complete below the old tail's commit point", st)
 	}
-	c.drop = nil
-	c.config(cfg(4, "", "a", "t", "j1", "j2"), "a", "t")
-	c.run()
-	c.tick("j1", small.HelloTicks) // its Hello of epoch 4 reached t before t's configuration
-	c.run()
-	c.applyAll(c.node("j1"))
-	c.run()
+	c.Drop = nil
+	c.Config(cfg(4, "", "a", "t", "j1", "j2"), "a", "t")
+	c.Run()
+	c.Tick("j1", small.HelloTicks) // its Hello of epoch 4 reached t before t's configuration
+	c.Run()
+	c.ApplyAll(c.Node("j1"))
+	c.Run()
 	if st := c.status("j2"); !st.Complete || !st.ReadReady || st.Applied != 6 {
 		t.Fatalf("j2 %+v: want a complete tail at 6", st)
 	}
-	if !slices.Equal(c.node("j2").applied, seqs(1, 6)) || c.status("j1").Applied != 6 {
-		t.Fatalf("j2 applied %q", c.node("j2").applied)
+	if !slices.Equal(c.Node("j2").Applied, seqs(1, 6)) || c.status("j1").Applied != 6 {
+		t.Fatalf("j2 applied %q", c.Node("j2").Applied)
 	}
 }
 
@@ -363,32 +363,32 @@ func TestSnapshotWaitEndsByApplying(t *testing.T) {
 	o := small
 	o.JoinWindow = 8
 	c := newCluster(t, o, "a", "t", "j")
-	c.node("j").manual = true
-	c.config(cfg(1, "j", "a", "t"))
-	c.run()
+	c.Node("j").Manual = true
+	c.Config(cfg(1, "j", "a", "t"))
+	c.Run()
 	for _, d := range seqs(1, 3) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.run()
+	c.Run()
 	if st := c.status("a"); st.Pending != 0 || c.status("j").Applied != 0 {
 		t.Fatalf("head %+v: want everything acknowledged while j applied nothing", st)
 	}
-	c.config(cfg(2, "", "a", "t", "j"))
-	c.run()
-	c.crash("t")
-	c.config(cfg(3, "", "a", "j"))
-	c.run()
-	if j := c.node("j"); j.need != "a" {
-		t.Fatalf("j NeedSnapshot %q, want a", j.need)
+	c.Config(cfg(2, "", "a", "t", "j"))
+	c.Run()
+	c.Crash("t")
+	c.Config(cfg(3, "", "a", "j"))
+	c.Run()
+	if j := c.Node("j"); j.Need != "a" {
+		t.Fatalf("j NeedSnapshot %q, want a", j.Need)
 	}
-	c.applyAll(c.node("j"))
-	c.run()
-	c.propose("a", "e4")
-	c.run()
-	c.applyAll(c.node("j"))
-	c.run()
-	c.wantApplied("j", seqs(1, 4)...)
-	if st := c.status("j"); !st.Complete || c.node("a").commit != 4 || c.node("j").core.AcceptsSnapshot(4) {
-		t.Fatalf("j %+v, head commit %d: want complete, commit 4", st, c.node("a").commit)
+	c.ApplyAll(c.Node("j"))
+	c.Run()
+	c.Propose("a", "e4")
+	c.Run()
+	c.ApplyAll(c.Node("j"))
+	c.Run()
+	c.WantApplied("j", seqs(1, 4)...)
+	if st := c.status("j"); !st.Complete || c.Node("a").Commit != 4 || c.Node("j").Core.AcceptsSnapshot(4) {
+		t.Fatalf("j %+v, head commit %d: want complete, commit 4", st, c.Node("a").Commit)
 	}
 }

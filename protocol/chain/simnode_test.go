@@ -287,7 +287,7 @@ func (w *world) applyOne(n *simNode, e chain.Entry) error {
 
 // String summarizes the stats for logs.
 func (s simStats) String() string {
-	return fmt.Sprintf("crashes head %d middle %d tail %d joiner %d; restarts %d configs %d promotions %d snapshots %d resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost); inconclusive %d",
+	return fmt.Sprintf("crashes head %d middle %d tail %d joiner %d; restarts %d configs %d promotions %d snapshots %d resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
 		s.crashes[chain.RoleHead], s.crashes[chain.RoleMiddle], s.crashes[chain.RoleTail], s.crashes[chain.RoleJoining],
-		s.restarts, s.configs, s.promotions, s.snapshots, s.resets, s.cuts, s.writes, s.reads, s.windowFull, s.stale, s.settled, s.lost, s.inconclusive)
+		s.restarts, s.configs, s.promotions, s.snapshots, s.resets, s.cuts, s.writes, s.reads, s.windowFull, s.stale, s.settled, s.lost)
 }

@@ -18,6 +18,8 @@ type world struct {
 	p     simParams
 	step  int64
 	net   *sim.Network[chain.Message]
+	links sim.LinkFaults[chain.Message] // resets and cuts
+	names []string                      // of the nodes, in order
 	nodes []*simNode
 	by    map[string]*simNode
 	m     simMaster
@@ -30,7 +32,6 @@ type world struct {
 	givenUp      []int      // writes (indexes) whose client gave up, not yet committed
 	committed    []uint64   // committed[s]: digest of the entry committed at s (0: not yet)
 	maxCommitted uint64
-	cuts         []timedCut
 	faulty       bool
 	stats        simStats
 }
@@ -52,27 +53,21 @@ type snapRequest struct {
 	snap   *simSnapshot
 }
 
-type timedCut struct {
-	at   int64
-	a, b string
-}
-
 // simStats counts what happened, to show the faults were exercised.
 type simStats struct {
-	crashes      [chain.RoleJoining + 1]int // by role at the time of the crash
-	restarts     int
-	configs      int
-	promotions   int
-	snapshots    int
-	resets       int
-	cuts         int
-	writes       int
-	reads        int
-	windowFull   int
-	stale        int
-	settled      int // writes whose client gave up, committed later
-	lost         int // writes whose client gave up, lost with their head
-	inconclusive int // seeds porcupine could not decide in time
+	crashes    [chain.RoleJoining + 1]int // by role at the time of the crash
+	restarts   int
+	configs    int
+	promotions int
+	snapshots  int
+	resets     int
+	cuts       int
+	writes     int
+	reads      int
+	windowFull int
+	stale      int
+	settled    int // writes whose client gave up, committed later
+	lost       int // writes whose client gave up, lost with their head
 }
 
 func (s *simStats) add(o simStats) {
@@ -91,18 +86,19 @@ func (s *simStats) add(o simStats) {
 	s.stale += o.stale
 	s.settled += o.settled
 	s.lost += o.lost
-	s.inconclusive += o.inconclusive
 }
 
 func newWorld(seed uint64, trace *sim.Trace) *world {
 	rng := sim.NewRand(seed)
 	w := &world{seed: seed, rng: rng, p: drawParams(rng), by: map[string]*simNode{}, trace: trace}
 	w.net = sim.NewNetwork[chain.Message](rng, sim.NetworkOptions{MinDelay: 1, MaxDelay: 1 + int64(rng.IntN(1+rng.IntN(12)))})
+	w.links = sim.LinkFaults[chain.Message]{Net: w.net, Rng: rng, Trace: trace}
 	cfg := chain.Config{Epoch: 1}
 	for i := range w.p.nodes {
 		n := newSimNode(fmt.Sprintf("n%d", i+1), i, w.p.opts)
 		w.nodes = append(w.nodes, n)
 		w.by[n.name] = n
+		w.names = append(w.names, n.name)
 		cfg.Members = append(cfg.Members, n.name)
 	}
 	for i := range w.p.clients {
@@ -135,8 +131,7 @@ func (w *world) run(steps, quiet int) error {
 		w.trace.SetStep(w.step)
 		w.faulty = w.step <= int64(steps)
 		if w.step == int64(steps)+1 {
-			w.net.HealAll()
-			w.cuts = nil
+			w.links.HealAll()
 		}
 		if err := w.oneStep(); err != nil {
 			return fmt.Errorf("step %d: %w", w.step, err)
@@ -160,11 +155,7 @@ func (w *world) oneStep() error {
 // faults injects at most one crash, link reset or cut per step, heals cuts
 // that are due and restarts removed crashed nodes.
 func (w *world) faults() {
-	for len(w.cuts) > 0 && w.cuts[0].at <= w.step {
-		w.net.Heal(w.cuts[0].a, w.cuts[0].b)
-		w.logf("heal %s-%s", w.cuts[0].a, w.cuts[0].b)
-		w.cuts = w.cuts[1:]
-	}
+	w.links.HealDue(w.step)
 	for _, n := range w.nodes {
 		if !n.alive && n.restartAt != 0 && w.step >= n.restartAt && !w.inConfig(n.name) {
 			w.restart(n)
@@ -175,38 +166,11 @@ func (w *world) faults() {
 	case r < w.p.pCrash:
 		w.crashOne()
 	case r < w.p.pCrash+w.p.pReset:
-		a, b := w.pair()
 		w.stats.resets++
-		w.logf("reset %s-%s: %d lost", a, b, w.net.Reset(a, b))
+		w.links.ResetOne(w.names)
 	case r < w.p.pCrash+w.p.pReset+w.p.pCut:
-		at := w.step + 5 + int64(w.rng.IntN(60))
-		if w.rng.IntN(3) > 0 {
-			a, b := w.pair()
-			w.cut(a, b, at)
-			return
-		}
-		x := w.nodes[w.rng.IntN(len(w.nodes))].name
-		for _, n := range w.nodes {
-			if n.name != x {
-				w.cut(x, n.name, at)
-			}
-		}
+		w.stats.cuts += w.links.CutSome(w.step, w.names)
 	}
-}
-
-// cut partitions a from b until step at.
-func (w *world) cut(a, b string, at int64) {
-	w.net.Cut(a, b)
-	w.stats.cuts++
-	i, _ := slices.BinarySearchFunc(w.cuts, at, func(c timedCut, t int64) int { return int(c.at - t) })
-	w.cuts = slices.Insert(w.cuts, i, timedCut{at: at, a: a, b: b})
-	w.logf("cut %s-%s until %d", a, b, at)
-}
-
-func (w *world) pair() (string, string) {
-	i := w.rng.IntN(len(w.nodes))
-	j := (i + 1 + w.rng.IntN(len(w.nodes)-1)) % len(w.nodes)
-	return w.nodes[i].name, w.nodes[j].name
 }
 
 func (w *world) inConfig(name string) bool {

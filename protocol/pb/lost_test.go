@@ -6,17 +6,6 @@ import (
 	"github.com/lockstep/lockstep/protocol/pb"
 )
 
-// dropN returns a filter that drops the first n messages matching match.
-func dropN(n int, match func(pb.Message) bool) func(pb.Message) bool {
-	return func(m pb.Message) bool {
-		if n > 0 && match(m) {
-			n--
-			return true
-		}
-		return false
-	}
-}
-
 func isType(t pb.MsgType, from string) func(pb.Message) bool {
 	return func(m pb.Message) bool { return m.Type == t && m.From == from }
 }
@@ -25,59 +14,34 @@ func isType(t pb.MsgType, from string) func(pb.Message) bool {
 // oldest unacknowledged one after ResendTicks without ack progress.
 func TestLostEntriesResent(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
-	c.drop = isType(pb.MsgEntries, "a")
-	for _, d := range seqs(1, 4) {
-		c.propose("a", d)
-	}
-	c.run()
-	c.drop = nil
-	if len(c.node("b").applied) != 0 {
-		t.Fatalf("b applied %q although every batch was lost", c.node("b").applied)
-	}
-	c.tick("a", small.ResendTicks-1)
-	if len(c.queue) != 0 {
-		t.Fatalf("a sent %d messages before ResendTicks", len(c.queue))
-	}
-	c.tick("a", 1)
-	c.run()
-	c.wantApplied("b", seqs(1, 4)...)
-	if c.node("a").commit != 4 {
-		t.Fatalf("commit %d, want 4", c.node("a").commit)
-	}
+	c.Config(cfg(1, "", "a", "b"))
+	c.LostEntriesResent("a", "b", small.ResendTicks, isType(pb.MsgEntries, "a"))
 }
 
-// TestGapAsksAgain: a batch that does not continue the backup's log is
-// dropped and the backup says Hello, without waiting for a timer.
+// TestGapAsksAgain: a batch that does not continue the follower's log is
+// dropped and the follower says Hello, without waiting for a timer.
 func TestGapAsksAgain(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
-	c.drop = dropN(1, isType(pb.MsgEntries, "a"))
-	for _, d := range seqs(1, 6) {
-		c.propose("a", d)
-	}
-	c.run()
-	c.wantApplied("b", seqs(1, 6)...)
+	c.Config(cfg(1, "", "a", "b"))
+	c.GapAsksAgain("a", "b", isType(pb.MsgEntries, "a"))
 }
 
 // TestLostHelloResent: a backup that hears nothing says Hello again after
 // HelloTicks.
 func TestLostHelloResent(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.drop = isType(pb.MsgHello, "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
-	c.drop = nil
-	c.propose("a", "e1")
-	c.run()
-	if len(c.node("b").applied) != 0 || c.status("b").Synced {
+	c.Drop = isType(pb.MsgHello, "b")
+	c.Config(cfg(1, "", "a", "b"))
+	c.Run()
+	c.Drop = nil
+	c.Propose("a", "e1")
+	c.Run()
+	if len(c.Node("b").Applied) != 0 || c.status("b").Synced {
 		t.Fatal("the primary sent entries before any Hello")
 	}
-	c.tick("b", small.HelloTicks)
-	c.run()
-	c.wantApplied("b", "e1")
+	c.Tick("b", small.HelloTicks)
+	c.Run()
+	c.WantApplied("b", "e1")
 	if st := c.status("b"); !st.Synced || !st.CaughtUp {
 		t.Fatalf("b %+v", st)
 	}
@@ -87,42 +51,42 @@ func TestLostHelloResent(t *testing.T) {
 // since acks are cumulative.
 func TestLostAcksRepeated(t *testing.T) {
 	c := newCluster(t, small, "a", "b")
-	c.config(cfg(1, "", "a", "b"))
-	c.run()
-	c.drop = isType(pb.MsgAck, "b")
+	c.Config(cfg(1, "", "a", "b"))
+	c.Run()
+	c.Drop = isType(pb.MsgAck, "b")
 	for _, d := range seqs(1, 3) {
-		c.propose("a", d)
+		c.Propose("a", d)
 	}
-	c.run()
-	c.drop = nil
-	if c.node("a").commit != 0 {
-		t.Fatalf("commit %d without any ack", c.node("a").commit)
+	c.Run()
+	c.Drop = nil
+	if c.Node("a").Commit != 0 {
+		t.Fatalf("commit %d without any ack", c.Node("a").Commit)
 	}
-	c.tick("a", small.ResendTicks)
-	c.run()
-	if c.node("a").commit != 3 {
-		t.Fatalf("commit %d after the resend, want 3", c.node("a").commit)
+	c.Tick("a", small.ResendTicks)
+	c.Run()
+	if c.Node("a").Commit != 3 {
+		t.Fatalf("commit %d after the resend, want 3", c.Node("a").Commit)
 	}
-	c.wantApplied("b", seqs(1, 3)...)
+	c.WantApplied("b", seqs(1, 3)...)
 }
 
 // TestHelloAfterEveryEpoch: every new configuration restarts the links;
 // the primary sends nothing until the backup's Hello of the new epoch.
 func TestHelloAfterEveryEpoch(t *testing.T) {
 	c := newCluster(t, small, "a", "b", "c")
-	c.config(cfg(1, "", "a", "b", "c"))
-	c.run()
-	c.propose("a", "e1")
-	c.run()
-	c.config(cfg(2, "", "a", "b", "c"), "a")
-	c.propose("a", "e2")
-	if len(c.queue) != 0 {
-		t.Fatalf("the primary sent %d messages before any Hello of epoch 2", len(c.queue))
+	c.Config(cfg(1, "", "a", "b", "c"))
+	c.Run()
+	c.Propose("a", "e1")
+	c.Run()
+	c.Config(cfg(2, "", "a", "b", "c"), "a")
+	c.Propose("a", "e2")
+	if len(c.Queue) != 0 {
+		t.Fatalf("the primary sent %d messages before any Hello of epoch 2", len(c.Queue))
 	}
-	c.config(cfg(2, "", "a", "b", "c"), "b", "c")
-	c.run()
-	c.wantApplied("c", "e1", "e2")
-	if a := c.node("a"); a.commit != 2 {
-		t.Fatalf("commit %d, want 2", a.commit)
+	c.Config(cfg(2, "", "a", "b", "c"), "b", "c")
+	c.Run()
+	c.WantApplied("c", "e1", "e2")
+	if a := c.Node("a"); a.Commit != 2 {
+		t.Fatalf("commit %d, want 2", a.Commit)
 	}
 }

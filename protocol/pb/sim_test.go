@@ -1,29 +1,17 @@
 package pb_test
 
 import (
-	"errors"
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
-	"runtime"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/anishathalye/porcupine"
 	"github.com/lockstep/lockstep/protocol/pb"
 	"github.com/lockstep/lockstep/sim"
 )
 
-var (
-	flagSeed  = flag.Uint64("seed", 0, "TestSim: run only this seed, tracing every event with -v")
-	flagSeeds = flag.Int("seeds", 0, "TestSim: how many seeds to run (default 300, 40 with -short)")
-	flagSteps = flag.Int("steps", 2000, "TestSim: faulty steps per seed")
-	flagFirst = flag.Uint64("firstseed", 1, "TestSim: the first of the -seeds seeds")
-)
+var simFlags = sim.RegisterSeedFlags(flag.CommandLine, 2000)
 
 // quietSteps follow the faulty ones: no faults, no new operations, so every
 // write whose primary survived must complete and every replica converge.
@@ -34,128 +22,46 @@ const quietSteps = 600
 // after every step and the clients' history with porcupine at the end. A
 // failure prints the seed and the command that replays it.
 func TestSim(t *testing.T) {
-	if *flagSeed != 0 {
-		var echo *os.File
-		if testing.Verbose() {
-			echo = os.Stdout
-		}
-		st, err := runSeed(*flagSeed, *flagSteps, &sim.Trace{Echo: echo})
-		t.Logf("seed %d: %v", *flagSeed, st)
-		if err != nil {
-			t.Fatalf("seed %d: %v", *flagSeed, err)
-		}
-		return
-	}
-	seeds := *flagSeeds
-	if seeds == 0 {
-		seeds = 300
-		if testing.Short() {
-			seeds = 40
-		}
-	}
-	start := time.Now()
-	total, failed := runSeeds(t, *flagFirst, seeds, *flagSteps)
-	t.Logf("%d seeds x %d+%d steps in %v: %v", seeds, *flagSteps, quietSteps, time.Since(start).Round(time.Millisecond), total)
-	if failed {
-		return
-	}
-	if seeds >= 100 && *flagSteps >= 1000 {
-		checkCoverage(t, total)
-	}
-	if *flagSeeds == 0 && *flagFirst == 1 && total.inconclusive > 0 {
-		t.Errorf("%d default seeds were too concurrent for porcupine to check", total.inconclusive)
+	simTest().Main(t)
+}
+
+// simTest is the driver of TestSim and TestSimDeterministic.
+func simTest() *sim.SeedTest[simStats] {
+	return &sim.SeedTest[simStats]{
+		Flags:    simFlags,
+		Package:  "./protocol/pb",
+		Quiet:    quietSteps,
+		Short:    testing.Short(),
+		Verbose:  testing.Verbose(),
+		Run:      runSeed,
+		Merge:    (*simStats).add,
+		Coverage: coverage,
 	}
 }
 
-// runSeeds runs seeds on every CPU and reports each failure with its replay
-// command.
-func runSeeds(t *testing.T, first uint64, seeds, steps int) (simStats, bool) {
-	var (
-		mu     sync.Mutex
-		total  simStats
-		failed bool
-		next   = first
-		wg     sync.WaitGroup
-	)
-	end := first + uint64(seeds)
-	for range runtime.GOMAXPROCS(0) {
-		wg.Go(func() {
-			for {
-				mu.Lock()
-				seed := next
-				next++
-				stop := failed || seed >= end
-				mu.Unlock()
-				if stop {
-					return
-				}
-				st, err := runSeed(seed, steps, nil)
-				mu.Lock()
-				total.add(st)
-				if errors.Is(err, errInconclusive) {
-					t.Logf("seed %d: %v (inconclusive, not a failure); replay: go test ./protocol/pb -run 'TestSim$' -seed %d -steps %d -v",
-						seed, err, seed, steps)
-					err = nil
-				}
-				if err != nil && !failed {
-					failed = true
-					t.Errorf("seed %d: %v\n%s\nreplay: go test ./protocol/pb -run 'TestSim$' -seed %d -steps %d -v",
-						seed, err, replayTail(seed, steps), seed, steps)
-				}
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	return total, failed
-}
-
-// replayTail runs a failing seed again with a trace and returns its last
-// events.
-func replayTail(seed uint64, steps int) string {
-	tr := &sim.Trace{Keep: 60}
-	runSeed(seed, steps, tr)
-	var b strings.Builder
-	b.WriteString("last events:\n")
-	tr.Dump(&b)
-	return b.String()
-}
-
-// checkCoverage fails if the seeds never exercised a fault the simulator
-// is meant to exercise: it would be a simulator that checks nothing.
-func checkCoverage(t *testing.T, s simStats) {
-	t.Helper()
-	for _, c := range []struct {
-		what string
-		n    int
-	}{
-		{"primary crashes", s.crashes[pb.RolePrimary]},
-		{"backup crashes", s.crashes[pb.RoleBackup]},
-		{"joiner crashes", s.crashes[pb.RoleJoining]},
-		{"live primaries removed", s.suspicions[pb.RolePrimary]},
-		{"live backups removed", s.suspicions[pb.RoleBackup]},
-		{"failovers", s.failovers},
-		{"backups behind a new primary", s.behind},
-		{"backups ahead of a new primary", s.ahead},
-		{"joiners made backups", s.joins},
-		{"snapshots", s.snapshots},
-		{"snapshots installed by backups", s.backupSnapshots},
-		{"link resets", s.resets},
-		{"cuts", s.cuts},
-		{"full windows", s.windowFull},
-		{"stale messages", s.stale},
-		{"reads", s.reads},
-		{"given-up writes committed by a new primary", s.settled},
-	} {
-		if c.n == 0 {
-			t.Errorf("no %s in any seed", c.what)
-		}
+// coverage lists the faults the simulator is meant to exercise: one whose
+// faults never fire checks nothing.
+func coverage(s simStats) []sim.Tally {
+	return []sim.Tally{
+		{What: "primary crashes", N: s.crashes[pb.RolePrimary]},
+		{What: "backup crashes", N: s.crashes[pb.RoleBackup]},
+		{What: "joiner crashes", N: s.crashes[pb.RoleJoining]},
+		{What: "live primaries removed", N: s.suspicions[pb.RolePrimary]},
+		{What: "live backups removed", N: s.suspicions[pb.RoleBackup]},
+		{What: "failovers", N: s.failovers},
+		{What: "backups behind a new primary", N: s.behind},
+		{What: "backups ahead of a new primary", N: s.ahead},
+		{What: "joiners made backups", N: s.joins},
+		{What: "snapshots", N: s.snapshots},
+		{What: "snapshots installed by backups", N: s.backupSnapshots},
+		{What: "link resets", N: s.resets},
+		{What: "cuts", N: s.cuts},
+		{What: "full windows", N: s.windowFull},
+		{What: "stale messages", N: s.stale},
+		{What: "reads", N: s.reads},
+		{What: "given-up writes committed by a new primary", N: s.settled},
 	}
 }
-
-// errInconclusive marks a seed whose history porcupine could not decide in
-// time: not a protocol failure, but a history too concurrent to check.
-var errInconclusive = errors.New("porcupine timed out")
 
 // porcupineTimeout bounds the check of one seed; the default seeds take a
 // few milliseconds each.
@@ -168,19 +74,7 @@ func runSeed(seed uint64, steps int, trace *sim.Trace) (simStats, error) {
 		return w.stats, err
 	}
 	w.settlePending()
-	res, info := sim.CheckKV(&w.hist, porcupineTimeout)
-	switch res {
-	case porcupine.Ok:
-		return w.stats, nil
-	case porcupine.Unknown:
-		w.stats.inconclusive++
-		return w.stats, fmt.Errorf("%w on %d operations", errInconclusive, w.hist.Len())
-	}
-	path := filepath.Join(os.TempDir(), fmt.Sprintf("lockstep-pb-sim-%d.html", seed))
-	if err := porcupine.VisualizePath(sim.KVModel(), info, path); err != nil {
-		path = err.Error()
-	}
-	return w.stats, fmt.Errorf("history of %d operations is not linearizable (see %s)", w.hist.Len(), path)
+	return w.stats, sim.CheckLinearizable(&w.hist, porcupineTimeout, sim.VisualizationPath("pb", seed))
 }
 
 // settlePending forgets, after the quiet steps, every write whose client
@@ -204,20 +98,7 @@ func (w *world) settlePending() {
 // same seed must give the same run, or a failing seed could not be
 // replayed.
 func TestSimDeterministic(t *testing.T) {
-	for _, seed := range []uint64{1, 2, 3} {
-		var digests [2]uint64
-		var counts [2]int
-		for i := range digests {
-			tr := &sim.Trace{Keep: 1}
-			if _, err := runSeed(seed, 400, tr); err != nil {
-				t.Fatalf("seed %d: %v", seed, err)
-			}
-			digests[i], counts[i] = tr.Digest(), tr.Count()
-		}
-		if digests[0] != digests[1] || counts[0] != counts[1] || counts[0] < 100 {
-			t.Errorf("seed %d: runs differ or are empty: %d events %x, %d events %x", seed, counts[0], digests[0], counts[1], digests[1])
-		}
-	}
+	simTest().Deterministic(t, 400, 100, 1, 2, 3)
 }
 
 // check verifies the invariants after a step: the runtime and the core

@@ -354,9 +354,9 @@ func isMember(n *simNode) bool {
 
 // String summarizes the stats for logs.
 func (s simStats) String() string {
-	return fmt.Sprintf("crashes primary %d backup %d joiner %d; suspicions primary %d backup %d joiner %d; restarts %d configs %d failovers %d (others behind %d ahead %d) joins %d snapshots %d (by backups %d) resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost); inconclusive %d",
+	return fmt.Sprintf("crashes primary %d backup %d joiner %d; suspicions primary %d backup %d joiner %d; restarts %d configs %d failovers %d (others behind %d ahead %d) joins %d snapshots %d (by backups %d) resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
 		s.crashes[pb.RolePrimary], s.crashes[pb.RoleBackup], s.crashes[pb.RoleJoining],
 		s.suspicions[pb.RolePrimary], s.suspicions[pb.RoleBackup], s.suspicions[pb.RoleJoining],
 		s.restarts, s.configs, s.failovers, s.behind, s.ahead, s.joins, s.snapshots, s.backupSnapshots, s.resets, s.cuts,
-		s.writes, s.reads, s.windowFull, s.stale, s.settled, s.lost, s.inconclusive)
+		s.writes, s.reads, s.windowFull, s.stale, s.settled, s.lost)
 }

@@ -1,7 +1,6 @@
 package pb_test
 
 import (
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"math/rand/v2"
@@ -201,8 +200,4 @@ type simMaster struct {
 	size int // members wanted
 }
 
-var errInvariant = errors.New("invariant violated")
-
-func violation(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", errInvariant, fmt.Sprintf(format, args...))
-}
+var violation = sim.Violation
