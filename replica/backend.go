@@ -59,14 +59,20 @@ func (r *Replica) Write(args [][]byte, out []byte) ([]byte, uint64, error) {
 	if strings.EqualFold(string(args[0]), cmdRequest) {
 		return r.taggedWrite(args, out)
 	}
+	return r.writeOrForward("", 0, args, out)
+}
+
+// writeOrForward proposes a write here when this replica orders writes,
+// and otherwise forwards it, with its request id (client "" for none).
+func (r *Replica) writeOrForward(client string, num uint64, args [][]byte, out []byte) ([]byte, uint64, error) {
 	if r.Role().orders() && r.leaseValid() {
-		out, seq, err := r.propose("", 0, args, out)
+		out, seq, err := r.propose(client, num, args, out)
 		if !errors.Is(err, ErrNotServing) {
 			return out, seq, err
 		}
 	}
 	r.stats.forwarded.Add(1)
-	out, err := r.forward.write(args, out)
+	out, err := r.forward.write(client, num, args, out)
 	return out, 0, err
 }
 
@@ -78,16 +84,7 @@ func (r *Replica) taggedWrite(args [][]byte, out []byte) ([]byte, uint64, error)
 	if err != nil || len(args[1]) == 0 || num == 0 {
 		return resp.AppendError(out, "ERR lockstep.req: want a non-empty client id and a request number above 0"), 0, nil
 	}
-	client := "user/" + string(args[1])
-	if r.Role().orders() && r.leaseValid() {
-		out, seq, err := r.propose(client, num, args[3:], out)
-		if !errors.Is(err, ErrNotServing) {
-			return out, seq, err
-		}
-	}
-	r.stats.forwarded.Add(1)
-	out, err = r.forward.writeTagged(client, num, args[3:], out)
-	return out, 0, err
+	return r.writeOrForward("user/"+string(args[1]), num, args[3:], out)
 }
 
 // forwardedWrite serves lockstep.fwd from another replica.

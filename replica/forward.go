@@ -112,20 +112,15 @@ func (l *lane) close() {
 	}
 }
 
-func (f *forwarder) write(args [][]byte, out []byte) ([]byte, error) {
+// write forwards a write to the head or primary, tagged with the client's
+// own request id, or with the lane's next one when client is "".
+func (f *forwarder) write(client string, num uint64, args [][]byte, out []byte) ([]byte, error) {
 	l := <-f.lanes
 	defer func() { f.lanes <- l }()
-	l.num++
-	fwd := make([][]byte, 0, len(args)+3)
-	fwd = append(fwd, []byte(cmdForwardWrite), []byte(l.client), strconv.AppendUint(nil, l.num, 10))
-	fwd = append(fwd, args...)
-	return f.do(l, true, fwd, out)
-}
-
-// writeTagged forwards a write that carries its client's own request id.
-func (f *forwarder) writeTagged(client string, num uint64, args [][]byte, out []byte) ([]byte, error) {
-	l := <-f.lanes
-	defer func() { f.lanes <- l }()
+	if client == "" {
+		l.num++
+		client, num = l.client, l.num
+	}
 	fwd := make([][]byte, 0, len(args)+3)
 	fwd = append(fwd, []byte(cmdForwardWrite), []byte(client), strconv.AppendUint(nil, num, 10))
 	fwd = append(fwd, args...)
