@@ -47,16 +47,28 @@ func freeRun(t *testing.T, n int) int {
 	return 0
 }
 
-// TestUpQuickStart follows the README: `lockstep up`, a write and a read
-// through different nodes, `lockstep status`, SIGKILL of a node, and with
-// --restart-after the killed node comes back, rejoins and holds the data.
-func TestUpQuickStart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("slow: runs a whole cluster")
-	}
-	dir := t.TempDir() + "/cluster"
-	base := freeRun(t, 3)
-	up := exec.Command(lockstepBin, "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--restart-after", "300ms")
+// upCluster is a cluster run by `lockstep up`, with its output captured.
+type upCluster struct {
+	dir  string
+	base int // node i's client port is base+i-1
+
+	mu  sync.Mutex
+	out strings.Builder
+}
+
+// output is what `lockstep up` printed so far.
+func (u *upCluster) output() string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.out.String()
+}
+
+// startUp runs `lockstep up` with args on free ports until its ready line,
+// and stops it with SIGINT at cleanup.
+func startUp(t *testing.T, args ...string) *upCluster {
+	t.Helper()
+	u := &upCluster{dir: t.TempDir() + "/cluster", base: freeRun(t, 3)}
+	up := exec.Command(lockstepBin, append([]string{"up", "--dir", u.dir, "--base-port", fmt.Sprint(u.base)}, args...)...)
 	stdout, err := up.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -64,30 +76,39 @@ func TestUpQuickStart(t *testing.T) {
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var out strings.Builder
+	t.Cleanup(func() {
+		_ = up.Process.Signal(syscall.SIGINT)
+		_ = up.Wait()
+	})
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			mu.Lock()
-			out.WriteString(sc.Text() + "\n")
-			mu.Unlock()
+			u.mu.Lock()
+			u.out.WriteString(sc.Text() + "\n")
+			u.mu.Unlock()
 			if strings.HasPrefix(sc.Text(), "ready") {
 				close(ready)
 			}
 		}
 	}()
-	defer func() {
-		_ = up.Process.Signal(syscall.SIGINT)
-		_ = up.Wait()
-	}()
 	select {
 	case <-ready:
 	case <-time.After(60 * time.Second):
-		mu.Lock()
-		t.Fatalf("no ready line:\n%s", out.String())
+		t.Fatalf("no ready line:\n%s", u.output())
 	}
+	return u
+}
+
+// TestUpQuickStart follows the README: `lockstep up`, a write and a read
+// through different nodes, `lockstep status`, SIGKILL of a node, and with
+// --restart-after the killed node comes back, rejoins and holds the data.
+func TestUpQuickStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a whole cluster")
+	}
+	u := startUp(t, "--restart-after", "300ms")
+	dir, base := u.dir, u.base
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	first := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", base)})
@@ -123,10 +144,8 @@ func TestUpQuickStart(t *testing.T) {
 	if v, err := back.Get(ctx, "k").Result(); err != nil || v != "v" {
 		t.Fatalf("GET through the restarted node = %q, %v", v, err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if !strings.Contains(out.String(), "restarting "+tail.Name) {
-		t.Errorf("up did not report the restart:\n%s", out.String())
+	if out := u.output(); !strings.Contains(out, "restarting "+tail.Name) {
+		t.Errorf("up did not report the restart:\n%s", out)
 	}
 }
 

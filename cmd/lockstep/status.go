@@ -85,27 +85,23 @@ type ClusterStatus struct {
 }
 
 func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
-	endpoints := f.etcd
-	if endpoints == "" {
-		info, err := readUpInfo(f.dir)
-		if err != nil {
-			return err
-		}
-		endpoints = strings.Join(info.EtcdEndpoints, ",")
+	endpoints, err := etcdEndpoints(f.etcd, f.dir)
+	if err != nil {
+		return err
 	}
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	cli, err := coord.Dial(strings.Split(endpoints, ","), nil)
+	cli, err := coord.Dial(endpoints, nil)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	st, err := clusterStatus(ctx, cli, f.cluster, f.group)
 	if err != nil {
-		return fmt.Errorf("read cluster state from etcd at %s: %w", endpoints, err)
+		return fmt.Errorf("read cluster state from etcd at %s: %w", strings.Join(endpoints, ","), err)
 	}
 	if f.json {
 		enc := json.NewEncoder(out)
@@ -191,6 +187,19 @@ type upInfo struct {
 	EtcdEndpoints []string `json:"etcd_endpoints"`
 	Cluster       string   `json:"cluster"`
 	Group         string   `json:"group"`
+}
+
+// etcdEndpoints is --etcd-endpoints split at commas or, if it is empty,
+// the endpoints of the cluster 'lockstep up' started in dir.
+func etcdEndpoints(flag, dir string) ([]string, error) {
+	if flag != "" {
+		return strings.Split(flag, ","), nil
+	}
+	info, err := readUpInfo(dir)
+	if err != nil {
+		return nil, err
+	}
+	return info.EtcdEndpoints, nil
 }
 
 func readUpInfo(dir string) (upInfo, error) {

@@ -18,8 +18,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockstep/lockstep/coord"
+)
+
+// The cluster and group names of a local cluster: the server's defaults.
+const (
+	upCluster = "lockstep"
+	upGroup   = "default"
 )
 
 type upFlags struct {
@@ -119,12 +126,17 @@ func runUp(ctx context.Context, f *upFlags, out io.Writer) error {
 		return fmt.Errorf("start embedded etcd: %w", err)
 	}
 	defer etcd.Close()
-	info := upInfo{EtcdEndpoints: etcd.Endpoints(), Cluster: "lockstep", Group: "default"}
+	info := upInfo{EtcdEndpoints: etcd.Endpoints(), Cluster: upCluster, Group: upGroup}
 	if err := writeJSON(filepath.Join(f.dir, "cluster.json"), info); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "etcd      %s\n", etcd.Endpoints()[0])
-	sup := &supervisor{f: f, self: self, etcd: etcd.Endpoints()[0], out: out, log: log}
+	cli, err := coord.Dial(etcd.Endpoints(), log)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	sup := &supervisor{f: f, self: self, etcd: etcd.Endpoints()[0], cli: cli, out: out, log: log}
 	for i := 1; i <= f.nodes; i++ {
 		if err := sup.start(i); err != nil {
 			sup.stopAll()
@@ -143,6 +155,7 @@ type supervisor struct {
 	f    *upFlags
 	self string
 	etcd string
+	cli  *clientv3.Client // fences nodes that exit
 	out  io.Writer
 	log  *slog.Logger
 
@@ -203,8 +216,8 @@ func (s *supervisor) start(i int) error {
 	return nil
 }
 
-// reap waits for a node to exit, reports it, and restarts it after
-// --restart-after unless everything is stopping.
+// reap waits for a node to exit, fences it, reports it, and restarts it
+// after --restart-after unless everything is stopping.
 func (s *supervisor) reap(i int, cmd *exec.Cmd, logf *os.File) {
 	err := cmd.Wait()
 	logf.Close()
@@ -214,7 +227,7 @@ func (s *supervisor) reap(i int, cmd *exec.Cmd, logf *os.File) {
 	if stopping {
 		return
 	}
-	fmt.Fprintf(s.out, "%s exited: %v\n", nodeName(i), exitText(err))
+	fmt.Fprintf(s.out, "%s exited: %v%s\n", nodeName(i), exitText(err), s.fence(i, cmd.Process.Pid))
 	if s.f.restartAfter <= 0 {
 		return
 	}
@@ -228,6 +241,25 @@ func (s *supervisor) reap(i int, cmd *exec.Cmd, logf *os.File) {
 	fmt.Fprintf(s.out, "restarting %s\n", nodeName(i))
 	if err := s.start(i); err != nil {
 		fmt.Fprintf(s.out, "restart %s failed: %v\n", nodeName(i), err)
+	}
+}
+
+// fence tells the coordinator at once that node i's process pid is dead,
+// so its group reconfigures now rather than when the lease expires: the
+// wait that just returned is proof of death, which lease expiry only
+// infers. It returns a note for the exit line.
+func (s *supervisor) fence(i, pid int) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	fenced, err := coord.Fence(ctx, s.cli, upCluster, nodeName(i), pid)
+	switch {
+	case err != nil:
+		s.log.Warn("fencing a dead node failed; its lease will expire instead", "node", nodeName(i), "err", err)
+		return ""
+	case fenced:
+		return " (lease revoked: the group reconfigures now)"
+	default:
+		return ""
 	}
 }
 
@@ -249,7 +281,7 @@ func (s *supervisor) watchReady(ctx context.Context) {
 		return
 	}
 	defer cli.Close()
-	for cfg := range coord.WatchConfig(ctx, cli, "lockstep", "default") {
+	for cfg := range coord.WatchConfig(ctx, cli, upCluster, upGroup) {
 		if len(cfg.Members) == s.f.nodes {
 			fmt.Fprintf(s.out, "ready: %d-node %s group, epoch %d; try: redis-cli -p %d set k v; lockstep status --dir %s\n",
 				s.f.nodes, cfg.Protocol, cfg.Epoch, s.f.basePort, s.f.dir)

@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The tests here run with a 30 s lease, so a failover within their 10 s
+// deadlines can only come from fencing, never from the lease expiring.
+const fenceTestTTL = "30s"
+
+// TestUpFencesAKilledNode: `lockstep up` sees its child die and fences it,
+// so the chain loses its head and takes writes again long before the
+// head's lease could expire; the write acknowledged before the kill is
+// still there.
+func TestUpFencesAKilledNode(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a whole cluster")
+	}
+	u := startUp(t, "--lease-ttl", fenceTestTTL)
+	st := upStatus(t, u.dir)
+	var head NodeRow
+	for _, n := range st.Nodes {
+		if n.Role == "head" {
+			head = n
+		}
+	}
+	tail := st.Nodes[len(st.Nodes)-1]
+	rc := redis.NewClient(&redis.Options{Addr: tail.ClientAddr, MaxRetries: -1})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rc.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(head.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Set(ctx, "k2", "after", 0).Err(); err != nil {
+		t.Fatalf("no write within 10 s of the head's SIGKILL (lease %s): %v\n%s", fenceTestTTL, err, u.output())
+	}
+	if v, err := rc.Get(ctx, "k").Result(); err != nil || v != "before" {
+		t.Fatalf("GET k = %q, %v; want the write acknowledged before the kill", v, err)
+	}
+	if out := u.output(); !strings.Contains(out, head.Name+" exited: signal: killed (lease revoked") {
+		t.Errorf("up did not report fencing %s:\n%s", head.Name, out)
+	}
+	if s := upStatus(t, u.dir); s.byRole("head") == head.Name || s.serving() != 2 {
+		t.Errorf("after the fence: %s", statusRoles(s))
+	}
+}
+
+// TestFenceCommand is the production path: a supervisor runs `lockstep
+// fence` once its server process is gone. fence refuses a live node, does
+// nothing for another pid, and fails the dead head over at once.
+func TestFenceCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a whole cluster")
+	}
+	c := startClusterArgs(t, 3, "", func(string) []string { return []string{"--lease-ttl", fenceTestTTL} })
+	st := c.status()
+	head, tail := st.byRole("head"), st.byRole("tail")
+	fence := func(args ...string) (string, error) {
+		out, err := exec.Command(lockstepBin, append([]string{"fence", "--etcd-endpoints", c.endpoints}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := fence("--name", tail); err == nil || !strings.Contains(out, "still accepts connections") {
+		t.Fatalf("fence of a live node: %v\n%s", err, out)
+	}
+	if _, err := fence(); err == nil {
+		t.Fatal("fence without --name succeeded")
+	}
+	pid := c.procs[head].Pid()
+	c.kill(head)
+	if out, err := fence("--name", head, "--pid", fmt.Sprint(pid+1)); err != nil || !strings.Contains(out, "nothing to fence") {
+		t.Fatalf("fence with another pid: %v\n%s", err, out)
+	}
+	if out, err := fence("--name", head, "--pid", fmt.Sprint(pid)); err != nil || !strings.Contains(out, "fenced") {
+		t.Fatalf("fence of the dead head: %v\n%s", err, out)
+	}
+	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, MaxRetries: -1})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("no write within 10 s of fencing the head (lease %s): %v", fenceTestTTL, err)
+	}
+	if s := c.status(); s.byRole("head") == head || s.serving() != 2 {
+		t.Errorf("after the fence: %s", statusRoles(s))
+	}
+}
