@@ -274,20 +274,47 @@ func exitText(err error) string {
 	return err.Error()
 }
 
-// watchReady prints "ready" once the configuration has every node as a member.
+// watchReady prints "ready" once the configuration has every node as a
+// member and every member reports serving in that epoch, so a `lockstep
+// status` right after it shows the group as it is.
 func (s *supervisor) watchReady(ctx context.Context) {
-	cli, err := coord.Dial([]string{s.etcd}, nil)
-	if err != nil {
-		return
-	}
-	defer cli.Close()
-	for cfg := range coord.WatchConfig(ctx, cli, upCluster, upGroup) {
-		if len(cfg.Members) == s.f.nodes {
+	for cfg := range coord.WatchConfig(ctx, s.cli, upCluster, upGroup) {
+		if len(cfg.Members) == s.f.nodes && s.waitServing(ctx, cfg) {
 			fmt.Fprintf(s.out, "ready: %d-node %s group, epoch %d; try: redis-cli -p %d set k v; lockstep status --dir %s\n",
 				s.f.nodes, cfg.Protocol, cfg.Epoch, s.f.basePort, s.f.dir)
 			return
 		}
 	}
+}
+
+// waitServing polls the node records until every member of cfg reports
+// serving in cfg's epoch. It gives up (false) after a few seconds, and the
+// caller waits for the next configuration.
+func (s *supervisor) waitServing(ctx context.Context, cfg coord.Config) bool {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if nodes, err := coord.ListNodes(ctx, s.cli, upCluster); err == nil && allServing(cfg, nodes) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+func allServing(cfg coord.Config, nodes []coord.NodeInfo) bool {
+	serving := 0
+	for _, n := range nodes {
+		if cfg.Index(n.Member()) >= 0 && n.Epoch == cfg.Epoch && n.State == coord.StateServing {
+			serving++
+		}
+	}
+	return serving == len(cfg.Members)
 }
 
 // stopAll asks every node to stop (SIGTERM), then kills what is left.
