@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"os"
 	"slices"
@@ -22,33 +23,39 @@ import (
 // LOCKSTEP_FAILOVER_PROTOCOL=primary-backup measures the kill of a
 // primary instead, with the client on a backup.
 //
-// The nodes are bare processes, so the dead node is found by its lease
-// expiring. LOCKSTEP_FAILOVER_SUPERVISED=1 runs them under `lockstep up`
-// instead, which fences a node as soon as its process exits.
+// LOCKSTEP_FAILOVER_MODE says how the death is found:
+//
+//	watchdog  bare server processes with default flags: each one's
+//	          watchdog fences it when it dies (the default)
+//	lease     bare servers with --fence-on-exit=false: the lease expires
+//	up        the nodes of `lockstep up`, which fences a child that exits
 func TestMeasureFailover(t *testing.T) {
 	runs, _ := strconv.Atoi(os.Getenv("LOCKSTEP_FAILOVER_RUNS"))
 	if runs <= 0 {
 		t.Skip("set LOCKSTEP_FAILOVER_RUNS=N to measure failover time")
 	}
 	proto := os.Getenv("LOCKSTEP_FAILOVER_PROTOCOL")
-	supervised := os.Getenv("LOCKSTEP_FAILOVER_SUPERVISED") == "1"
+	mode := cmp.Or(os.Getenv("LOCKSTEP_FAILOVER_MODE"), "watchdog")
+	if mode != "watchdog" && mode != "lease" && mode != "up" {
+		t.Fatalf("LOCKSTEP_FAILOVER_MODE=%s: want watchdog, lease or up", mode)
+	}
 	var times []time.Duration
 	for range runs {
-		times = append(times, measureOneFailover(t, proto, supervised))
+		times = append(times, measureOneFailover(t, proto, mode))
 	}
 	slices.Sort(times)
-	t.Logf("%s (supervised %v): SIGKILL of the writer -> first successful write, %d runs: min %v, median %v, max %v, all %v",
-		proto, supervised, runs, times[0], times[len(times)/2], times[len(times)-1], times)
+	t.Logf("%s, found by %s: SIGKILL of the writer -> first successful write, %d runs: min %v, median %v, max %v, all %v",
+		cmp.Or(proto, "chain"), mode, runs, times[0], times[len(times)/2], times[len(times)-1], times)
 }
 
 // failoverTarget starts a 3-node group and returns the pid of the node
 // that orders writes and the client address of one that survives it.
-func failoverTarget(t *testing.T, proto string, supervised bool) (pid int, addr string, stop func()) {
+func failoverTarget(t *testing.T, proto, mode string) (pid int, addr string, stop func()) {
 	writer, other := "head", "tail"
 	if proto == pbProto || proto == cpProto {
 		writer, other = "primary", "backup"
 	}
-	if supervised {
+	if mode == "up" {
 		args := []string{}
 		if proto != "" {
 			args = append(args, "--protocol", proto)
@@ -59,7 +66,12 @@ func failoverTarget(t *testing.T, proto string, supervised bool) (pid int, addr 
 		o, _ := st.node(st.byRole(other))
 		return w.Pid, o.ClientAddr, func() {}
 	}
-	c := startClusterWith(t, 3, proto)
+	c := startClusterArgs(t, 3, proto, func(string) []string {
+		if mode == "lease" {
+			return []string{"--fence-on-exit=false"}
+		}
+		return nil
+	})
 	st := c.status()
 	return c.procs[st.byRole(writer)].Pid(), c.procs[st.byRole(other)].Addr, func() {
 		for _, p := range c.procs {
@@ -68,8 +80,8 @@ func failoverTarget(t *testing.T, proto string, supervised bool) (pid int, addr 
 	}
 }
 
-func measureOneFailover(t *testing.T, proto string, supervised bool) time.Duration {
-	pid, addr, stop := failoverTarget(t, proto, supervised)
+func measureOneFailover(t *testing.T, proto, mode string) time.Duration {
+	pid, addr, stop := failoverTarget(t, proto, mode)
 	defer stop()
 	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 20 * time.Second})
 	defer rc.Close()

@@ -33,7 +33,7 @@ func TestUpFencesAKilledNode(t *testing.T) {
 		}
 	}
 	tail := st.Nodes[len(st.Nodes)-1]
-	rc := redis.NewClient(&redis.Options{Addr: tail.ClientAddr, MaxRetries: -1})
+	rc := redis.NewClient(&redis.Options{Addr: tail.ClientAddr, MaxRetries: -1, ReadTimeout: 15 * time.Second})
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -59,12 +59,15 @@ func TestUpFencesAKilledNode(t *testing.T) {
 
 // TestFenceCommand is the production path: a supervisor runs `lockstep
 // fence` once its server process is gone. fence refuses a live node, does
-// nothing for another pid, and fails the dead head over at once.
+// nothing for another pid, and fails the dead head over at once. The
+// servers run without their watchdogs, which would fence first.
 func TestFenceCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs a whole cluster")
 	}
-	c := startClusterArgs(t, 3, "", func(string) []string { return []string{"--lease-ttl", fenceTestTTL} })
+	c := startClusterArgs(t, 3, "", func(string) []string {
+		return []string{"--lease-ttl", fenceTestTTL, "--fence-on-exit=false"}
+	})
 	st := c.status()
 	head, tail := st.byRole("head"), st.byRole("tail")
 	fence := func(args ...string) (string, error) {
@@ -85,7 +88,7 @@ func TestFenceCommand(t *testing.T) {
 	if out, err := fence("--name", head, "--pid", fmt.Sprint(pid)); err != nil || !strings.Contains(out, "fenced") {
 		t.Fatalf("fence of the dead head: %v\n%s", err, out)
 	}
-	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, MaxRetries: -1})
+	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, MaxRetries: -1, ReadTimeout: 15 * time.Second})
 	defer rc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -94,5 +97,36 @@ func TestFenceCommand(t *testing.T) {
 	}
 	if s := c.status(); s.byRole("head") == head || s.serving() != 2 {
 		t.Errorf("after the fence: %s", statusRoles(s))
+	}
+}
+
+// TestWatchdogFencesACrashedServer: a bare `lockstep server`, with no
+// supervisor, is fenced by its own watchdog the moment it is SIGKILLed,
+// so the chain takes writes again long before its lease could expire. A
+// frozen server (SIGSTOP) is not dead, and is left to its lease: the
+// partition tests cover that.
+func TestWatchdogFencesACrashedServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a whole cluster")
+	}
+	c := startClusterArgs(t, 3, "", func(string) []string { return []string{"--lease-ttl", fenceTestTTL} })
+	st := c.status()
+	head, tail := st.byRole("head"), st.byRole("tail")
+	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, MaxRetries: -1, ReadTimeout: 15 * time.Second})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rc.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	c.kill(head)
+	if err := rc.Set(ctx, "k2", "after", 0).Err(); err != nil {
+		t.Fatalf("no write within 10 s of the head's SIGKILL (lease %s): %v\n%s", fenceTestTTL, err, c.procs[head].Log())
+	}
+	if v, err := rc.Get(ctx, "k").Result(); err != nil || v != "before" {
+		t.Fatalf("GET k = %q, %v; want the write acknowledged before the kill", v, err)
+	}
+	if s := c.status(); s.byRole("head") == head || s.serving() != 2 {
+		t.Errorf("after the crash: %s", statusRoles(s))
 	}
 }

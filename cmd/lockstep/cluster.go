@@ -38,6 +38,7 @@ type clusterFlags struct {
 	cpInterval      time.Duration
 	cpBytes         int
 	faults          transport.Faults // chaos testing: an unreliable replication network
+	fenceOnExit     bool
 }
 
 func (c *clusterFlags) enabled() bool { return c.etcd != "" }
@@ -101,6 +102,9 @@ type clusterNode struct {
 	tr      *transport.Transport
 	store   storage.Store
 	peers   sync.Map // name -> peer address
+	// watchdog is the write end of the watchdog's pipe: it must stay open
+	// (and referenced) while the process serves; see watchdog.go.
+	watchdog *os.File
 }
 
 // startCluster connects to etcd, prepares storage and starts the replica,
@@ -166,6 +170,11 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		return fmt.Errorf("register with etcd: %w", err)
 	}
 	n.rep.Attach(n.tr, n.tr, n.session)
+	if cf.fenceOnExit {
+		if n.watchdog, err = startWatchdog(cf); err != nil {
+			log.Warn("no watchdog: if this process dies, its group waits for its lease to expire", "err", err)
+		}
+	}
 	log.Info("joined cluster", "cluster", cf.cluster, "cluster_id", id, "name", cf.name, "incarnation", inc,
 		"protocol", proto, "peer_addr", n.tr.Addr())
 	return nil
@@ -330,6 +339,9 @@ func (n *clusterNode) close(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		_ = n.session.Close(cctx)
 		cancel()
+	}
+	if n.watchdog != nil {
+		_ = n.watchdog.Close() // the lease is gone already: nothing left to fence
 	}
 	if n.tr != nil {
 		_ = n.tr.Close()

@@ -61,6 +61,11 @@ primary, reads to the tail or primary. With --storage pebble (the default) every
 is on disk in --data-dir when --fsync is always (the default); concurrent
 writers share each fsync (group commit).
 
+Failure detection: a node holds a coordinator lease (--lease-ttl); a node
+that stops renewing it is removed when it expires, and stops serving
+before that can happen. A node whose process dies is removed at once: its
+watchdog process (--fence-on-exit) sees it end and revokes the lease.
+
 The node stops gracefully on SIGINT or SIGTERM: it stops accepting clients,
 finishes the commands it has read, flushes storage and exits.`,
 		Example: `  lockstep server --listen 127.0.0.1:6390 --data-dir ./data
@@ -95,6 +100,7 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.DurationVar(&c.cpInterval, "checkpoint-interval", replica.DefaultCheckpointInterval, "checkpoint protocol: epoch length; the primary ships the state its writes dirtied once per epoch, and replies wait for it")
 	fl.IntVar(&c.cpBytes, "checkpoint-bytes", replica.DefaultCheckpointBytes, "checkpoint protocol: an epoch whose dirty state passes this many bytes is cut early")
 	fl.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease: a node silent this long is removed; it stops serving before then")
+	fl.BoolVar(&c.fenceOnExit, "fence-on-exit", true, "start a watchdog process that fences this node the moment its process ends (crash, kill -9), so its group fails over at once instead of when the lease expires")
 	fl.IntVar(&c.bootstrapExpect, "bootstrap-expect", 1, "how many nodes form a new group's first configuration")
 	fl.Float64Var(&c.faults.DropRate, "fault-drop-rate", 0, "testing only: drop this fraction of outgoing replication messages")
 	fl.DurationVar(&c.faults.Delay, "fault-delay", 0, "testing only: delay every outgoing replication message this long")
