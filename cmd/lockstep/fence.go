@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -14,8 +13,7 @@ import (
 )
 
 type fenceFlags struct {
-	dir     string
-	etcd    string
+	target  etcdTarget
 	cluster string
 	name    string
 	pid     int
@@ -46,8 +44,7 @@ itself when they exit.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.dir, "dir", "lockstep-cluster", "directory of a cluster started by 'lockstep up' (read for its etcd address)")
-	fl.StringVar(&f.etcd, "etcd-endpoints", "", "comma-separated etcd client URLs (overrides --dir)")
+	f.target.addFlags(cmd)
 	fl.StringVar(&f.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
 	fl.StringVar(&f.name, "name", "", "name of the dead node (required)")
 	fl.IntVar(&f.pid, "pid", 0, "process id of the dead node; if the name is registered by another pid, nothing is fenced (0: any)")
@@ -58,23 +55,16 @@ func runFence(ctx context.Context, f *fenceFlags, out io.Writer) error {
 	if f.name == "" {
 		return fmt.Errorf("--name is required")
 	}
-	endpoints, err := etcdEndpoints(f.etcd, f.dir)
-	if err != nil {
-		return err
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := adminContext(ctx)
 	defer cancel()
-	cli, err := coord.Dial(endpoints, nil)
+	cli, where, err := f.target.dial()
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	nodes, err := coord.ListNodes(ctx, cli, f.cluster)
 	if err != nil {
-		return fmt.Errorf("read nodes from etcd at %s: %w", strings.Join(endpoints, ","), err)
+		return fmt.Errorf("read nodes from %s: %w", where, err)
 	}
 	for _, n := range nodes {
 		if n.Name == f.name && n.ClientAddr != "" && accepts(ctx, n.ClientAddr) {

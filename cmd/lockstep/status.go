@@ -20,8 +20,7 @@ import (
 )
 
 type statusFlags struct {
-	dir     string
-	etcd    string
+	target  etcdTarget
 	cluster string
 	group   string
 	json    bool
@@ -52,8 +51,7 @@ only those may become primary.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.dir, "dir", "lockstep-cluster", "directory of a cluster started by 'lockstep up' (read for its etcd address)")
-	fl.StringVar(&f.etcd, "etcd-endpoints", "", "comma-separated etcd client URLs (overrides --dir)")
+	f.target.addFlags(cmd)
 	fl.StringVar(&f.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
 	fl.StringVar(&f.group, "group", "default", "replication group")
 	fl.BoolVar(&f.json, "json", false, `print JSON: {"nodes":[{"name","pid","client_addr","role","epoch",...}]}`)
@@ -85,23 +83,16 @@ type ClusterStatus struct {
 }
 
 func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
-	endpoints, err := etcdEndpoints(f.etcd, f.dir)
-	if err != nil {
-		return err
-	}
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := adminContext(ctx)
 	defer cancel()
-	cli, err := coord.Dial(endpoints, nil)
+	cli, where, err := f.target.dial()
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
 	st, err := clusterStatus(ctx, cli, f.cluster, f.group)
 	if err != nil {
-		return fmt.Errorf("read cluster state from etcd at %s: %w", strings.Join(endpoints, ","), err)
+		return fmt.Errorf("read cluster state from %s: %w", where, err)
 	}
 	if f.json {
 		enc := json.NewEncoder(out)
@@ -189,17 +180,40 @@ type upInfo struct {
 	Group         string   `json:"group"`
 }
 
-// etcdEndpoints is --etcd-endpoints split at commas or, if it is empty,
-// the endpoints of the cluster 'lockstep up' started in dir.
-func etcdEndpoints(flag, dir string) ([]string, error) {
-	if flag != "" {
-		return strings.Split(flag, ","), nil
+// etcdTarget is how the admin commands find a cluster's etcd: the
+// --etcd-endpoints flag, or the cluster 'lockstep up' started in --dir.
+type etcdTarget struct {
+	dir  string
+	etcd string
+}
+
+func (t *etcdTarget) addFlags(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&t.dir, "dir", "lockstep-cluster", "directory of a cluster started by 'lockstep up' (read for its etcd address)")
+	fl.StringVar(&t.etcd, "etcd-endpoints", "", "comma-separated etcd client URLs (overrides --dir)")
+}
+
+// dial connects to the cluster's etcd; where names it for error messages.
+// The caller closes the client.
+func (t *etcdTarget) dial() (cli *clientv3.Client, where string, err error) {
+	endpoints := strings.Split(t.etcd, ",")
+	if t.etcd == "" {
+		info, err := readUpInfo(t.dir)
+		if err != nil {
+			return nil, "", err
+		}
+		endpoints = info.EtcdEndpoints
 	}
-	info, err := readUpInfo(dir)
-	if err != nil {
-		return nil, err
+	cli, err = coord.Dial(endpoints, nil)
+	return cli, "etcd at " + strings.Join(endpoints, ","), err
+}
+
+// adminContext bounds an admin command's work against etcd.
+func adminContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if ctx == nil {
+		ctx = context.Background()
 	}
-	return info.EtcdEndpoints, nil
+	return context.WithTimeout(ctx, 10*time.Second)
 }
 
 func readUpInfo(dir string) (upInfo, error) {
