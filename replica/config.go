@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/lockstep/lockstep/coord"
@@ -21,6 +22,11 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	r.flushHeadAppliedLocked()
 	r.cfg = cfg
 	r.member = r.core.SetConfig(cfg, r.opts.Name, r.opts.Incarnation)
+	for _, m := range r.early.take() {
+		if err := r.core.Step(m); errors.Is(err, errFutureEpoch) {
+			r.early.keep(m) // newer still: keep for the next configuration
+		}
+	}
 	st := r.core.Status()
 	r.mu.Unlock()
 	r.role.Store(uint32(st.Role))

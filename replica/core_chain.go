@@ -35,10 +35,7 @@ func (a *chainCore) Step(payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := a.c.Step(m); err != nil && !errors.Is(err, chain.ErrStaleEpoch) {
-		return err
-	}
-	return nil
+	return epochRefusal(a.c.Step(m), chain.ErrStaleEpoch, m.Epoch, func() uint64 { return a.c.Status().Epoch })
 }
 
 func (a *chainCore) Applied(seq uint64)                        { a.c.Applied(seq) }

@@ -1,7 +1,6 @@
 package replica
 
 import (
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -156,10 +155,7 @@ func (a *cpCore) Step(payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := a.c.Step(m); err != nil && !errors.Is(err, checkpoint.ErrStaleEpoch) {
-		return err
-	}
-	return nil
+	return epochRefusal(a.c.Step(m), checkpoint.ErrStaleEpoch, m.Epoch, func() uint64 { return a.c.Status().Epoch })
 }
 
 // Applied is the runtime's report: at a backup, of installed checkpoints;

@@ -35,10 +35,7 @@ func (a *pbCore) Step(payload []byte) error {
 	if err != nil {
 		return err
 	}
-	if err := a.c.Step(m); err != nil && !errors.Is(err, pb.ErrStaleEpoch) {
-		return err
-	}
-	return nil
+	return epochRefusal(a.c.Step(m), pb.ErrStaleEpoch, m.Epoch, func() uint64 { return a.c.Status().Epoch })
 }
 
 func (a *pbCore) Applied(seq uint64)                         { a.c.Applied(seq) }

@@ -160,7 +160,9 @@ func (f *forwarder) do(l *lane, head bool, req [][]byte, out []byte) ([]byte, er
 			}
 			return out, fmt.Errorf("%w: no %s answered within %v", ErrNotServing, what, f.budget)
 		}
-		backoff := time.NewTimer(min(time.Duration(attempt+1)*20*time.Millisecond, 200*time.Millisecond))
+		// A TRYAGAIN usually means the target has not installed the
+		// configuration that made it head yet: milliseconds. Start short.
+		backoff := time.NewTimer(min(2*time.Millisecond<<min(attempt, 7), 200*time.Millisecond))
 		select {
 		case <-changed:
 		case <-backoff.C:

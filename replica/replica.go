@@ -100,6 +100,8 @@ type Replica struct {
 	// headApplied is the last proposal the head applied but has not yet
 	// reported to the core (guarded by mu); see flushHeadApplied.
 	headApplied uint64
+	// early holds messages from epochs not installed yet (guarded by mu).
+	early earlyMessages
 
 	role   atomic.Uint32 // Role
 	epoch  atomic.Uint64
@@ -173,6 +175,9 @@ func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
 func (r *Replica) Deliver(from string, payload []byte) {
 	r.mu.Lock()
 	err := r.core.Step(payload)
+	if errors.Is(err, errFutureEpoch) {
+		r.early.keep(payload)
+	}
 	r.mu.Unlock()
 	if err != nil {
 		r.log.Debug("message refused", "from", from, "err", err)
