@@ -335,13 +335,17 @@ func (n *clusterNode) publishStatus(ctx context.Context) {
 // close leaves the cluster: the lease is revoked so peers reconfigure at
 // once instead of waiting for it to expire.
 func (n *clusterNode) close(ctx context.Context) {
+	left := false
 	if n.session != nil {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		_ = n.session.Close(cctx)
+		left = n.session.Close(cctx) == nil
 		cancel()
 	}
 	if n.watchdog != nil {
-		_ = n.watchdog.Close() // the lease is gone already: nothing left to fence
+		if left {
+			watchdogStandDown(n.watchdog) // the lease is gone already
+		}
+		_ = n.watchdog.Close()
 	}
 	if n.tr != nil {
 		_ = n.tr.Close()

@@ -56,7 +56,8 @@ func newWatchdogCmd() *cobra.Command {
 	return cmd
 }
 
-// runWatchdog waits for end of file on death, then fences the node.
+// runWatchdog waits for end of file on death, then fences the node; a
+// byte read first means the server left cleanly (watchdogStandDown).
 func runWatchdog(f *watchdogFlags, death io.Reader) error {
 	if f.etcd == "" || f.name == "" || f.pid <= 0 {
 		return fmt.Errorf("watchdog: --etcd-endpoints, --name and --pid are required")
@@ -72,7 +73,9 @@ func runWatchdog(f *watchdogFlags, death io.Reader) error {
 		return err
 	}
 	defer cli.Close()
-	_, _ = io.Copy(io.Discard, death)
+	if n, _ := io.ReadFull(death, make([]byte, 1)); n == 1 {
+		return nil // the server left the cluster itself: nothing to fence
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	fenced, err := coord.Fence(ctx, cli, f.cluster, f.name, f.pid)
@@ -84,6 +87,12 @@ func runWatchdog(f *watchdogFlags, death io.Reader) error {
 	}
 	return nil
 }
+
+// watchdogStandDown tells the watchdog, before its pipe closes, that the
+// server revoked its own lease on the way out: there is nothing to fence,
+// and the watchdog need not reach etcd (which may be stopping too, under
+// 'lockstep up').
+func watchdogStandDown(w *os.File) { _, _ = w.Write([]byte{'.'}) }
 
 // startWatchdog starts the watchdog for this process and returns the write
 // end of its pipe, which the caller keeps open (and referenced) for as
