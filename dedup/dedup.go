@@ -82,8 +82,17 @@ func (m *Machine) Duplicate(client string, num uint64) (reply []byte, seq uint64
 	return nil, 0, true, fmt.Errorf("%w: %d < %d", ErrTooOld, num, r.num)
 }
 
+// appendPreparer is a machine that can prepare an Update behind a header
+// (kv.Machine), which saves copying every write's Update.
+type appendPreparer interface {
+	PrepareAppend(dst []byte, args [][]byte, env statemachine.Env) (statemachine.Update, error)
+}
+
 // Prepare prepares an untagged request.
 func (m *Machine) Prepare(args [][]byte, env statemachine.Env) (statemachine.Update, error) {
+	if ap, ok := m.StateMachine.(appendPreparer); ok {
+		return ap.PrepareAppend([]byte{tagPlain}, args, env)
+	}
 	u, err := m.StateMachine.Prepare(args, env)
 	if err != nil {
 		return nil, err

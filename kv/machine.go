@@ -108,6 +108,12 @@ func (m *Machine) Keyspace() (keys, expires int64) {
 // too and yields an Update that changes nothing but carries the reply, which
 // lets a runtime order a read with the writes around it.
 func (m *Machine) Prepare(args [][]byte, env statemachine.Env) (statemachine.Update, error) {
+	return m.PrepareAppend(nil, args, env)
+}
+
+// PrepareAppend is Prepare with the Update appended to dst, for a wrapper
+// that puts a header in front of it (dedup) without copying it again.
+func (m *Machine) PrepareAppend(dst []byte, args [][]byte, env statemachine.Env) (statemachine.Update, error) {
 	m.prepMu.Lock()
 	defer m.prepMu.Unlock()
 	p := &m.scratch
@@ -128,7 +134,7 @@ func (m *Machine) Prepare(args [][]byte, env statemachine.Env) (statemachine.Upd
 			return nil, err
 		}
 	}
-	return encodeUpdate(p.reply, p.ops), nil
+	return appendUpdate(dst, p.reply, p.ops), nil
 }
 
 // Apply applies u as one storage batch numbered seq and appends its reply.

@@ -83,6 +83,11 @@ func appendBytes(b, v []byte) []byte {
 
 // encodeUpdate lays reply and ops out in one exactly sized allocation.
 func encodeUpdate(reply []byte, ops []storage.Op) statemachine.Update {
+	return appendUpdate(nil, reply, ops)
+}
+
+// appendUpdate is encodeUpdate behind a copy of dst, in one allocation.
+func appendUpdate(dst, reply []byte, ops []storage.Op) statemachine.Update {
 	n := 1 + uvarintLen(uint64(len(reply))) + len(reply) + uvarintLen(uint64(len(ops)))
 	for i := range ops {
 		op := &ops[i]
@@ -96,7 +101,8 @@ func encodeUpdate(reply []byte, ops []storage.Op) statemachine.Update {
 			n += uvarintLen(uint64(len(v))) + len(v) + uvarintLen(uint64(op.Entry.ExpireAt))
 		}
 	}
-	b := make([]byte, 0, n)
+	// Exactly the size needed: the Update may live long in a log.
+	b := append(make([]byte, 0, len(dst)+n), dst...)
 	b = append(b, updateVersion)
 	b = appendBytes(b, reply)
 	b = binary.AppendUvarint(b, uint64(len(ops)))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/lockstep/lockstep/resp"
@@ -245,8 +246,12 @@ func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 	if gate == 0 || r.commit.seq.Load() >= gate {
 		return nil
 	}
-	deadline := time.NewTimer(r.opts.WaitTimeout)
-	defer deadline.Stop()
+	deadline := waitTimers.Get().(*time.Timer)
+	deadline.Reset(r.opts.WaitTimeout)
+	defer func() {
+		deadline.Stop()
+		waitTimers.Put(deadline)
+	}()
 	for {
 		done, changed, err := r.commit.wait(gate)
 		if err != nil {
@@ -266,6 +271,16 @@ func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 		}
 	}
 }
+
+// waitTimers recycles Wait's deadline timers: every write at the head
+// waits once, and a fresh timer each time was a quarter of the bytes the
+// head allocated. Since Go 1.23 a stopped timer's channel is empty, so a
+// recycled one cannot fire early.
+var waitTimers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
 
 // leaseValid reports whether this node may serve as head or tail: it must
 // hold a lease that cannot have expired at the coordinator yet.
