@@ -10,6 +10,14 @@
 // link faults, codec checks, and a hand-driven cluster of log-shipping
 // cores (Cluster) with the lost-message scenarios they all must pass.
 //
+// The chain and primary-backup simulations also share their world
+// (World): replicas whose runtimes apply entries to a key-value state
+// machine (KVStore) at their own pace, crashes, restarts and false
+// suspicions, a master that publishes configurations, snapshot
+// transfers, and clients whose writes an oracle (Writes) follows to
+// their commit. A protocol supplies what differs as Rules: who takes
+// over, who serves reads, what its core must never do.
+//
 // Nothing here reads a clock or a global random source: time is the step
 // number the simulation passes in, and every random choice comes from the
 // one *rand.Rand the simulation was built with, so a seed replays exactly.

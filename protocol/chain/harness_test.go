@@ -15,7 +15,13 @@ type cluster struct {
 
 func newCluster(t *testing.T, opts chain.Options, names ...string) *cluster {
 	t.Helper()
-	p := sim.Protocol[chain.Message, chain.Config, *chain.Core]{
+	return &cluster{sim.NewCluster(t, protocol(opts), names...)}
+}
+
+// protocol adapts the chain core to package sim, for the hand-driven cluster
+// and the simulated world alike.
+func protocol(opts chain.Options) sim.Protocol[chain.Message, chain.Config, *chain.Core] {
+	return sim.Protocol[chain.Message, chain.Config, *chain.Core]{
 		New: func(id string, applied uint64) *chain.Core {
 			o := opts
 			o.ID = id
@@ -33,7 +39,6 @@ func newCluster(t *testing.T, opts chain.Options, names ...string) *cluster {
 		AcceptsSnapshot: func(c *chain.Core, _ string, seq uint64) bool { return c.AcceptsSnapshot(seq) },
 		Restored:        func(c *chain.Core, _ string, seq uint64) { c.Restored(seq) },
 	}
-	return &cluster{sim.NewCluster(t, p, names...)}
 }
 
 func simEntries(es []chain.Entry) []sim.Entry {

@@ -42,17 +42,17 @@ func simTest() *sim.SeedTest[simStats] {
 // faults never fire checks nothing.
 func coverage(s simStats) []sim.Tally {
 	return []sim.Tally{
-		{What: "head crashes", N: s.crashes[chain.RoleHead]},
-		{What: "middle crashes", N: s.crashes[chain.RoleMiddle]},
-		{What: "tail crashes", N: s.crashes[chain.RoleTail]},
-		{What: "joiner crashes", N: s.crashes[chain.RoleJoining]},
+		{What: "head crashes", N: s.Crashes[chain.RoleHead]},
+		{What: "middle crashes", N: s.Crashes[chain.RoleMiddle]},
+		{What: "tail crashes", N: s.Crashes[chain.RoleTail]},
+		{What: "joiner crashes", N: s.Crashes[chain.RoleJoining]},
 		{What: "promotions", N: s.promotions},
-		{What: "snapshots", N: s.snapshots},
-		{What: "link resets", N: s.resets},
-		{What: "cuts", N: s.cuts},
-		{What: "full windows", N: s.windowFull},
-		{What: "stale messages", N: s.stale},
-		{What: "reads", N: s.reads},
+		{What: "snapshots", N: s.Snapshots},
+		{What: "link resets", N: s.Resets},
+		{What: "cuts", N: s.Cuts},
+		{What: "full windows", N: s.WindowFull},
+		{What: "stale messages", N: s.Stale},
+		{What: "reads", N: s.Reads},
 	}
 }
 
@@ -60,31 +60,19 @@ func coverage(s simStats) []sim.Tally {
 // few milliseconds each.
 const porcupineTimeout = 10 * time.Second
 
-// runSeed simulates one seed and checks its history.
+// runSeed simulates one seed and checks its history. A write whose client
+// gave up and whose entry never committed is forgotten (sim.Writes): no
+// read can have seen it, since a tail applies only entries every later
+// member holds.
 func runSeed(seed uint64, steps int, trace *sim.Trace) (simStats, error) {
 	w := newWorld(seed, trace)
-	if err := w.run(steps, quietSteps); err != nil {
+	if err := w.Run(steps, quietSteps); err != nil {
 		return w.stats, err
 	}
-	w.settlePending()
-	return w.stats, sim.CheckLinearizable(&w.hist, porcupineTimeout, sim.VisualizationPath("chain", seed))
-}
-
-// settlePending forgets, after the quiet steps, every write whose client
-// gave up and whose entry was never committed (settleGivenUp returned the
-// others when they were): it never will be, and no read can have seen it,
-// since a tail applies only entries every later member holds. Porcupine
-// would otherwise try every place for it, which is exponential in their
-// number.
-func (w *world) settlePending() {
-	for _, k := range w.givenUp {
-		w.hist.Forget(w.writes[k].op)
-		w.stats.lost++
-	}
-	w.givenUp = nil
-	if n := w.hist.Pending(); n != 0 {
+	if n := w.Settle(); n != 0 {
 		panic(fmt.Sprintf("%d operations still pending after the quiet steps", n))
 	}
+	return w.stats, sim.CheckLinearizable(&w.Hist, porcupineTimeout, sim.VisualizationPath("chain", seed))
 }
 
 // TestSimDeterministic runs seeds twice with a trace and compares: the
@@ -97,8 +85,8 @@ func TestSimDeterministic(t *testing.T) {
 // check verifies the invariants of the paper after a step.
 func (w *world) check() error {
 	var live []*simNode
-	for _, name := range w.m.cfg.Members {
-		if n := w.by[name]; n.alive {
+	for _, name := range w.Cfg.Members {
+		if n := w.By[name]; n.Alive {
 			live = append(live, n)
 		}
 	}
@@ -107,30 +95,30 @@ func (w *world) check() error {
 			return err
 		}
 	}
-	if j := w.by[w.m.cfg.Joining]; j != nil && j.alive && len(live) > 0 {
+	if j := w.By[w.Cfg.Joining]; j != nil && j.Alive && len(live) > 0 {
 		if err := checkPair(live[len(live)-1], j, false); err != nil {
 			return err
 		}
 	}
 	bound := uint64(w.p.opts.Window + w.p.opts.JoinWindow)
-	for _, n := range w.nodes {
-		if !n.alive || !w.inConfig(n.name) {
+	for _, n := range w.Nodes {
+		if !n.Alive || !w.InConfig(n.Name) {
 			continue
 		}
-		st := n.core.Status()
-		if st.Applied != n.applied {
-			return violation("%s: core applied %d, runtime %d", n.name, st.Applied, n.applied)
+		st := n.Core.Status()
+		if st.Applied != n.Applied {
+			return violation("%s: core applied %d, runtime %d", n.Name, st.Applied, n.Applied)
 		}
 		if uint64(st.Pending) > bound {
-			return violation("%s: log holds %d entries, bound %d", n.name, st.Pending, bound)
+			return violation("%s: log holds %d entries, bound %d", n.Name, st.Pending, bound)
 		}
 		// A member that is not complete yet (a promoted joiner) may lack
 		// entries the old tail committed; it may not serve or lead.
-		if st.Complete && n.applied < w.maxCommitted {
-			return violation("%s (%s) applied %d, but %d is committed", n.name, st.Role, n.applied, w.maxCommitted)
+		if st.Complete && n.Applied < w.Writes.MaxCommitted() {
+			return violation("%s (%s) applied %d, but %d is committed", n.Name, st.Role, n.Applied, w.Writes.MaxCommitted())
 		}
 		if st.ReadReady != (st.Complete && (st.Role == chain.RoleTail || st.Role == chain.RoleSingle)) {
-			return violation("%s: ReadReady %t for a %s, complete %t", n.name, st.ReadReady, st.Role, st.Complete)
+			return violation("%s: ReadReady %t for a %s, complete %t", n.Name, st.ReadReady, st.Role, st.Complete)
 		}
 	}
 	return nil
@@ -142,15 +130,15 @@ func (w *world) check() error {
 // promoted joiner not yet complete, may need a snapshot instead: the old
 // tail acknowledged up to JoinWindow entries beyond it.
 func checkPair(a, b *simNode, member bool) error {
-	if b.applied > a.applied || b.hist[b.applied] != a.hist[b.applied] {
-		return violation("history of %s (%d) is not a prefix of %s's (%d)", b.name, b.applied, a.name, a.applied)
+	if b.Applied > a.Applied || b.Prefix[b.Applied] != a.Prefix[b.Applied] {
+		return violation("history of %s (%d) is not a prefix of %s's (%d)", b.Name, b.Applied, a.Name, a.Applied)
 	}
-	if !member || !b.core.Status().Complete {
+	if !member || !b.Core.Status().Complete {
 		return nil
 	}
-	st := a.core.Status()
-	if base := st.Last - uint64(st.Pending); base > b.applied {
-		return violation("%s's log starts after %d, but successor %s applied only %d", a.name, base, b.name, b.applied)
+	st := a.Core.Status()
+	if base := st.Last - uint64(st.Pending); base > b.Applied {
+		return violation("%s's log starts after %d, but successor %s applied only %d", a.Name, base, b.Name, b.Applied)
 	}
 	return nil
 }
@@ -159,23 +147,21 @@ func checkPair(a, b *simNode, member bool) error {
 // entry the head has, the head committed all of it, and no write whose head
 // survived is still waiting.
 func (w *world) finalCheck() error {
-	head := w.by[w.m.cfg.Members[0]]
-	st := head.core.Status()
+	head := w.By[w.Cfg.Members[0]]
+	st := head.Core.Status()
 	if st.Commit != st.Last || st.Applied != st.Last {
-		return violation("liveness: head %s has last %d, applied %d, commit %d after %d quiet steps", head.name, st.Last, st.Applied, st.Commit, quietSteps)
+		return violation("liveness: head %s has last %d, applied %d, commit %d after %d quiet steps", head.Name, st.Last, st.Applied, st.Commit, quietSteps)
 	}
-	for _, name := range w.m.cfg.Members {
-		if n := w.by[name]; n.alive && n.applied != st.Last {
-			return violation("liveness: %s applied %d of %d", name, n.applied, st.Last)
+	for _, name := range w.Cfg.Members {
+		if n := w.By[name]; n.Alive && n.Applied != st.Last {
+			return violation("liveness: %s applied %d of %d", name, n.Applied, st.Last)
 		}
 	}
-	for _, c := range w.cl {
-		if c.busy {
-			return violation("liveness: client %d still waits for seq %d at %s", c.id, c.seq, c.node.name)
-		}
+	if c := w.Waiting(); c != nil {
+		return violation("liveness: client %d still waits for seq %d at %s", c.ID, c.Seq, c.Node.Name)
 	}
-	if st.Epoch != w.m.cfg.Epoch {
-		return violation("liveness: head %s in epoch %d, master in %d", head.name, st.Epoch, w.m.cfg.Epoch)
+	if st.Epoch != w.Cfg.Epoch {
+		return violation("liveness: head %s in epoch %d, master in %d", head.Name, st.Epoch, w.Cfg.Epoch)
 	}
 	return nil
 }

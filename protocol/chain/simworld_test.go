@@ -2,10 +2,7 @@ package chain_test
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
-	"slices"
-	"strings"
 
 	"github.com/lockstep/lockstep/protocol/chain"
 	"github.com/lockstep/lockstep/sim"
@@ -45,7 +42,7 @@ func drawParams(rng *rand.Rand) simParams {
 		pReset:   0.03 * rng.Float64(),
 		pCut:     0.01 * rng.Float64(),
 		pOp:      0.1 + 0.3*rng.Float64(),
-		pApply:   applySpeeds(rng, nodes),
+		pApply:   sim.ApplySpeeds(rng, nodes),
 		pTick:    0.1 + 0.5*rng.Float64(),
 		cfgDelay: int64(rng.IntN(1 + rng.IntN(16))),
 		detect:   2 + int64(rng.IntN(10)),
@@ -54,132 +51,79 @@ func drawParams(rng *rand.Rand) simParams {
 	}
 }
 
-// applySpeeds draws how eagerly each node's runtime applies; in half the
-// seeds one node is much slower than the rest.
-func applySpeeds(rng *rand.Rand, nodes int) []float64 {
-	p := make([]float64, nodes)
-	for i := range p {
-		p[i] = 0.3 + 0.7*rng.Float64()
+// world returns the knobs of the sim.World: a chain's master suspects no
+// live replica, and a crash loses only what is in flight to the node.
+func (p simParams) world() sim.WorldParams {
+	return sim.WorldParams{
+		Nodes: p.nodes, Clients: p.clients,
+		POp: p.pOp, PApply: p.pApply, PTick: p.pTick,
+		PCrash: p.pCrash, PReset: p.pReset, PCut: p.pCut,
+		CfgDelay: p.cfgDelay, Detect: p.detect, Restart: p.restart, Snap: p.snap,
 	}
-	if rng.IntN(2) == 0 {
-		p[rng.IntN(nodes)] = 0.02 + 0.1*rng.Float64()
+}
+
+type (
+	// simNode is one replica: a Core and the runtime around it.
+	simNode = sim.Replica[chain.Config, *chain.Core]
+	// simClient runs one operation at a time; a chain's reads are
+	// answered at once by the tail.
+	simClient = sim.Client[*simNode]
+)
+
+// world is one simulated chain group (see sim.World); its master
+// removes crashed replicas, adds a restarted one as joiner, and promotes
+// the joiner once it is caught up.
+type world struct {
+	*sim.World[chain.Message, chain.Config, *chain.Core]
+	p     simParams
+	stats simStats
+}
+
+// simStats counts what happened, to show the faults were exercised.
+type simStats struct {
+	sim.WorldStats // Crashes by chain.Role
+	promotions     int
+}
+
+func (s *simStats) add(o simStats) {
+	s.WorldStats.Add(o.WorldStats)
+	s.promotions += o.promotions
+}
+
+// String summarizes the stats for logs.
+func (s simStats) String() string {
+	return fmt.Sprintf("crashes head %d middle %d tail %d joiner %d; restarts %d configs %d promotions %d snapshots %d resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
+		s.Crashes[chain.RoleHead], s.Crashes[chain.RoleMiddle], s.Crashes[chain.RoleTail], s.Crashes[chain.RoleJoining],
+		s.Restarts, s.Configs, s.promotions, s.Snapshots, s.Resets, s.Cuts, s.Writes, s.Reads, s.WindowFull, s.Stale, s.Settled, s.Lost)
+}
+
+func newWorld(seed uint64, trace *sim.Trace) *world {
+	rng := sim.NewRand(seed)
+	w := &world{p: drawParams(rng)}
+	w.World = sim.NewWorld(rng, trace, w.rules(), w.p.world(), &w.stats.WorldStats)
+	w.Trace.Logf("params %+v", w.p)
+	return w
+}
+
+// rules are the chain's rules of the simulated world (see simnode_test.go).
+func (w *world) rules() sim.Rules[chain.Message, chain.Config, *chain.Core] {
+	return sim.Rules[chain.Message, chain.Config, *chain.Core]{
+		Protocol: protocol(w.p.opts),
+		From:     func(m chain.Message) string { return m.From },
+		Event: func(m chain.Message) string {
+			return fmt.Sprintf("%s e%d seq %d (%d entries)", m.Type, m.Epoch, m.Seq, len(m.Entries))
+		},
+		Role:         func(c *chain.Core) (int, string) { r := c.Status().Role; return int(r), r.String() },
+		Complete:     func(c *chain.Core) bool { return c.Status().Complete },
+		CheckNeed:    w.checkNeed,
+		CheckCommit:  w.checkCommit,
+		Install:      w.install,
+		Read:         w.read,
+		CheckPropose: w.checkPropose,
+		Master:       w.master,
+		Check:        w.check,
+		Final:        w.finalCheck,
 	}
-	return p
-}
-
-// simNode is one replica: a Core, the runtime around it (an apply queue)
-// and a tiny state machine, a map of strings.
-type simNode struct {
-	name  string
-	index int
-	alive bool
-	core  *chain.Core
-
-	kv      map[string]string
-	applied uint64
-	digest  []uint64      // digest[s]: entry s's data digest (index 0 unused)
-	hist    []uint64      // hist[s]: digest of the history 1..s, for prefix checks
-	queue   []chain.Entry // received or proposed, not yet applied
-	queued  uint64        // last seq queued
-
-	configs    []timedConfig // published, not yet delivered
-	commitSeen uint64
-	downSince  int64 // step of the crash
-	detectAt   int64 // step the master notices the crash
-	restartAt  int64
-}
-
-type timedConfig struct {
-	at  int64
-	cfg chain.Config
-}
-
-func newSimNode(name string, index int, opts chain.Options) *simNode {
-	n := &simNode{name: name, index: index, alive: true}
-	opts.ID = name
-	n.core = chain.New(opts, 0)
-	n.kv = map[string]string{}
-	n.digest, n.hist = []uint64{0}, []uint64{0}
-	return n
-}
-
-// kvEntry encodes a write: op byte, key, NUL, value.
-func kvEntry(op sim.KVOp, key, value string) []byte {
-	return append(append([]byte{byte(op)}, key...), append([]byte{0}, value...)...)
-}
-
-func digestOf(data []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(data)
-	return h.Sum64() | 1
-}
-
-// apply applies the next queued entry to the state machine.
-func (n *simNode) apply(e chain.Entry) error {
-	if e.Seq != n.applied+1 {
-		return fmt.Errorf("%s applies seq %d after %d", n.name, e.Seq, n.applied)
-	}
-	op, rest := sim.KVOp(e.Data[0]), string(e.Data[1:])
-	key, value, ok := strings.Cut(rest, "\x00")
-	if !ok {
-		return fmt.Errorf("%s: corrupt entry %d", n.name, e.Seq)
-	}
-	switch op {
-	case sim.KVPut:
-		n.kv[key] = value
-	case sim.KVAppend:
-		n.kv[key] += value
-	default:
-		return fmt.Errorf("%s: entry %d has op %d", n.name, e.Seq, op)
-	}
-	d := digestOf(e.Data)
-	n.digest = append(n.digest, d)
-	n.hist = append(n.hist, n.hist[len(n.hist)-1]*1099511628211^d)
-	n.applied = e.Seq
-	return nil
-}
-
-// simSnapshot is a replica's state at one seq, in transfer.
-type simSnapshot struct {
-	seq    uint64
-	kv     map[string]string
-	digest []uint64
-	hist   []uint64
-}
-
-// snapshot copies n's state at its applied seq.
-func (n *simNode) snapshot() *simSnapshot {
-	s := &simSnapshot{seq: n.applied, kv: make(map[string]string, len(n.kv))}
-	for k, v := range n.kv {
-		s.kv[k] = v
-	}
-	s.digest = slices.Clone(n.digest[:s.seq+1])
-	s.hist = slices.Clone(n.hist[:s.seq+1])
-	return s
-}
-
-// restore installs s, dropping whatever was queued to apply.
-func (n *simNode) restore(s *simSnapshot) {
-	n.kv, n.digest, n.hist = s.kv, s.digest, s.hist
-	n.applied, n.queued, n.queue = s.seq, s.seq, nil
-}
-
-// simClient runs one operation at a time.
-type simClient struct {
-	id      int
-	busy    bool
-	op      sim.OpID
-	node    *simNode // the head it waits on
-	seq     uint64
-	write   int // index in world.writes
-	counter int
-}
-
-// simMaster plays the coordinator: it removes crashed replicas, adds a
-// restarted one as joiner, and promotes the joiner once it is caught up.
-type simMaster struct {
-	cfg  chain.Config
-	size int // members wanted
 }
 
 var violation = sim.Violation

@@ -60,12 +60,7 @@ func drawParams(rng *rand.Rand) simParams {
 		snap:     int64(rng.IntN(2) * rng.IntN(15)),
 		report:   1 + int64(rng.IntN(2)*rng.IntN(40)),
 	}
-	for range nodes {
-		p.pInstall = append(p.pInstall, 0.3+0.7*rng.Float64())
-	}
-	if rng.IntN(2) == 0 { // a slow backup, which the window throttles
-		p.pInstall[rng.IntN(nodes)] = 0.02 + 0.1*rng.Float64()
-	}
+	p.pInstall = sim.ApplySpeeds(rng, nodes) // a slow backup in half the seeds, which the window throttles
 	return p
 }
 

@@ -15,7 +15,13 @@ type cluster struct {
 
 func newCluster(t *testing.T, opts pb.Options, names ...string) *cluster {
 	t.Helper()
-	p := sim.Protocol[pb.Message, pb.Config, *pb.Core]{
+	return &cluster{sim.NewCluster(t, protocol(opts), names...)}
+}
+
+// protocol adapts the primary-backup core to package sim, for the
+// hand-driven cluster and the simulated world alike.
+func protocol(opts pb.Options) sim.Protocol[pb.Message, pb.Config, *pb.Core] {
+	return sim.Protocol[pb.Message, pb.Config, *pb.Core]{
 		New: func(id string, applied uint64) *pb.Core {
 			o := opts
 			o.ID = id
@@ -33,7 +39,6 @@ func newCluster(t *testing.T, opts pb.Options, names ...string) *cluster {
 		AcceptsSnapshot: func(c *pb.Core, src string, _ uint64) bool { return c.AcceptsSnapshot(src) },
 		Restored:        func(c *pb.Core, src string, seq uint64) { c.Restored(src, seq) },
 	}
-	return &cluster{sim.NewCluster(t, p, names...)}
 }
 
 func simEntries(es []pb.Entry) []sim.Entry {

@@ -43,23 +43,23 @@ func simTest() *sim.SeedTest[simStats] {
 // faults never fire checks nothing.
 func coverage(s simStats) []sim.Tally {
 	return []sim.Tally{
-		{What: "primary crashes", N: s.crashes[pb.RolePrimary]},
-		{What: "backup crashes", N: s.crashes[pb.RoleBackup]},
-		{What: "joiner crashes", N: s.crashes[pb.RoleJoining]},
-		{What: "live primaries removed", N: s.suspicions[pb.RolePrimary]},
-		{What: "live backups removed", N: s.suspicions[pb.RoleBackup]},
+		{What: "primary crashes", N: s.Crashes[pb.RolePrimary]},
+		{What: "backup crashes", N: s.Crashes[pb.RoleBackup]},
+		{What: "joiner crashes", N: s.Crashes[pb.RoleJoining]},
+		{What: "live primaries removed", N: s.Suspicions[pb.RolePrimary]},
+		{What: "live backups removed", N: s.Suspicions[pb.RoleBackup]},
 		{What: "failovers", N: s.failovers},
 		{What: "backups behind a new primary", N: s.behind},
 		{What: "backups ahead of a new primary", N: s.ahead},
 		{What: "joiners made backups", N: s.joins},
-		{What: "snapshots", N: s.snapshots},
+		{What: "snapshots", N: s.Snapshots},
 		{What: "snapshots installed by backups", N: s.backupSnapshots},
-		{What: "link resets", N: s.resets},
-		{What: "cuts", N: s.cuts},
-		{What: "full windows", N: s.windowFull},
-		{What: "stale messages", N: s.stale},
-		{What: "reads", N: s.reads},
-		{What: "given-up writes committed by a new primary", N: s.settled},
+		{What: "link resets", N: s.Resets},
+		{What: "cuts", N: s.Cuts},
+		{What: "full windows", N: s.WindowFull},
+		{What: "stale messages", N: s.Stale},
+		{What: "reads", N: s.Reads},
+		{What: "given-up writes committed by a new primary", N: s.Settled},
 	}
 }
 
@@ -67,31 +67,19 @@ func coverage(s simStats) []sim.Tally {
 // few milliseconds each.
 const porcupineTimeout = 10 * time.Second
 
-// runSeed simulates one seed and checks its history.
+// runSeed simulates one seed and checks its history. A write whose client
+// gave up and whose entry never committed is forgotten (sim.Writes): no
+// read can have seen it, since a read is released only once everything it
+// saw is committed.
 func runSeed(seed uint64, steps int, trace *sim.Trace) (simStats, error) {
 	w := newWorld(seed, trace)
-	if err := w.run(steps, quietSteps); err != nil {
+	if err := w.Run(steps, quietSteps); err != nil {
 		return w.stats, err
 	}
-	w.settlePending()
-	return w.stats, sim.CheckLinearizable(&w.hist, porcupineTimeout, sim.VisualizationPath("pb", seed))
-}
-
-// settlePending forgets, after the quiet steps, every write whose client
-// gave up and whose entry was never committed (settleGivenUp returned the
-// others when they were): it never will be, and no read can have seen it,
-// since a read is released only once everything it saw is committed.
-// Porcupine would otherwise try every place for it, which is exponential
-// in their number.
-func (w *world) settlePending() {
-	for _, k := range w.givenUp {
-		w.hist.Forget(w.writes[k].op)
-		w.stats.lost++
-	}
-	w.givenUp = nil
-	if n := w.hist.Pending(); n != 0 {
+	if n := w.Settle(); n != 0 {
 		panic(fmt.Sprintf("%d operations still pending after the quiet steps", n))
 	}
+	return w.stats, sim.CheckLinearizable(&w.Hist, porcupineTimeout, sim.VisualizationPath("pb", seed))
 }
 
 // TestSimDeterministic runs seeds twice with a trace and compares: the
@@ -108,13 +96,13 @@ func TestSimDeterministic(t *testing.T) {
 // live replica holds another entry at a committed seq, is checked as
 // entries commit and apply.)
 func (w *world) check() error {
-	for _, n := range w.nodes {
-		if !n.alive {
+	for _, n := range w.Nodes {
+		if !n.Alive {
 			continue
 		}
-		st := n.core.Status()
-		if st.Applied != n.applied {
-			return violation("%s: core applied %d, runtime %d", n.name, st.Applied, n.applied)
+		st := n.Core.Status()
+		if st.Applied != n.Applied {
+			return violation("%s: core applied %d, runtime %d", n.Name, st.Applied, n.Applied)
 		}
 		if st.Role == pb.RolePrimary {
 			if err := w.actsAsPrimary(n, st.Epoch); err != nil {
@@ -123,8 +111,8 @@ func (w *world) check() error {
 		}
 		// A joiner made backup is not complete until it caught up with
 		// what the primary may have committed without it.
-		if w.inConfig(n.name) && st.Complete && n.applied < w.maxCommitted {
-			return violation("%s (%s) is complete with %d applied, but %d is committed", n.name, st.Role, n.applied, w.maxCommitted)
+		if w.InConfig(n.Name) && st.Complete && n.Applied < w.Writes.MaxCommitted() {
+			return violation("%s (%s) is complete with %d applied, but %d is committed", n.Name, st.Role, n.Applied, w.Writes.MaxCommitted())
 		}
 	}
 	return w.checkPrefixes()
@@ -133,26 +121,26 @@ func (w *world) check() error {
 // checkPrefixes checks that every backup or joiner synced with the
 // master's primary, in the primary's epoch, holds a prefix of its history.
 func (w *world) checkPrefixes() error {
-	p := w.by[w.m.cfg.Members[0]]
-	if !p.alive {
+	p := w.By[w.Cfg.Members[0]]
+	if !p.Alive {
 		return nil
 	}
-	ps := p.core.Status()
+	ps := p.Core.Status()
 	if ps.Role != pb.RolePrimary {
 		return nil
 	}
-	for _, n := range w.nodes {
-		if n == p || !n.alive {
+	for _, n := range w.Nodes {
+		if n == p || !n.Alive {
 			continue
 		}
-		st := n.core.Status()
+		st := n.Core.Status()
 		if st.Epoch != ps.Epoch || !st.Synced {
 			continue
 		}
-		k := min(n.applied, p.applied)
-		if st.Last > ps.Last || n.hist[k] != p.hist[k] || st.Lineage != ps.Lineage {
+		k := min(n.Applied, p.Applied)
+		if st.Last > ps.Last || n.Prefix[k] != p.Prefix[k] || st.Lineage != ps.Lineage {
 			return violation("%s (%s, last %d, lineage %d) is synced but not a prefix of primary %s (last %d, lineage %d) at %d",
-				n.name, st.Role, st.Last, st.Lineage, p.name, ps.Last, ps.Lineage, k)
+				n.Name, st.Role, st.Last, st.Lineage, p.Name, ps.Last, ps.Lineage, k)
 		}
 	}
 	return nil
@@ -162,29 +150,27 @@ func (w *world) checkPrefixes() error {
 // it has, every live node became a member and applied it, and no client
 // still waits.
 func (w *world) finalCheck() error {
-	p := w.by[w.m.cfg.Members[0]]
-	st := p.core.Status()
-	if !p.alive || st.Role != pb.RolePrimary || st.Epoch != w.m.cfg.Epoch {
-		return violation("liveness: primary %s alive %t, %s in epoch %d, master in %d", p.name, p.alive, st.Role, st.Epoch, w.m.cfg.Epoch)
+	p := w.By[w.Cfg.Members[0]]
+	st := p.Core.Status()
+	if !p.Alive || st.Role != pb.RolePrimary || st.Epoch != w.Cfg.Epoch {
+		return violation("liveness: primary %s alive %t, %s in epoch %d, master in %d", p.Name, p.Alive, st.Role, st.Epoch, w.Cfg.Epoch)
 	}
 	if st.Commit != st.Last || st.Applied != st.Last {
-		return violation("liveness: primary %s has last %d, applied %d, commit %d after %d quiet steps", p.name, st.Last, st.Applied, st.Commit, quietSteps)
+		return violation("liveness: primary %s has last %d, applied %d, commit %d after %d quiet steps", p.Name, st.Last, st.Applied, st.Commit, quietSteps)
 	}
-	for _, n := range w.nodes {
-		if !n.alive {
+	for _, n := range w.Nodes {
+		if !n.Alive {
 			continue
 		}
-		if !slices.Contains(w.m.cfg.Members, n.name) {
-			return violation("liveness: %s is alive but not a member after %d quiet steps (joining %q)", n.name, quietSteps, w.m.cfg.Joining)
+		if !slices.Contains(w.Cfg.Members, n.Name) {
+			return violation("liveness: %s is alive but not a member after %d quiet steps (joining %q)", n.Name, quietSteps, w.Cfg.Joining)
 		}
-		if n.applied != st.Last {
-			return violation("liveness: %s applied %d of %d", n.name, n.applied, st.Last)
+		if n.Applied != st.Last {
+			return violation("liveness: %s applied %d of %d", n.Name, n.Applied, st.Last)
 		}
 	}
-	for _, c := range w.cl {
-		if c.busy {
-			return violation("liveness: client %d still waits for seq %d at %s", c.id, c.seq, c.node.name)
-		}
+	if c := w.Waiting(); c != nil {
+		return violation("liveness: client %d still waits for seq %d at %s", c.ID, c.Seq, c.Node.Name)
 	}
 	return nil
 }

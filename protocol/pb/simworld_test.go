@@ -2,10 +2,7 @@ package pb_test
 
 import (
 	"fmt"
-	"hash/fnv"
 	"math/rand/v2"
-	"slices"
-	"strings"
 
 	"github.com/lockstep/lockstep/protocol/pb"
 	"github.com/lockstep/lockstep/sim"
@@ -21,7 +18,7 @@ type simParams struct {
 	pReset   float64   // per step: reset one link
 	pCut     float64   // per step: cut one link for a while
 	pOp      float64   // per idle client per step
-	pApply   []float64 // per node (by index) per step: the runtime applies some queued entries
+	pApply   []float64 // per node (by index) per step: the runtime applies some queued entries (sim.ApplySpeeds)
 	pTick    float64   // per node per step
 	cfgDelay int64     // most steps a new configuration takes to reach a node
 	detect   int64     // most steps the master takes to notice a crash
@@ -46,7 +43,7 @@ func drawParams(rng *rand.Rand) simParams {
 		pReset:   0.03 * rng.Float64(),
 		pCut:     0.01 * rng.Float64(),
 		pOp:      0.1 + 0.3*rng.Float64(),
-		pApply:   applySpeeds(rng, nodes),
+		pApply:   sim.ApplySpeeds(rng, nodes),
 		pTick:    0.1 + 0.5*rng.Float64(),
 		cfgDelay: int64(rng.IntN(1 + rng.IntN(16))),
 		detect:   2 + int64(rng.IntN(10)),
@@ -56,148 +53,104 @@ func drawParams(rng *rand.Rand) simParams {
 	}
 }
 
-// applySpeeds draws how eagerly each node's runtime applies; in half the
-// seeds one node is much slower than the rest (VM-FT's slow backup).
-func applySpeeds(rng *rand.Rand, nodes int) []float64 {
-	p := make([]float64, nodes)
-	for i := range p {
-		p[i] = 0.3 + 0.7*rng.Float64()
+// world returns the knobs of the sim.World. A crashed primary may have
+// sent its last entries to some backups and not others (TornCrash), so
+// that a failover finds backups behind and ahead of the new primary.
+func (p simParams) world() sim.WorldParams {
+	return sim.WorldParams{
+		Nodes: p.nodes, Clients: p.clients,
+		POp: p.pOp, PApply: p.pApply, PTick: p.pTick,
+		PCrash: p.pCrash, PSuspect: p.pSuspect, PReset: p.pReset, PCut: p.pCut,
+		CfgDelay: p.cfgDelay, Detect: p.detect, Restart: p.restart, Snap: p.snap,
+		TornCrash: true,
 	}
-	if rng.IntN(2) == 0 {
-		p[rng.IntN(nodes)] = 0.02 + 0.1*rng.Float64()
-	}
-	return p
 }
 
-// simNode is one replica: a Core, the runtime around it (an apply queue)
-// and a tiny state machine, a map of strings. A restart makes a new
-// incarnation with empty state under the same name.
-type simNode struct {
-	name        string
-	index       int
-	incarnation int
-	alive       bool
-	suspected   bool // the master takes it for crashed: it will be removed while alive
-	core        *pb.Core
+type (
+	// simNode is one replica incarnation: a Core and the runtime around it.
+	simNode = sim.Replica[pb.Config, *pb.Core]
+	// simClient runs one operation at a time: a write, or a read whose
+	// reply waits, like a write's, for the commit point to reach the seq
+	// it read at.
+	simClient = sim.Client[*simNode]
+)
 
-	kv      map[string]string
-	applied uint64
-	digest  []uint64   // digest[s]: entry s's data digest (index 0 unused)
-	hist    []uint64   // hist[s]: digest of the history 1..s, for prefix checks
-	queue   []pb.Entry // received or proposed, not yet applied
-	queued  uint64     // last seq queued
-
-	report     pb.Status     // the status as last reported to the master
-	configs    []timedConfig // published, not yet delivered
-	commitSeen uint64        // the highest Ready.Commit
-	detectAt   int64         // step the master notices the crash
-	restartAt  int64
-}
-
-type timedConfig struct {
-	at  int64
-	cfg pb.Config
-}
-
-func newSimNode(name string, index, incarnation int, opts pb.Options) *simNode {
-	n := &simNode{name: name, index: index, incarnation: incarnation, alive: true}
-	opts.ID = name
-	n.core = pb.New(opts, 0)
-	n.report = n.core.Status()
-	n.kv = map[string]string{}
-	n.digest, n.hist = []uint64{0}, []uint64{0}
-	return n
-}
-
-// id names the incarnation, for the one-primary-per-epoch check.
-func (n *simNode) id() string { return fmt.Sprintf("%s#%d", n.name, n.incarnation) }
-
-// kvEntry encodes a write: op byte, key, NUL, value.
-func kvEntry(op sim.KVOp, key, value string) []byte {
-	return append(append([]byte{byte(op)}, key...), append([]byte{0}, value...)...)
-}
-
-func digestOf(data []byte) uint64 {
-	h := fnv.New64a()
-	h.Write(data)
-	return h.Sum64() | 1
-}
-
-// apply applies the next queued entry to the state machine.
-func (n *simNode) apply(e pb.Entry) error {
-	if e.Seq != n.applied+1 {
-		return fmt.Errorf("%s applies seq %d after %d", n.name, e.Seq, n.applied)
-	}
-	op, rest := sim.KVOp(e.Data[0]), string(e.Data[1:])
-	key, value, ok := strings.Cut(rest, "\x00")
-	if !ok {
-		return fmt.Errorf("%s: corrupt entry %d", n.name, e.Seq)
-	}
-	switch op {
-	case sim.KVPut:
-		n.kv[key] = value
-	case sim.KVAppend:
-		n.kv[key] += value
-	default:
-		return fmt.Errorf("%s: entry %d has op %d", n.name, e.Seq, op)
-	}
-	d := digestOf(e.Data)
-	n.digest = append(n.digest, d)
-	n.hist = append(n.hist, n.hist[len(n.hist)-1]*1099511628211^d)
-	n.applied = e.Seq
-	return nil
-}
-
-// simSnapshot is a replica's state at one seq, in transfer.
-type simSnapshot struct {
-	seq    uint64
-	kv     map[string]string
-	digest []uint64
-	hist   []uint64
-}
-
-// snapshot copies n's state at its applied seq.
-func (n *simNode) snapshot() *simSnapshot {
-	s := &simSnapshot{seq: n.applied, kv: make(map[string]string, len(n.kv))}
-	for k, v := range n.kv {
-		s.kv[k] = v
-	}
-	s.digest = slices.Clone(n.digest[:s.seq+1])
-	s.hist = slices.Clone(n.hist[:s.seq+1])
-	return s
-}
-
-// restore installs s, dropping whatever was queued to apply. The state
-// may go back: a backup drops a suffix the new primary never had.
-func (n *simNode) restore(s *simSnapshot) {
-	n.kv, n.digest, n.hist = s.kv, slices.Clone(s.digest), slices.Clone(s.hist)
-	n.applied, n.queued, n.queue = s.seq, s.seq, nil
-}
-
-// simClient runs one operation at a time: a write, or a read whose reply
-// waits, like a write's, for the commit point to reach the seq it read at.
-type simClient struct {
-	id      int
-	busy    bool
-	read    bool
-	value   string // a read's result, released at commit
-	op      sim.OpID
-	node    *simNode // the primary it waits on
-	seq     uint64
-	write   int // index in world.writes
-	counter int
-}
-
-// simMaster plays the coordinator (the atomic test-and-set of VM-FT):
-// on a primary crash it promotes the complete backup with the highest
-// applied seq, exactly once per epoch; it removes crashed backups, adds a
-// restarted node as joiner, and makes the joiner a backup once caught up.
-// It knows the nodes' statuses only as they last reported them, every
+// world is one simulated primary-backup group (see sim.World). Its master
+// plays the coordinator (the atomic test-and-set of VM-FT): on a primary
+// crash it promotes the complete backup with the highest applied seq,
+// exactly once per epoch; it removes crashed backups, adds a restarted
+// node as joiner, and makes the joiner a backup once caught up. It knows
+// the nodes' statuses only as they last reported them, every
 // simParams.report steps, so the backup it promotes may no longer be the
 // most caught-up one when it takes office.
-type simMaster struct {
-	cfg  pb.Config
-	size int // members wanted
+type world struct {
+	*sim.World[pb.Message, pb.Config, *pb.Core]
+	p         simParams
+	stats     simStats
+	reports   []pb.Status       // by node index: the status as last reported to the master
+	primaryOf map[uint64]string // epoch -> the incarnation that acted as primary in it
+}
+
+// simStats counts what happened, to show the faults were exercised.
+type simStats struct {
+	sim.WorldStats      // Crashes and Suspicions by pb.Role
+	failovers       int // backups promoted to primary
+	behind          int // backups behind the backup promoted, at the time
+	ahead           int // backups ahead of the backup promoted, at the time
+	joins           int // joiners made backups
+	backupSnapshots int // snapshots installed by a backup (a divergent suffix)
+}
+
+func (s *simStats) add(o simStats) {
+	s.WorldStats.Add(o.WorldStats)
+	s.failovers += o.failovers
+	s.behind += o.behind
+	s.ahead += o.ahead
+	s.joins += o.joins
+	s.backupSnapshots += o.backupSnapshots
+}
+
+// String summarizes the stats for logs.
+func (s simStats) String() string {
+	return fmt.Sprintf("crashes primary %d backup %d joiner %d; suspicions primary %d backup %d joiner %d; restarts %d configs %d failovers %d (others behind %d ahead %d) joins %d snapshots %d (by backups %d) resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
+		s.Crashes[pb.RolePrimary], s.Crashes[pb.RoleBackup], s.Crashes[pb.RoleJoining],
+		s.Suspicions[pb.RolePrimary], s.Suspicions[pb.RoleBackup], s.Suspicions[pb.RoleJoining],
+		s.Restarts, s.Configs, s.failovers, s.behind, s.ahead, s.joins, s.Snapshots, s.backupSnapshots, s.Resets, s.Cuts,
+		s.Writes, s.Reads, s.WindowFull, s.Stale, s.Settled, s.Lost)
+}
+
+func newWorld(seed uint64, trace *sim.Trace) *world {
+	rng := sim.NewRand(seed)
+	p := drawParams(rng)
+	w := &world{p: p, reports: make([]pb.Status, p.nodes), primaryOf: map[uint64]string{}}
+	w.World = sim.NewWorld(rng, trace, w.rules(), p.world(), &w.stats.WorldStats)
+	w.Trace.Logf("params %+v", w.p)
+	return w
+}
+
+// rules are primary-backup's rules of the simulated world (see
+// simnode_test.go).
+func (w *world) rules() sim.Rules[pb.Message, pb.Config, *pb.Core] {
+	return sim.Rules[pb.Message, pb.Config, *pb.Core]{
+		Protocol: protocol(w.p.opts),
+		From:     func(m pb.Message) string { return m.From },
+		Event: func(m pb.Message) string {
+			return fmt.Sprintf("%s e%d seq %d (%d entries)", m.Type, m.Epoch, m.Seq, len(m.Entries))
+		},
+		Role:         func(c *pb.Core) (int, string) { r := c.Status().Role; return int(r), r.String() },
+		Complete:     func(c *pb.Core) bool { return c.Status().Complete },
+		CheckNeed:    w.checkNeed,
+		CheckCommit:  w.checkCommit,
+		Committed:    w.committed,
+		Member:       isMember,
+		Install:      w.install,
+		Read:         w.read,
+		CheckPropose: w.checkPropose,
+		Started:      func(n *simNode) { w.reports[n.Index] = n.Core.Status() },
+		Master:       w.master,
+		Check:        w.check,
+		Final:        w.finalCheck,
+	}
 }
 
 var violation = sim.Violation
