@@ -130,3 +130,40 @@ func TestWatchdogFencesACrashedServer(t *testing.T) {
 		t.Errorf("after the crash: %s", statusRoles(s))
 	}
 }
+
+// TestWatchdogLeavesAFrozenServerToItsLease: a frozen process is not dead,
+// and its watchdog must not fence it (a live node fenced early could
+// answer reads its group has moved past). With a 30 s lease, a tail frozen
+// for 3 s stays a member, and serves again once thawed.
+func TestWatchdogLeavesAFrozenServerToItsLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a whole cluster")
+	}
+	c := startClusterArgs(t, 3, "", func(string) []string { return []string{"--lease-ttl", fenceTestTTL} })
+	tail := c.status().byRole("tail")
+	c.freeze(tail)
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			thawed = true
+			_ = c.procs[tail].Signal(syscall.SIGCONT)
+		}
+	}
+	defer thaw()
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); {
+		if st := c.status(); st.byRole("tail") != tail {
+			t.Fatalf("a frozen (not dead) tail was removed before its lease could expire: %s", statusRoles(st))
+		}
+	}
+	thaw()
+	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, ReadTimeout: 15 * time.Second})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatalf("the thawed tail does not serve: %v", err)
+	}
+	if v, err := rc.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET through the thawed tail = %q, %v", v, err)
+	}
+}
