@@ -3,7 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,7 +21,8 @@ const fenceTestTTL = "30s"
 // TestUpFencesAKilledNode: `lockstep up` sees its child die and fences it,
 // so the chain loses its head and takes writes again long before the
 // head's lease could expire; the write acknowledged before the kill is
-// still there.
+// still there. The head's watchdog is killed first, so that only up can
+// have fenced it.
 func TestUpFencesAKilledNode(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs a whole cluster")
@@ -40,8 +43,14 @@ func TestUpFencesAKilledNode(t *testing.T) {
 	if err := rc.Set(ctx, "k", "before", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(head.Pid, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
+	watchdogs := childPids(t, head.Pid)
+	if len(watchdogs) != 1 {
+		t.Fatalf("head %d has children %v, want its one watchdog", head.Pid, watchdogs)
+	}
+	for _, pid := range []int{watchdogs[0], head.Pid} {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := rc.Set(ctx, "k2", "after", 0).Err(); err != nil {
 		t.Fatalf("no write within 10 s of the head's SIGKILL (lease %s): %v\n%s", fenceTestTTL, err, u.output())
@@ -49,12 +58,38 @@ func TestUpFencesAKilledNode(t *testing.T) {
 	if v, err := rc.Get(ctx, "k").Result(); err != nil || v != "before" {
 		t.Fatalf("GET k = %q, %v; want the write acknowledged before the kill", v, err)
 	}
-	if out := u.output(); !strings.Contains(out, head.Name+" exited: signal: killed (lease revoked") {
+	if out := u.output(); !strings.Contains(out, head.Name+" exited: signal: killed (fenced") {
 		t.Errorf("up did not report fencing %s:\n%s", head.Name, out)
 	}
 	if s := upStatus(t, u.dir); s.byRole("head") == head.Name || s.serving() != 2 {
 		t.Errorf("after the fence: %s", statusRoles(s))
 	}
+}
+
+// childPids lists the processes whose parent is pid, from /proc.
+func childPids(t *testing.T, pid int) []int {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kids []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...; comm may hold spaces, so parse after ')'.
+		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
+		var state string
+		var ppid, self int
+		if _, err := fmt.Sscan(rest, &state, &ppid); err == nil && ppid == pid {
+			if _, err := fmt.Sscan(string(b), &self); err == nil {
+				kids = append(kids, self)
+			}
+		}
+	}
+	return kids
 }
 
 // TestFenceCommand is the production path: a supervisor runs `lockstep

@@ -247,20 +247,16 @@ func (s *supervisor) reap(i int, cmd *exec.Cmd, logf *os.File) {
 // fence tells the coordinator at once that node i's process pid is dead,
 // so its group reconfigures now rather than when the lease expires: the
 // wait that just returned is proof of death, which lease expiry only
-// infers. It returns a note for the exit line.
+// infers. The node's own watchdog usually fences it first; this covers a
+// watchdog that died with it. It returns a note for the exit line.
 func (s *supervisor) fence(i, pid int) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	fenced, err := coord.Fence(ctx, s.cli, upCluster, nodeName(i), pid)
-	switch {
-	case err != nil:
+	if _, err := coord.Fence(ctx, s.cli, upCluster, nodeName(i), pid); err != nil {
 		s.log.Warn("fencing a dead node failed; its lease will expire instead", "node", nodeName(i), "err", err)
 		return ""
-	case fenced:
-		return " (lease revoked: the group reconfigures now)"
-	default:
-		return ""
 	}
+	return " (fenced: the group reconfigures now)" // by us or by its watchdog
 }
 
 func exitText(err error) string {
