@@ -90,29 +90,30 @@ type appendPreparer interface {
 
 // Prepare prepares an untagged request.
 func (m *Machine) Prepare(args [][]byte, env statemachine.Env) (statemachine.Update, error) {
-	if ap, ok := m.StateMachine.(appendPreparer); ok {
-		return ap.PrepareAppend([]byte{tagPlain}, args, env)
-	}
-	u, err := m.StateMachine.Prepare(args, env)
-	if err != nil {
-		return nil, err
-	}
-	return Plain(u), nil
+	return m.prepareBehind([]byte{tagPlain}, args, env)
 }
 
 // PrepareTagged prepares a request that carries a client id and number.
 // The caller checks Duplicate first.
 func (m *Machine) PrepareTagged(client string, num uint64, args [][]byte, env statemachine.Env) (statemachine.Update, error) {
+	h := make([]byte, 0, 1+binary.MaxVarintLen64*2+len(client))
+	h = append(h, tagTagged)
+	h = binary.AppendUvarint(h, uint64(len(client)))
+	h = append(h, client...)
+	h = binary.AppendUvarint(h, num)
+	return m.prepareBehind(h, args, env)
+}
+
+// prepareBehind prepares the inner update behind header.
+func (m *Machine) prepareBehind(header []byte, args [][]byte, env statemachine.Env) (statemachine.Update, error) {
+	if ap, ok := m.StateMachine.(appendPreparer); ok {
+		return ap.PrepareAppend(header, args, env)
+	}
 	u, err := m.StateMachine.Prepare(args, env)
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, 1+binary.MaxVarintLen64*2+len(client)+len(u))
-	b = append(b, tagTagged)
-	b = binary.AppendUvarint(b, uint64(len(client)))
-	b = append(b, client...)
-	b = binary.AppendUvarint(b, num)
-	return append(b, u...), nil
+	return append(header, u...), nil
 }
 
 // Plain wraps an inner update (an expiry sweep, say) that carries no

@@ -127,3 +127,38 @@ func TestCorruptUpdate(t *testing.T) {
 		}
 	}
 }
+
+// plainMachine hides kv's PrepareAppend, for the path that copies the
+// inner update behind the header.
+type plainMachine struct{ statemachine.StateMachine }
+
+// TestPrepareBehindHeaderSameBytes: preparing the inner update straight
+// behind the dedup header and copying it there give the same Update.
+func TestPrepareBehindHeaderSameBytes(t *testing.T) {
+	direct := newMachine(0)
+	copied := Wrap(plainMachine{kv.New(storage.NewMemory(), kv.Options{})}, 0)
+	for _, m := range []*Machine{direct, copied} {
+		if _, ok := m.StateMachine.(appendPreparer); ok != (m == direct) {
+			t.Fatalf("appendPreparer = %v for the wrong machine", ok)
+		}
+	}
+	a, err := direct.Prepare(args("SET", "k", "v"), env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := copied.Prepare(args("SET", "k", "v"), env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at, err := direct.PrepareTagged("c1", 3, args("SET", "k", "v"), env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bt, err := copied.PrepareTagged("c1", 3, args("SET", "k", "v"), env{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) || !bytes.Equal(at, bt) || bytes.Equal(a, at) {
+		t.Fatalf("updates differ: %x vs %x, tagged %x vs %x", a, b, at, bt)
+	}
+}
