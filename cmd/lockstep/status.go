@@ -38,7 +38,9 @@ cluster's etcd with --etcd-endpoints. Roles: head, middle, tail (chain
 order; a one-node chain's node is the head) or primary, backup (for
 --protocol primary-backup and checkpoint), joining (catching up, or waiting
 to), down (a configured member whose process is gone). lag is how many
-updates a node is behind the most advanced one. commit, at the head or
+updates a node is behind the most advanced one. Nodes publish role and
+epoch at once, and applied, commit and lag at most once a second, so the
+numbers may be up to a second old. commit, at the head or
 primary, is the last sequence number every replica acknowledged (under
 checkpoint replication, the last checkpoint every backup installed).
 complete (in --json) marks members that hold every acknowledged write:
