@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/lockstep/lockstep/protocol/internal/group"
 	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
@@ -11,8 +12,8 @@ import (
 const (
 	DefaultWindow      = 1024
 	DefaultMaxBatch    = 256
-	DefaultResendTicks = 10
-	DefaultHelloTicks  = 10
+	DefaultResendTicks = group.DefaultResendTicks
+	DefaultHelloTicks  = group.DefaultHelloTicks
 )
 
 // Options tunes a Core. Zero fields take their defaults.
@@ -41,21 +42,11 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
-	}
-	if o.JoinWindow <= 0 {
-		o.JoinWindow = o.Window
-	}
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = DefaultMaxBatch
-	}
-	if o.ResendTicks <= 0 {
-		o.ResendTicks = DefaultResendTicks
-	}
-	if o.HelloTicks <= 0 {
-		o.HelloTicks = DefaultHelloTicks
-	}
+	o.Window = group.OrDefault(o.Window, DefaultWindow)
+	o.JoinWindow = group.OrDefault(o.JoinWindow, o.Window)
+	o.MaxBatch = group.OrDefault(o.MaxBatch, DefaultMaxBatch)
+	o.ResendTicks = group.OrDefault(o.ResendTicks, DefaultResendTicks)
+	o.HelloTicks = group.OrDefault(o.HelloTicks, DefaultHelloTicks)
 	return o
 }
 
@@ -137,11 +128,9 @@ type Core struct {
 	holding bool   // Hold was called and its joiner has not acknowledged hold yet
 	hold    uint64 // entries above hold are kept while holding
 
-	// A promoted joiner waits for its predecessor's first report in its
-	// new configuration (barrierPending), then until applied reaches
-	// barrier; see Status.Complete.
-	barrierPending bool
-	barrier        uint64
+	// barrier is how far a promoted joiner must apply, as its predecessor
+	// first reports in the new configuration; see Status.Complete.
+	barrier group.Barrier
 
 	ready Ready
 }
@@ -150,24 +139,24 @@ type Core struct {
 // every configuration: nothing is sent before the successor's Hello of the
 // current epoch.
 type downLink struct {
-	ready bool   // a Hello of this epoch arrived and was served from the log
-	next  uint64 // the next seq to send
-	ack   uint64 // the highest ack from the successor in this epoch
-	floor uint64 // the successor is known to hold every seq <= floor (Hello or ack)
-	idle  int    // ticks without ack progress while sent entries are unacknowledged
-	greet bool   // answer the Hello with an (empty, if need be) MsgEntries
+	ready bool        // a Hello of this epoch arrived and was served from the log
+	next  uint64      // the next seq to send
+	ack   uint64      // the highest ack from the successor in this epoch
+	floor uint64      // the successor is known to hold every seq <= floor (Hello or ack)
+	idle  group.Timer // ticks without ack progress while sent entries are unacknowledged
+	greet bool        // answer the Hello with an (empty, if need be) MsgEntries
 }
 
 // upLink is the state of the link to the predecessor, reset with every
 // configuration.
 type upLink struct {
-	heard     bool   // a MsgEntries from the predecessor arrived in this epoch
-	predLast  uint64 // the predecessor's last seq as it last reported
-	quiet     int    // ticks since the last message from the predecessor
-	awaitSnap bool   // the predecessor answered MsgSnapshotNeeded; waiting for Restored
-	snapFrom  uint64 // its Seq: applying up to it ends the wait as well
-	gapHello  bool   // a Hello went out for a gap and no entry was accepted since
-	ackSent   uint64 // the highest ack sent upstream in this epoch
+	heard     bool        // a MsgEntries from the predecessor arrived in this epoch
+	predLast  uint64      // the predecessor's last seq as it last reported
+	quiet     group.Timer // ticks since the last message from the predecessor
+	awaitSnap bool        // the predecessor answered MsgSnapshotNeeded; waiting for Restored
+	snapFrom  uint64      // its Seq: applying up to it ends the wait as well
+	gapHello  bool        // a Hello went out for a gap and no entry was accepted since
+	ackSent   uint64      // the highest ack sent upstream in this epoch
 }
 
 // New returns a Core for the replica opts.ID whose state machine has
@@ -199,12 +188,7 @@ func (c *Core) SetConfig(cfg Config) {
 	if c.succ == "" {
 		c.holding = false
 	}
-	switch {
-	case c.role == RoleNone || c.role == RoleJoining:
-		c.barrierPending, c.barrier = false, 0
-	case prev == RoleJoining:
-		c.barrierPending = true
-	}
+	c.barrier.Reconfigure(c.role != RoleNone && c.role != RoleJoining, prev == RoleJoining)
 	if c.pred != "" {
 		c.sendHello()
 	}
@@ -251,7 +235,7 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 	}
 	if !c.complete() {
 		return 0, fmt.Errorf("%w: %s may lack committed entries (applied %d, barrier %d, known %t)",
-			ErrNotHead, c.opts.ID, c.applied, c.barrier, !c.barrierPending)
+			ErrNotHead, c.opts.ID, c.applied, c.barrier.Seq, !c.barrier.Pending)
 	}
 	last := c.log.Last()
 	if last-c.windowBase() >= uint64(c.opts.Window) {
@@ -334,15 +318,8 @@ func (c *Core) Tick() {
 // not the entries, may be what was lost).
 func (c *Core) tickDown() {
 	d := &c.down
-	if !d.ready || d.ack+1 >= d.next {
-		d.idle = 0
-		return
-	}
-	d.idle++
-	if d.idle >= c.opts.ResendTicks {
-		d.idle = 0
-		d.next = d.floor + 1
-		d.greet = true
+	if d.idle.Tick(d.ready && d.ack+1 < d.next, c.opts.ResendTicks) {
+		d.next, d.greet = d.floor+1, true
 	}
 }
 
@@ -351,12 +328,8 @@ func (c *Core) tickDown() {
 // all in this epoch).
 func (c *Core) tickUp() {
 	u := &c.up
-	if c.pred == "" || u.awaitSnap || (u.heard && c.log.Last() >= u.predLast) {
-		u.quiet = 0
-		return
-	}
-	u.quiet++
-	if u.quiet >= c.opts.HelloTicks {
+	behind := !u.heard || c.log.Last() < u.predLast
+	if u.quiet.Tick(c.pred != "" && !u.awaitSnap && behind, c.opts.HelloTicks) {
 		c.sendHello()
 	}
 }
@@ -412,5 +385,5 @@ func (c *Core) complete() bool {
 	case RoleNone, RoleJoining:
 		return false
 	}
-	return !c.barrierPending && c.applied >= c.barrier
+	return c.barrier.Passed(c.applied)
 }

@@ -7,11 +7,8 @@ import "fmt"
 // place in the current configuration with ErrUnexpectedMessage; in both
 // cases nothing changes.
 func (c *Core) Step(m Message) error {
-	if c.cfg.Epoch == 0 || m.Epoch != c.cfg.Epoch {
-		return fmt.Errorf("%w: %s from %s in epoch %d, current %d", ErrStaleEpoch, m.Type, m.From, m.Epoch, c.cfg.Epoch)
-	}
-	if m.To != c.opts.ID {
-		return fmt.Errorf("%w: %s for %q delivered to %q", ErrUnexpectedMessage, m.Type, m.To, c.opts.ID)
+	if err := errs.Admit(c.opts.ID, c.cfg.Epoch, m.envelope()); err != nil {
+		return err
 	}
 	var err error
 	switch m.Type {
@@ -57,7 +54,8 @@ func (c *Core) onHello(m Message) error {
 		c.send(Message{Type: MsgSnapshotNeeded, To: c.succ, Seq: c.log.Base})
 		return nil
 	}
-	d.ready, d.next, d.floor, d.idle, d.greet = true, m.Seq+1, m.Seq, 0, true
+	d.ready, d.next, d.floor, d.greet = true, m.Seq+1, m.Seq, true
+	d.idle.Reset()
 	if c.succIsEnd {
 		// The end of the chain reports its own applied seq: an ack.
 		d.ack = max(d.ack, min(m.Seq, c.applied))
@@ -73,32 +71,23 @@ func (c *Core) onEntries(m Message) error {
 		return err
 	}
 	u := &c.up
-	u.heard, u.predLast, u.quiet = true, m.Seq, 0
+	u.heard, u.predLast = true, m.Seq
+	u.quiet.Reset()
 	if u.awaitSnap {
 		return nil
 	}
-	if c.barrierPending {
-		c.barrierPending, c.barrier = false, max(c.barrier, m.Seq)
-	}
-	resent := len(m.Entries) == 0
-	for _, e := range m.Entries {
-		last := c.log.Last()
-		if e.Seq <= last {
-			resent = true
-			continue
-		}
-		if e.Seq > last+1 {
-			if !u.gapHello {
-				c.sendHello()
-				u.gapHello = true
-			}
-			break
-		}
-		c.log.Append(e)
-		c.ready.Apply = append(c.ready.Apply, e)
+	c.barrier.Learn(m.Seq)
+	n := len(c.ready.Apply)
+	apply, resent, gap := c.log.Receive(m.Entries, c.ready.Apply)
+	c.ready.Apply = apply
+	if len(apply) > n {
 		u.gapHello = false
 	}
-	if resent {
+	if gap && !u.gapHello {
+		c.sendHello()
+		u.gapHello = true
+	}
+	if resent || len(m.Entries) == 0 {
 		// The predecessor is sending again or greeting: our acks may have
 		// been lost, so repeat the current one.
 		u.ackSent = 0
@@ -114,7 +103,8 @@ func (c *Core) onAck(m Message) error {
 	d := &c.down
 	seq := min(m.Seq, c.applied)
 	if seq > d.ack {
-		d.ack, d.idle = seq, 0
+		d.ack = seq
+		d.idle.Reset()
 	}
 	d.floor = max(d.floor, seq)
 	return nil
@@ -127,7 +117,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 		return err
 	}
 	u := &c.up
-	u.quiet = 0
+	u.quiet.Reset()
 	if u.awaitSnap || c.applied >= m.Seq {
 		return nil
 	}
@@ -236,7 +226,7 @@ func (c *Core) ackUpstream() {
 // batches of MaxBatch, or an empty MsgEntries to answer its Hello.
 func (c *Core) stream() {
 	d := &c.down
-	if c.succ == "" || !d.ready || c.barrierPending {
+	if c.succ == "" || !d.ready || c.barrier.Pending {
 		// An incomplete replica cannot vouch for what its successor must
 		// reach (reportedLast) until its own barrier is known.
 		return
@@ -261,13 +251,13 @@ func (c *Core) stream() {
 // barrier if higher, since a successor must reach the barrier too before it
 // holds every committed entry.
 func (c *Core) reportedLast() uint64 {
-	return max(c.log.Last(), c.barrier)
+	return max(c.log.Last(), c.barrier.Seq)
 }
 
 // sendHello asks the predecessor to stream from this replica's applied seq.
 func (c *Core) sendHello() {
 	c.send(Message{Type: MsgHello, To: c.pred, Seq: c.applied})
-	c.up.quiet = 0
+	c.up.quiet.Reset()
 }
 
 // send queues m, stamped with this replica's name and epoch. An ack right

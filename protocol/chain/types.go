@@ -25,6 +25,7 @@ package chain
 import (
 	"errors"
 
+	"github.com/lockstep/lockstep/protocol/internal/group"
 	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
@@ -73,6 +74,11 @@ type Message struct {
 	Entries []Entry
 }
 
+// envelope is m's addressing, which the checks of package group read.
+func (m Message) envelope() group.Envelope {
+	return group.Envelope{Type: m.Type, From: m.From, To: m.To, Epoch: m.Epoch}
+}
+
 // Role is a replica's place in the current configuration.
 type Role uint8
 
@@ -103,6 +109,9 @@ var (
 	// repeated name, or with epoch 0.
 	ErrInvalidConfig = errors.New("lockstep: invalid chain configuration")
 )
+
+// errs are the sentinels that package group's checks of a message wrap.
+var errs = group.Errors{StaleEpoch: ErrStaleEpoch, Unexpected: ErrUnexpectedMessage}
 
 // Validate reports whether c is a configuration a coordinator may publish:
 // epoch above 0, at least one member, no empty or repeated names, and a

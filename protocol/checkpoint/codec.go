@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"slices"
 
 	"github.com/lockstep/lockstep/protocol/internal/wire"
@@ -30,10 +29,8 @@ const flagFinal = 1
 //
 // Framing is the transport's business.
 func AppendMessage(b []byte, m Message) []byte {
-	b = append(b, codecVersion, byte(m.Type))
-	b = wire.AppendString(b, m.From)
-	b = wire.AppendString(b, m.To)
-	for _, v := range [...]uint64{m.Epoch, m.Seq, m.Prev, m.Head, m.Lineage, m.Offset} {
+	b = wire.AppendHeader(b, codecVersion, byte(m.Type), m.From, m.To, m.Epoch)
+	for _, v := range [...]uint64{m.Seq, m.Prev, m.Head, m.Lineage, m.Offset} {
 		b = binary.AppendUvarint(b, v)
 	}
 	var flags byte
@@ -50,16 +47,12 @@ func AppendMessage(b []byte, m Message) []byte {
 // Data, so b may be reused afterwards. Empty Data decodes as nil.
 func DecodeMessage(b []byte) (Message, error) {
 	d := wire.NewDecoder(b, ErrCorruptMessage)
-	if v := d.Byte(); v != codecVersion {
-		return Message{}, fmt.Errorf("%w: version %d", ErrCorruptMessage, v)
+	h, err := d.Header(codecVersion, byte(MsgSnapshotNeeded))
+	if err != nil {
+		return Message{}, err
 	}
-	m := Message{Type: MsgType(d.Byte())}
-	if m.Type < MsgHello || m.Type > MsgSnapshotNeeded {
-		return Message{}, fmt.Errorf("%w: type %d", ErrCorruptMessage, m.Type)
-	}
-	m.From = string(d.Bytes())
-	m.To = string(d.Bytes())
-	for _, v := range [...]*uint64{&m.Epoch, &m.Seq, &m.Prev, &m.Head, &m.Lineage, &m.Offset} {
+	m := Message{Type: MsgType(h.Type), From: h.From, To: h.To, Epoch: h.Epoch}
+	for _, v := range [...]*uint64{&m.Seq, &m.Prev, &m.Head, &m.Lineage, &m.Offset} {
 		*v = d.Uvarint()
 	}
 	flags := d.Byte()

@@ -4,14 +4,16 @@ import (
 	"fmt"
 	"math"
 	"slices"
+
+	"github.com/lockstep/lockstep/protocol/internal/group"
 )
 
 // Defaults for the zero fields of Options.
 const (
 	DefaultWindow      = 4
 	DefaultMaxChunk    = 1 << 20
-	DefaultResendTicks = 10
-	DefaultHelloTicks  = 10
+	DefaultResendTicks = group.DefaultResendTicks
+	DefaultHelloTicks  = group.DefaultHelloTicks
 )
 
 // lineageDirty is the lineage of a replica that left the primary's role
@@ -44,18 +46,10 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
-	}
-	if o.MaxChunk <= 0 {
-		o.MaxChunk = DefaultMaxChunk
-	}
-	if o.ResendTicks <= 0 {
-		o.ResendTicks = DefaultResendTicks
-	}
-	if o.HelloTicks <= 0 {
-		o.HelloTicks = DefaultHelloTicks
-	}
+	o.Window = group.OrDefault(o.Window, DefaultWindow)
+	o.MaxChunk = group.OrDefault(o.MaxChunk, DefaultMaxChunk)
+	o.ResendTicks = group.OrDefault(o.ResendTicks, DefaultResendTicks)
+	o.HelloTicks = group.OrDefault(o.HelloTicks, DefaultHelloTicks)
 	return o
 }
 
@@ -147,10 +141,7 @@ type PeerStatus struct {
 // call, like etcd-io/raft's RawNode.
 type Core struct {
 	opts Options
-
-	cfg     Config
-	role    Role
-	primary string
+	view group.View // the epoch, this replica's role and the primary
 
 	applied uint64 // see Status.Applied
 	last    uint64 // see Status.Last
@@ -167,19 +158,16 @@ type Core struct {
 	// each continuing the one before it (the first continues base).
 	held       []held
 	base       uint64
-	commit     uint64 // its commit point since taking office
-	commitSent uint64 // the last Commit handed out in a Ready
-	peers      []peer // backups, then the joiner
-	holding    bool   // Hold was called and some peer has not acknowledged hold yet
-	hold       uint64 // checkpoints above hold are kept while holding
+	commit     uint64     // its commit point since taking office
+	commitSent uint64     // the last Commit handed out in a Ready
+	peers      []peer     // backups, then the joiner; empty elsewhere
+	hold       group.Hold // checkpoints a snapshot in transfer needs
 
 	up upLink // backup or joiner: the link to the primary
 
-	// A joiner made backup waits for the primary's first message in its
-	// new configuration (barrierPending), then until applied reaches
-	// barrier; see Status.Complete.
-	barrierPending bool
-	barrier        uint64
+	// barrier is how far a joiner made backup must install; see
+	// Status.Complete.
+	barrier group.Barrier
 
 	ready Ready
 }
@@ -190,32 +178,23 @@ type held struct {
 	prev uint64
 }
 
-// peer is the primary's state of the link to one backup or joiner. It is
-// reset with every configuration: nothing is sent before the peer's Hello
-// of the current epoch has been accepted.
+// peer is the primary's state of the link to one backup or joiner: the
+// shared part (whose Floor counts checkpoints received as acked), and
+// where its stream of checkpoints stands.
 type peer struct {
-	id      string
-	joining bool
-	ready   bool   // a Hello of this epoch was accepted
-	snap    bool   // its last Hello was refused: it fetches a snapshot, and Hold protects what it needs
-	sent    uint64 // every checkpoint up to sent went out (or the peer had it at its Hello)
-	ack     uint64 // the highest ack in this epoch
-	floor   uint64 // the peer holds every checkpoint up to floor (Hello, or received as acked)
-	idle    int    // ticks without ack progress while sent checkpoints are unacknowledged
+	group.Peer
+	snap bool   // its last Hello was refused: it fetches a snapshot, and Hold protects what it needs
+	sent uint64 // every checkpoint up to sent went out (or the peer had it at its Hello)
 }
 
 // upLink is a backup's or joiner's state of the link to the primary,
-// reset with every configuration.
+// reset with every configuration: the shared part (Heard: an Accept or a
+// chunk arrived; PrimaryLast: the primary's last checkpoint seq), and the
+// checkpoint being received.
 type upLink struct {
-	heard       bool   // an Accept or a chunk arrived in this epoch: the primary accepted this state
-	head        uint64 // the primary's last checkpoint seq as it last reported
-	quiet       int    // ticks since the last message from the primary
-	awaitSnap   bool   // the primary answered MsgSnapshotNeeded; waiting for Restored
-	snapLineage uint64 // the lineage a snapshot from the primary belongs to
-	gapHello    bool   // a Hello went out for a gap and nothing was accepted since
-	ackSent     uint64 // the highest ack sent in this epoch
-	reack       bool   // the primary resent or asked: ack again even without progress
-	part        partial
+	group.Up
+	reack bool // the primary resent or asked: ack again even without progress
+	part  partial
 }
 
 // partial is a checkpoint being received, chunk by chunk.
@@ -230,7 +209,7 @@ type partial struct {
 // non-empty state is not trusted as a point of anyone's history: it will
 // be replaced by a snapshot.
 func New(opts Options, applied uint64) *Core {
-	return &Core{opts: opts.withDefaults(), applied: applied, last: applied, base: applied}
+	return &Core{opts: opts.withDefaults(), view: group.NewView(opts.ID, errs), applied: applied, last: applied, base: applied}
 }
 
 // SetConfig installs cfg if its epoch is newer than the current one and it
@@ -243,59 +222,27 @@ func New(opts Options, applied uint64) *Core {
 // since it may hold writes that were never committed; the runtime starts
 // it again empty with a new Core and the coordinator adds it as a joiner.
 func (c *Core) SetConfig(cfg Config) {
-	if cfg.Epoch <= c.cfg.Epoch || cfg.Validate() != nil {
+	if cfg.Epoch <= c.view.Epoch || cfg.Validate() != nil {
 		return
 	}
-	prev := c.role
-	c.cfg = Config{Epoch: cfg.Epoch, Members: slices.Clone(cfg.Members), Joining: cfg.Joining}
-	c.place()
+	prev := c.view.Role
+	c.view.Set(cfg.Epoch, cfg.Members, cfg.Joining)
 	c.up = upLink{}
 	c.peers = nil
 	switch {
-	case c.role == RolePrimary:
-		c.peers = c.newPeers()
+	case c.view.Role == RolePrimary:
+		c.peers = group.NewPeers[peer](cfg.Members, cfg.Joining)
 		if prev != RolePrimary {
 			c.takeOffice()
 		}
 	case prev == RolePrimary:
 		c.leaveOffice()
 	}
-	switch {
-	case c.role == RoleNone || c.role == RoleJoining:
-		c.barrierPending, c.barrier = false, 0
-	case prev == RoleJoining:
-		c.barrierPending = true
-	}
-	if c.role == RoleBackup || c.role == RoleJoining {
+	c.barrier.Reconfigure(c.view.Member(), prev == RoleJoining)
+	if c.view.Follows() {
 		c.sendHello()
 	}
 	c.settle()
-}
-
-// place derives the role and the primary from the configuration.
-func (c *Core) place() {
-	m := c.cfg.Members
-	c.primary, c.role = m[0], RoleNone
-	switch {
-	case m[0] == c.opts.ID:
-		c.role = RolePrimary
-	case slices.Contains(m[1:], c.opts.ID):
-		c.role = RoleBackup
-	case c.cfg.Joining == c.opts.ID:
-		c.role = RoleJoining
-	}
-}
-
-// newPeers lists the primary's links for the current configuration.
-func (c *Core) newPeers() []peer {
-	var ps []peer
-	for _, id := range c.cfg.Members[1:] {
-		ps = append(ps, peer{id: id})
-	}
-	if c.cfg.Joining != "" {
-		ps = append(ps, peer{id: c.cfg.Joining, joining: true})
-	}
-	return ps
 }
 
 // takeOffice starts a new lineage when this replica becomes primary: its
@@ -304,10 +251,10 @@ func (c *Core) newPeers() []peer {
 // this configuration's acknowledgements.
 func (c *Core) takeOffice() {
 	c.parent, c.fork = c.lineage, c.last
-	c.lineage = c.cfg.Epoch
+	c.lineage = c.view.Epoch
 	c.held, c.base = nil, c.last
 	c.commit, c.commitSent = 0, 0
-	c.holding = false
+	c.hold.Release()
 }
 
 // leaveOffice marks the state of a primary that is demoted without
@@ -317,7 +264,7 @@ func (c *Core) leaveOffice() {
 	c.lineage = lineageDirty
 	c.held, c.base = nil, c.last
 	c.commit, c.commitSent = 0, 0
-	c.holding = false
+	c.hold.Release()
 }
 
 // Checkpoint hands the primary the checkpoint of an epoch the runtime has
@@ -351,11 +298,11 @@ func (c *Core) CanCheckpoint() bool { return c.refusal() == nil }
 func (c *Core) refusal() error {
 	if !c.ReadReady() {
 		return fmt.Errorf("%w: %s is %s in epoch %d (complete %t, installed %d of %d received before taking office)",
-			ErrNotPrimary, c.opts.ID, c.role, c.cfg.Epoch, c.complete(), c.applied, c.fork)
+			ErrNotPrimary, c.opts.ID, c.view.Role, c.view.Epoch, c.complete(), c.applied, c.fork)
 	}
 	for i := range c.peers {
 		if p := &c.peers[i]; !p.snap && c.lag(p) >= c.opts.Window {
-			return fmt.Errorf("%w: %s lags %d checkpoints", ErrWindowFull, p.id, c.lag(p))
+			return fmt.Errorf("%w: %s lags %d checkpoints", ErrWindowFull, p.ID, c.lag(p))
 		}
 	}
 	return nil
@@ -363,7 +310,7 @@ func (c *Core) refusal() error {
 
 // lag is how many held checkpoints p has not acknowledged.
 func (c *Core) lag(p *peer) int {
-	return len(c.held) - c.heldUpTo(p.ack)
+	return len(c.held) - c.heldUpTo(p.Ack)
 }
 
 // heldUpTo is how many held checkpoints have a seq <= seq.
@@ -399,7 +346,7 @@ func (c *Core) Installed(seq uint64) {
 // snapshot fetched after Ready.NeedSnapshot may arrive after a
 // reconfiguration; the runtime checks this before installing it.
 func (c *Core) AcceptsSnapshot(from string) bool {
-	return (c.role == RoleBackup || c.role == RoleJoining) && c.up.awaitSnap && from == c.primary
+	return c.view.Follows() && c.up.AwaitSnap && from == c.view.Primary
 }
 
 // Restored reports that the runtime replaced its state with a snapshot
@@ -418,12 +365,12 @@ func (c *Core) Restored(from string, seq uint64) {
 		// A snapshot of the current primary holds every write committed
 		// before it was taken, and nothing can commit without this
 		// replica's ack while it waits for it: still complete.
-		c.barrier = min(c.barrier, seq)
+		c.barrier.Seq = min(c.barrier.Seq, seq)
 	}
 	c.applied, c.last = seq, seq
 	c.ready.Install = nil
-	c.lineage = c.up.snapLineage
-	c.up.awaitSnap, c.up.gapHello, c.up.part, c.up.ackSent = false, false, partial{}, 0
+	c.lineage = c.up.SnapLineage
+	c.up.AwaitSnap, c.up.GapHello, c.up.part, c.up.AckSent = false, false, partial{}, 0
 	c.sendHello()
 	c.settle()
 }
@@ -436,19 +383,16 @@ func (c *Core) Restored(from string, seq uint64) {
 // The runtime serves snapshots only while the core is ReadReady: before,
 // the primary's store may lag its base, and the snapshot would be refused.
 func (c *Core) Hold(seq uint64) {
-	if c.role != RolePrimary {
+	if c.view.Role != RolePrimary {
 		return
 	}
-	if !c.holding || seq < c.hold {
-		c.hold = seq
-	}
-	c.holding = true
+	c.hold.Keep(seq)
 	c.settle()
 }
 
 // Tick advances logical time for the resend and Hello timers.
 func (c *Core) Tick() {
-	switch c.role {
+	switch c.view.Role {
 	case RolePrimary:
 		c.tickPeers()
 	case RoleBackup, RoleJoining:
@@ -468,20 +412,14 @@ func (c *Core) Tick() {
 func (c *Core) tickPeers() {
 	for i := range c.peers {
 		p := &c.peers[i]
-		if !p.ready || p.ack >= min(p.sent, c.last) {
-			p.idle = 0
+		if !p.Idle.Tick(p.Ready && p.Ack < min(p.sent, c.last), c.opts.ResendTicks) {
 			continue
 		}
-		p.idle++
-		if p.idle < c.opts.ResendTicks {
+		if p.Floor < min(p.sent, c.last) {
+			p.sent = p.Floor
 			continue
 		}
-		p.idle = 0
-		if p.floor < min(p.sent, c.last) {
-			p.sent = p.floor
-			continue
-		}
-		c.send(Message{Type: MsgAccept, To: p.id, Seq: p.floor, Head: c.last, Lineage: c.lineage})
+		c.send(Message{Type: MsgAccept, To: p.ID, Seq: p.Floor, Head: c.last, Lineage: c.lineage})
 	}
 }
 
@@ -489,13 +427,7 @@ func (c *Core) tickPeers() {
 // HelloTicks while this replica is behind it (or has not heard from it at
 // all in this epoch).
 func (c *Core) tickUp() {
-	u := &c.up
-	if u.awaitSnap || (u.heard && c.last >= u.head) {
-		u.quiet = 0
-		return
-	}
-	u.quiet++
-	if u.quiet >= c.opts.HelloTicks {
+	if c.up.TickHello(c.last, c.opts.HelloTicks) {
 		c.sendHello()
 	}
 }
@@ -517,9 +449,9 @@ func (c *Core) Ready() Ready {
 func (c *Core) Status() Status {
 	s := Status{
 		ID:      c.opts.ID,
-		Role:    c.role,
-		Epoch:   c.cfg.Epoch,
-		Primary: c.primary,
+		Role:    c.view.Role,
+		Epoch:   c.view.Epoch,
+		Primary: c.view.Primary,
 		Applied: c.applied,
 		Last:    c.last,
 		Held:    len(c.held),
@@ -528,16 +460,16 @@ func (c *Core) Status() Status {
 	if s.Lineage == lineageDirty {
 		s.Lineage = 0
 	}
-	switch c.role {
+	switch c.view.Role {
 	case RolePrimary:
 		s.Commit, s.Synced, s.CaughtUp = c.commit, true, true
 		for i := range c.peers {
 			p := &c.peers[i]
-			s.Peers = append(s.Peers, PeerStatus{ID: p.id, Joining: p.joining, Synced: p.ready, Acked: p.ack, Lag: c.lag(p)})
+			s.Peers = append(s.Peers, PeerStatus{ID: p.ID, Joining: p.Joining, Synced: p.Ready, Acked: p.Ack, Lag: c.lag(p)})
 		}
 	case RoleBackup, RoleJoining:
-		s.Synced = c.up.heard && !c.up.awaitSnap
-		s.CaughtUp = s.Synced && c.applied >= c.up.head
+		s.Synced = c.up.Synced()
+		s.CaughtUp = s.Synced && c.applied >= c.up.PrimaryLast
 	}
 	s.Complete = c.complete()
 	s.ReadReady = c.ReadReady()
@@ -547,15 +479,11 @@ func (c *Core) Status() Status {
 // ReadReady is Status().ReadReady without building the rest of Status,
 // for the runtime's write and read paths.
 func (c *Core) ReadReady() bool {
-	return c.role == RolePrimary && c.complete() && c.applied >= c.fork
+	return c.view.Role == RolePrimary && c.complete() && c.applied >= c.fork
 }
 
 // complete reports whether this replica is a member holding every write a
 // primary may have committed; see Status.Complete.
 func (c *Core) complete() bool {
-	switch c.role {
-	case RoleNone, RoleJoining:
-		return false
-	}
-	return !c.barrierPending && c.applied >= c.barrier
+	return c.view.Member() && c.barrier.Passed(c.applied)
 }

@@ -1,6 +1,10 @@
 package checkpoint
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/lockstep/lockstep/protocol/internal/group"
+)
 
 // Step processes a message from a peer. Messages of another epoch are
 // dropped with ErrStaleEpoch (a backup still in an older configuration
@@ -9,11 +13,8 @@ import "fmt"
 // current configuration with ErrUnexpectedMessage; in both cases nothing
 // changes.
 func (c *Core) Step(m Message) error {
-	if c.cfg.Epoch == 0 || m.Epoch != c.cfg.Epoch {
-		return fmt.Errorf("%w: %s from %s in epoch %d, current %d", ErrStaleEpoch, m.Type, m.From, m.Epoch, c.cfg.Epoch)
-	}
-	if m.To != c.opts.ID {
-		return fmt.Errorf("%w: %s for %q delivered to %q", ErrUnexpectedMessage, m.Type, m.To, c.opts.ID)
+	if err := c.view.Admit(m.envelope()); err != nil {
+		return err
 	}
 	var err error
 	switch m.Type {
@@ -38,24 +39,13 @@ func (c *Core) Step(m Message) error {
 }
 
 // peerOf returns the primary's link to the sender of m, which must be a
-// backup or the joiner of the current configuration.
+// backup or the joiner of the current configuration (only a primary has
+// peers).
 func (c *Core) peerOf(m Message) (*peer, error) {
-	if c.role == RolePrimary {
-		for i := range c.peers {
-			if c.peers[i].id == m.From {
-				return &c.peers[i], nil
-			}
-		}
+	if p := group.Find(c.peers, m.From); p != nil {
+		return p, nil
 	}
-	return nil, fmt.Errorf("%w: %s from %s, which is not a peer of primary %q in epoch %d", ErrUnexpectedMessage, m.Type, m.From, c.primary, c.cfg.Epoch)
-}
-
-// fromPrimary checks that m comes from the primary to a backup or joiner.
-func (c *Core) fromPrimary(m Message) error {
-	if (c.role != RoleBackup && c.role != RoleJoining) || m.From != c.primary {
-		return fmt.Errorf("%w: %s from %s to %s %s, primary %q in epoch %d", ErrUnexpectedMessage, m.Type, m.From, c.role, c.opts.ID, c.primary, c.cfg.Epoch)
-	}
-	return nil
+	return nil, c.view.NotPeer(m.envelope())
 }
 
 // onHello serves a peer that (re)connects: from its state on if that is
@@ -70,12 +60,13 @@ func (c *Core) onHello(m Message) error {
 	if !c.accepts(m.Seq, m.Lineage) {
 		// Its acks no longer speak of its state: it goes back to a
 		// snapshot and acks again once that is accepted.
-		p.ready, p.snap, p.ack = false, true, 0
-		c.send(Message{Type: MsgSnapshotNeeded, To: p.id, Seq: m.Seq, Prev: m.Lineage, Lineage: c.lineage})
+		p.Ready, p.snap, p.Ack = false, true, 0
+		c.send(Message{Type: MsgSnapshotNeeded, To: p.ID, Seq: m.Seq, Prev: m.Lineage, Lineage: c.lineage})
 		return nil
 	}
-	p.ready, p.snap, p.sent, p.floor, p.idle = true, false, m.Seq, m.Seq, 0
-	c.send(Message{Type: MsgAccept, To: p.id, Seq: m.Seq, Head: c.last, Lineage: c.lineage})
+	p.Ready, p.snap, p.sent, p.Floor = true, false, m.Seq, m.Seq
+	p.Idle.Reset()
+	c.send(Message{Type: MsgAccept, To: p.ID, Seq: m.Seq, Head: c.last, Lineage: c.lineage})
 	return nil
 }
 
@@ -109,14 +100,14 @@ func (c *Core) accepts(seq, lineage uint64) bool {
 // stream from there, and the acks may have been lost, so the current one
 // is repeated.
 func (c *Core) onAccept(m Message) error {
-	if err := c.fromPrimary(m); err != nil {
+	if err := c.view.FromPrimary(m.envelope()); err != nil {
 		return err
 	}
-	if c.up.awaitSnap {
+	if c.up.AwaitSnap {
 		return nil
 	}
 	c.heardFrom(m)
-	c.up.reack, c.up.gapHello = true, false
+	c.up.reack, c.up.GapHello = true, false
 	return nil
 }
 
@@ -126,11 +117,10 @@ func (c *Core) onAccept(m Message) error {
 // backup.
 func (c *Core) heardFrom(m Message) {
 	u := &c.up
-	u.heard, u.head, u.quiet = true, m.Head, 0
+	u.Heard, u.PrimaryLast = true, m.Head
+	u.Quiet.Reset()
 	c.lineage = m.Lineage
-	if c.barrierPending {
-		c.barrierPending, c.barrier = false, max(c.barrier, m.Head)
-	}
+	c.barrier.Learn(m.Head)
 }
 
 // onChunk adds a chunk to the checkpoint being received. Checkpoints the
@@ -140,10 +130,10 @@ func (c *Core) heardFrom(m Message) {
 // received, drops the partial checkpoint and asks the primary to start
 // again with a Hello.
 func (c *Core) onChunk(m Message) error {
-	if err := c.fromPrimary(m); err != nil {
+	if err := c.view.FromPrimary(m.envelope()); err != nil {
 		return err
 	}
-	if c.up.awaitSnap {
+	if c.up.AwaitSnap {
 		return nil
 	}
 	c.heardFrom(m)
@@ -180,7 +170,7 @@ func (c *Core) assemble(m Message) {
 	} else {
 		p.data = append(p.data, m.Data...)
 	}
-	c.up.gapHello = false
+	c.up.GapHello = false
 	if !m.Final {
 		return
 	}
@@ -194,9 +184,9 @@ func (c *Core) assemble(m Message) {
 func (c *Core) gap() {
 	u := &c.up
 	u.part = partial{}
-	if !u.gapHello {
+	if !u.GapHello {
 		c.sendHello()
-		u.gapHello = true
+		u.GapHello = true
 	}
 }
 
@@ -210,14 +200,16 @@ func (c *Core) onAck(m Message) error {
 	if err != nil {
 		return err
 	}
-	if !p.ready {
-		return fmt.Errorf("%w: ack %d from %s before its Hello was accepted in epoch %d", ErrUnexpectedMessage, m.Seq, m.From, c.cfg.Epoch)
+	if !p.Ready {
+		return c.view.EarlyAck(m.Seq, m.From)
 	}
-	if m.Seq > p.ack {
-		p.ack, p.idle = m.Seq, 0
+	if m.Seq > p.Ack {
+		p.Ack = m.Seq
+		p.Idle.Reset()
 	}
-	if r := max(m.Seq, m.Head); r > p.floor {
-		p.floor, p.idle = r, 0
+	if r := max(m.Seq, m.Head); r > p.Floor {
+		p.Floor = r
+		p.Idle.Reset()
 	}
 	return nil
 }
@@ -227,16 +219,17 @@ func (c *Core) onAck(m Message) error {
 // restored a snapshot since, which changed its lineage if not its seq)
 // or a snapshot is already awaited.
 func (c *Core) onSnapshotNeeded(m Message) error {
-	if err := c.fromPrimary(m); err != nil {
+	if err := c.view.FromPrimary(m.envelope()); err != nil {
 		return err
 	}
 	u := &c.up
-	u.quiet = 0
-	if u.awaitSnap || m.Seq != c.last || m.Prev != c.lineage {
+	u.Quiet.Reset()
+	if u.AwaitSnap || m.Seq != c.last || m.Prev != c.lineage {
 		return nil
 	}
-	u.awaitSnap, u.snapLineage, u.heard, u.part = true, m.Lineage, false, partial{}
-	c.ready.NeedSnapshot = c.primary
+	u.AwaitSnapshot(m.Lineage)
+	u.part = partial{}
+	c.ready.NeedSnapshot = c.view.Primary
 	return nil
 }
 
@@ -244,7 +237,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 // primary it drops checkpoints no one needs, advances the commit point
 // and streams checkpoints to the peers; elsewhere it acknowledges.
 func (c *Core) settle() {
-	if c.role == RolePrimary {
+	if c.view.Role == RolePrimary {
 		c.trim()
 		c.advanceCommit()
 		c.stream()
@@ -261,18 +254,12 @@ func (c *Core) trim() {
 	counted, all := c.last, c.last
 	for i := range c.peers {
 		p := &c.peers[i]
-		all = min(all, p.ack)
+		all = min(all, p.Ack)
 		if !p.snap {
-			counted = min(counted, p.ack)
+			counted = min(counted, p.Ack)
 		}
 	}
-	if c.holding && all >= c.hold {
-		c.holding = false
-	}
-	if c.holding {
-		counted = min(counted, c.hold)
-	}
-	n := c.heldUpTo(counted)
+	n := c.heldUpTo(c.hold.Limit(counted, all))
 	if n == 0 {
 		return
 	}
@@ -289,13 +276,7 @@ func (c *Core) trim() {
 // seq if lower (a new primary may not have installed all it received).
 // The joiner does not count.
 func (c *Core) advanceCommit() {
-	p := c.applied
-	for i := range c.peers {
-		if !c.peers[i].joining {
-			p = min(p, c.peers[i].ack)
-		}
-	}
-	c.commit = max(c.commit, p)
+	c.commit = max(c.commit, group.CommitPoint(c.peers, c.applied))
 	if c.commit > c.commitSent {
 		c.ready.Commit, c.commitSent = c.commit, c.commit
 	}
@@ -308,12 +289,12 @@ func (c *Core) advanceCommit() {
 // to install learns from the ack of the duplicate not to resend again.
 func (c *Core) ackPrimary() {
 	u := &c.up
-	if (c.role != RoleBackup && c.role != RoleJoining) || !u.heard || u.awaitSnap {
+	if !c.view.Follows() || !u.Synced() {
 		return
 	}
-	if c.applied > u.ackSent || u.reack {
-		c.send(Message{Type: MsgAck, To: c.primary, Seq: c.applied, Head: c.last})
-		u.ackSent, u.reack = c.applied, false
+	if c.applied > u.AckSent || u.reack {
+		c.send(Message{Type: MsgAck, To: c.view.Primary, Seq: c.applied, Head: c.last})
+		u.AckSent, u.reack = c.applied, false
 	}
 }
 
@@ -322,11 +303,11 @@ func (c *Core) ackPrimary() {
 func (c *Core) stream() {
 	for i := range c.peers {
 		p := &c.peers[i]
-		if !p.ready {
+		if !p.Ready {
 			continue
 		}
 		for _, h := range c.held[c.heldUpTo(p.sent):] {
-			c.sendCheckpoint(p.id, h)
+			c.sendCheckpoint(p.ID, h)
 			p.sent = h.Seq
 		}
 	}
@@ -352,14 +333,14 @@ func (c *Core) sendCheckpoint(to string, h held) {
 // sendHello asks the primary to check this replica's state and stream
 // from it.
 func (c *Core) sendHello() {
-	c.send(Message{Type: MsgHello, To: c.primary, Seq: c.last, Lineage: c.lineage})
-	c.up.quiet = 0
+	c.send(Message{Type: MsgHello, To: c.view.Primary, Seq: c.last, Lineage: c.lineage})
+	c.up.Quiet.Reset()
 }
 
 // send queues m, stamped with this replica's name and epoch. An ack right
 // behind another ack to the same replica replaces it: acks are cumulative.
 func (c *Core) send(m Message) {
-	m.From, m.Epoch = c.opts.ID, c.cfg.Epoch
+	m.From, m.Epoch = c.opts.ID, c.view.Epoch
 	msgs := c.ready.Messages
 	if n := len(msgs); m.Type == MsgAck && n > 0 {
 		if p := &msgs[n-1]; p.Type == MsgAck && p.To == m.To && p.Epoch == m.Epoch {

@@ -3,7 +3,6 @@ package pb
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
@@ -25,10 +24,7 @@ const codecVersion = 1
 //
 // Framing is the transport's business.
 func AppendMessage(b []byte, m Message) []byte {
-	b = append(b, codecVersion, byte(m.Type))
-	b = wire.AppendString(b, m.From)
-	b = wire.AppendString(b, m.To)
-	b = binary.AppendUvarint(b, m.Epoch)
+	b = wire.AppendHeader(b, codecVersion, byte(m.Type), m.From, m.To, m.Epoch)
 	b = binary.AppendUvarint(b, m.Seq)
 	b = binary.AppendUvarint(b, m.Lineage)
 	b = binary.AppendUvarint(b, m.Commit)
@@ -41,16 +37,11 @@ func AppendMessage(b []byte, m Message) []byte {
 // and an empty entry list decode as nil.
 func DecodeMessage(b []byte) (Message, error) {
 	d := wire.NewDecoder(b, ErrCorruptMessage)
-	if v := d.Byte(); v != codecVersion {
-		return Message{}, fmt.Errorf("%w: version %d", ErrCorruptMessage, v)
+	h, err := d.Header(codecVersion, byte(MsgSnapshotNeeded))
+	if err != nil {
+		return Message{}, err
 	}
-	m := Message{Type: MsgType(d.Byte())}
-	if m.Type < MsgHello || m.Type > MsgSnapshotNeeded {
-		return Message{}, fmt.Errorf("%w: type %d", ErrCorruptMessage, m.Type)
-	}
-	m.From = string(d.Bytes())
-	m.To = string(d.Bytes())
-	m.Epoch = d.Uvarint()
+	m := Message{Type: MsgType(h.Type), From: h.From, To: h.To, Epoch: h.Epoch}
 	m.Seq = d.Uvarint()
 	m.Lineage = d.Uvarint()
 	m.Commit = d.Uvarint()

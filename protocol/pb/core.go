@@ -2,8 +2,8 @@ package pb
 
 import (
 	"fmt"
-	"slices"
 
+	"github.com/lockstep/lockstep/protocol/internal/group"
 	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
@@ -11,8 +11,8 @@ import (
 const (
 	DefaultWindow      = 1024
 	DefaultMaxBatch    = 256
-	DefaultResendTicks = 10
-	DefaultHelloTicks  = 10
+	DefaultResendTicks = group.DefaultResendTicks
+	DefaultHelloTicks  = group.DefaultHelloTicks
 )
 
 // Options tunes a Core. Zero fields take their defaults.
@@ -38,18 +38,10 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.Window <= 0 {
-		o.Window = DefaultWindow
-	}
-	if o.MaxBatch <= 0 {
-		o.MaxBatch = DefaultMaxBatch
-	}
-	if o.ResendTicks <= 0 {
-		o.ResendTicks = DefaultResendTicks
-	}
-	if o.HelloTicks <= 0 {
-		o.HelloTicks = DefaultHelloTicks
-	}
+	o.Window = group.OrDefault(o.Window, DefaultWindow)
+	o.MaxBatch = group.OrDefault(o.MaxBatch, DefaultMaxBatch)
+	o.ResendTicks = group.OrDefault(o.ResendTicks, DefaultResendTicks)
+	o.HelloTicks = group.OrDefault(o.HelloTicks, DefaultHelloTicks)
 	return o
 }
 
@@ -134,10 +126,7 @@ type PeerStatus struct {
 // etcd-io/raft's RawNode.
 type Core struct {
 	opts Options
-
-	cfg     Config
-	role    Role
-	primary string
+	view group.View // the epoch, this replica's role and the primary
 
 	applied    uint64
 	log        wire.Log // entries (log.Base, log.Last()]
@@ -153,45 +142,23 @@ type Core struct {
 	parent  uint64
 	fork    uint64
 
-	peers []peer // primary: backups, then the joiner
-	up    upLink // backup or joiner: the link to the primary
+	peers []peer     // primary: backups, then the joiner; empty elsewhere
+	up    group.Up   // backup or joiner: the link to the primary, Heard once a MsgEntries arrives
+	hold  group.Hold // primary: the entries a snapshot in transfer needs
 
-	holding bool   // Hold was called and some peer has not acknowledged hold yet
-	hold    uint64 // entries above hold are kept while holding
-
-	// A joiner made backup waits for the primary's first message in its
-	// new configuration (barrierPending), then until applied reaches
-	// barrier; see Status.Complete.
-	barrierPending bool
-	barrier        uint64
+	// barrier is how far a joiner made backup must apply; see
+	// Status.Complete.
+	barrier group.Barrier
 
 	ready Ready
 }
 
-// peer is the primary's state of the link to one backup or joiner. It is
-// reset with every configuration: nothing is sent before the peer's Hello
-// of the current epoch has been accepted.
+// peer is the primary's state of the link to one backup or joiner: the
+// shared part, and where its stream of entries stands.
 type peer struct {
-	id      string
-	joining bool
-	ready   bool   // a Hello of this epoch was accepted and served from the log
-	next    uint64 // the next seq to send
-	ack     uint64 // the highest ack in this epoch
-	floor   uint64 // the peer holds every seq <= floor (Hello or ack)
-	idle    int    // ticks without ack progress while sent entries are unacknowledged
-	greet   bool   // answer the Hello with an (empty, if need be) MsgEntries
-}
-
-// upLink is a backup's or joiner's state of the link to the primary,
-// reset with every configuration.
-type upLink struct {
-	heard       bool   // a MsgEntries arrived in this epoch: the primary accepted this log
-	predLast    uint64 // the primary's last seq as it last reported
-	quiet       int    // ticks since the last message from the primary
-	awaitSnap   bool   // the primary answered MsgSnapshotNeeded; waiting for Restored
-	snapLineage uint64 // the lineage a snapshot from the primary belongs to
-	gapHello    bool   // a Hello went out for a gap and no entry was accepted since
-	ackSent     uint64 // the highest ack sent in this epoch
+	group.Peer
+	next  uint64 // the next seq to send
+	greet bool   // answer the Hello with an (empty, if need be) MsgEntries
 }
 
 // New returns a Core for the replica opts.ID whose state machine has
@@ -199,7 +166,7 @@ type upLink struct {
 // is unknown, so a non-empty state is not trusted as a prefix of anyone's
 // history: it will be replaced by a snapshot.
 func New(opts Options, applied uint64) *Core {
-	c := &Core{opts: opts.withDefaults(), applied: applied}
+	c := &Core{opts: opts.withDefaults(), view: group.NewView(opts.ID, errs), applied: applied}
 	c.log.Reset(applied)
 	return c
 }
@@ -214,51 +181,26 @@ func New(opts Options, applied uint64) *Core {
 // runtime starts it again empty with a new Core and the coordinator adds
 // it as a joiner.
 func (c *Core) SetConfig(cfg Config) {
-	if cfg.Epoch <= c.cfg.Epoch || cfg.Validate() != nil {
+	if cfg.Epoch <= c.view.Epoch || cfg.Validate() != nil {
 		return
 	}
-	prev := c.role
-	c.cfg = Config{Epoch: cfg.Epoch, Members: slices.Clone(cfg.Members), Joining: cfg.Joining}
-	c.place()
-	c.up = upLink{}
+	prev := c.view.Role
+	c.view.Set(cfg.Epoch, cfg.Members, cfg.Joining)
+	c.up = group.Up{}
 	c.peers = nil
-	if c.role == RolePrimary {
-		for _, id := range c.cfg.Members[1:] {
-			c.peers = append(c.peers, peer{id: id})
-		}
-		if c.cfg.Joining != "" {
-			c.peers = append(c.peers, peer{id: c.cfg.Joining, joining: true})
-		}
+	if c.view.Role == RolePrimary {
+		c.peers = group.NewPeers[peer](cfg.Members, cfg.Joining)
 		if prev != RolePrimary {
 			c.takeOffice()
 		}
 	} else {
-		c.holding = false
+		c.hold.Release()
 	}
-	switch {
-	case c.role == RoleNone || c.role == RoleJoining:
-		c.barrierPending, c.barrier = false, 0
-	case prev == RoleJoining:
-		c.barrierPending = true
-	}
-	if c.role == RoleBackup || c.role == RoleJoining {
+	c.barrier.Reconfigure(c.view.Member(), prev == RoleJoining)
+	if c.view.Follows() {
 		c.sendHello()
 	}
 	c.settle()
-}
-
-// place derives the role and the primary from the configuration.
-func (c *Core) place() {
-	m := c.cfg.Members
-	c.primary, c.role = m[0], RoleNone
-	switch {
-	case m[0] == c.opts.ID:
-		c.role = RolePrimary
-	case slices.Contains(m[1:], c.opts.ID):
-		c.role = RoleBackup
-	case c.cfg.Joining == c.opts.ID:
-		c.role = RoleJoining
-	}
 }
 
 // takeOffice starts a new lineage when this replica becomes primary: its
@@ -266,7 +208,7 @@ func (c *Core) place() {
 // point counts again from this configuration's acknowledgements.
 func (c *Core) takeOffice() {
 	c.parent, c.fork = c.lineage, c.log.Last()
-	c.lineage = c.cfg.Epoch
+	c.lineage = c.view.Epoch
 	c.commit, c.commitSent = 0, 0
 }
 
@@ -276,12 +218,12 @@ func (c *Core) takeOffice() {
 // complete or still has entries received before it took office to apply,
 // and with ErrWindowFull while some peer lags Window entries behind.
 func (c *Core) Propose(data []byte) (uint64, error) {
-	if c.role != RolePrimary {
-		return 0, fmt.Errorf("%w: %s is %s in epoch %d", ErrNotPrimary, c.opts.ID, c.role, c.cfg.Epoch)
+	if c.view.Role != RolePrimary {
+		return 0, fmt.Errorf("%w: %s is %s in epoch %d", ErrNotPrimary, c.opts.ID, c.view.Role, c.view.Epoch)
 	}
 	if !c.complete() {
 		return 0, fmt.Errorf("%w: %s may lack committed entries (applied %d, barrier %d, known %t)",
-			ErrNotPrimary, c.opts.ID, c.applied, c.barrier, !c.barrierPending)
+			ErrNotPrimary, c.opts.ID, c.applied, c.barrier.Seq, !c.barrier.Pending)
 	}
 	if c.applied < c.fork {
 		// Its own proposals may run ahead of Applied (the runtime reports
@@ -301,7 +243,7 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 
 // lag is how many entries the window counts against p.
 func (c *Core) lag(p *peer) uint64 {
-	return c.log.Last() - max(p.ack, c.log.Base)
+	return c.log.Last() - max(p.Ack, c.log.Base)
 }
 
 // Applied reports that the runtime has applied (and made durable as its
@@ -322,7 +264,7 @@ func (c *Core) Applied(seq uint64) {
 // snapshot fetched after Ready.NeedSnapshot may arrive after a
 // reconfiguration; the runtime checks this before installing it.
 func (c *Core) AcceptsSnapshot(from string) bool {
-	return (c.role == RoleBackup || c.role == RoleJoining) && c.up.awaitSnap && from == c.primary
+	return c.view.Follows() && c.up.AwaitSnap && from == c.view.Primary
 }
 
 // Restored reports that the runtime replaced its state with a snapshot
@@ -341,13 +283,13 @@ func (c *Core) Restored(from string, seq uint64) {
 		// A snapshot of the current primary holds every entry committed
 		// before it was taken, and nothing can commit without this
 		// replica's ack while it waits for it: still complete.
-		c.barrier = min(c.barrier, seq)
+		c.barrier.Seq = min(c.barrier.Seq, seq)
 	}
 	c.log.Reset(seq)
 	c.applied = seq
 	c.ready.Apply = nil
-	c.lineage = c.up.snapLineage
-	c.up.awaitSnap, c.up.gapHello = false, false
+	c.lineage = c.up.SnapLineage
+	c.up.AwaitSnap, c.up.GapHello = false, false
 	c.sendHello()
 	c.settle()
 }
@@ -358,19 +300,16 @@ func (c *Core) Restored(from string, seq uint64) {
 // log. A configuration in which this replica is not primary releases the
 // hold.
 func (c *Core) Hold(seq uint64) {
-	if c.role != RolePrimary {
+	if c.view.Role != RolePrimary {
 		return
 	}
-	if !c.holding || seq < c.hold {
-		c.hold = seq
-	}
-	c.holding = true
+	c.hold.Keep(seq)
 	c.settle()
 }
 
 // Tick advances logical time for the resend and Hello timers.
 func (c *Core) Tick() {
-	switch c.role {
+	switch c.view.Role {
 	case RolePrimary:
 		c.tickPeers()
 	case RoleBackup, RoleJoining:
@@ -389,15 +328,8 @@ func (c *Core) Tick() {
 func (c *Core) tickPeers() {
 	for i := range c.peers {
 		p := &c.peers[i]
-		if !p.ready || p.ack+1 >= p.next {
-			p.idle = 0
-			continue
-		}
-		p.idle++
-		if p.idle >= c.opts.ResendTicks {
-			p.idle = 0
-			p.next = p.floor + 1
-			p.greet = true
+		if p.Idle.Tick(p.Ready && p.Ack+1 < p.next, c.opts.ResendTicks) {
+			p.next, p.greet = p.Floor+1, true
 		}
 	}
 }
@@ -406,13 +338,7 @@ func (c *Core) tickPeers() {
 // HelloTicks while this replica is behind it (or has not heard from it at
 // all in this epoch).
 func (c *Core) tickUp() {
-	u := &c.up
-	if u.awaitSnap || (u.heard && c.log.Last() >= u.predLast) {
-		u.quiet = 0
-		return
-	}
-	u.quiet++
-	if u.quiet >= c.opts.HelloTicks {
+	if c.up.TickHello(c.log.Last(), c.opts.HelloTicks) {
 		c.sendHello()
 	}
 }
@@ -434,25 +360,25 @@ func (c *Core) Ready() Ready {
 func (c *Core) Status() Status {
 	s := Status{
 		ID:      c.opts.ID,
-		Role:    c.role,
-		Epoch:   c.cfg.Epoch,
-		Primary: c.primary,
+		Role:    c.view.Role,
+		Epoch:   c.view.Epoch,
+		Primary: c.view.Primary,
 		Applied: c.applied,
 		Last:    c.log.Last(),
 		Commit:  c.known,
 		Pending: len(c.log.Ents),
 		Lineage: c.lineage,
 	}
-	switch c.role {
+	switch c.view.Role {
 	case RolePrimary:
 		s.Commit, s.Synced, s.CaughtUp = c.commit, true, true
 		for i := range c.peers {
 			p := &c.peers[i]
-			s.Peers = append(s.Peers, PeerStatus{ID: p.id, Joining: p.joining, Synced: p.ready, Acked: p.ack, Lag: c.lag(p)})
+			s.Peers = append(s.Peers, PeerStatus{ID: p.ID, Joining: p.Joining, Synced: p.Ready, Acked: p.Ack, Lag: c.lag(p)})
 		}
 	case RoleBackup, RoleJoining:
-		s.Synced = c.up.heard && !c.up.awaitSnap
-		s.CaughtUp = s.Synced && c.applied >= c.up.predLast
+		s.Synced = c.up.Synced()
+		s.CaughtUp = s.Synced && c.applied >= c.up.PrimaryLast
 	}
 	s.Complete = c.complete()
 	s.ReadReady = c.ReadReady()
@@ -461,14 +387,10 @@ func (c *Core) Status() Status {
 
 // ReadReady is Status().ReadReady without building the rest of Status,
 // for the runtime's read path.
-func (c *Core) ReadReady() bool { return c.role == RolePrimary && c.complete() }
+func (c *Core) ReadReady() bool { return c.view.Role == RolePrimary && c.complete() }
 
 // complete reports whether this replica is a member holding every entry a
 // primary may have committed; see Status.Complete.
 func (c *Core) complete() bool {
-	switch c.role {
-	case RoleNone, RoleJoining:
-		return false
-	}
-	return !c.barrierPending && c.applied >= c.barrier
+	return c.view.Member() && c.barrier.Passed(c.applied)
 }

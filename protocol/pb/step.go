@@ -1,6 +1,10 @@
 package pb
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/lockstep/lockstep/protocol/internal/group"
+)
 
 // Step processes a message from a peer. Messages of another epoch are
 // dropped with ErrStaleEpoch (a backup still in an older configuration
@@ -8,11 +12,8 @@ import "fmt"
 // and messages that do not fit this replica's role in the current
 // configuration with ErrUnexpectedMessage; in both cases nothing changes.
 func (c *Core) Step(m Message) error {
-	if c.cfg.Epoch == 0 || m.Epoch != c.cfg.Epoch {
-		return fmt.Errorf("%w: %s from %s in epoch %d, current %d", ErrStaleEpoch, m.Type, m.From, m.Epoch, c.cfg.Epoch)
-	}
-	if m.To != c.opts.ID {
-		return fmt.Errorf("%w: %s for %q delivered to %q", ErrUnexpectedMessage, m.Type, m.To, c.opts.ID)
+	if err := c.view.Admit(m.envelope()); err != nil {
+		return err
 	}
 	var err error
 	switch m.Type {
@@ -35,24 +36,13 @@ func (c *Core) Step(m Message) error {
 }
 
 // peerOf returns the primary's link to the sender of m, which must be a
-// backup or the joiner of the current configuration.
+// backup or the joiner of the current configuration (only a primary has
+// peers).
 func (c *Core) peerOf(m Message) (*peer, error) {
-	if c.role == RolePrimary {
-		for i := range c.peers {
-			if c.peers[i].id == m.From {
-				return &c.peers[i], nil
-			}
-		}
+	if p := group.Find(c.peers, m.From); p != nil {
+		return p, nil
 	}
-	return nil, fmt.Errorf("%w: %s from %s, which is not a peer of primary %q in epoch %d", ErrUnexpectedMessage, m.Type, m.From, c.primary, c.cfg.Epoch)
-}
-
-// fromPrimary checks that m comes from the primary to a backup or joiner.
-func (c *Core) fromPrimary(m Message) error {
-	if (c.role != RoleBackup && c.role != RoleJoining) || m.From != c.primary {
-		return fmt.Errorf("%w: %s from %s to %s %s, primary %q in epoch %d", ErrUnexpectedMessage, m.Type, m.From, c.role, c.opts.ID, c.primary, c.cfg.Epoch)
-	}
-	return nil
+	return nil, c.view.NotPeer(m.envelope())
 }
 
 // onHello serves a peer that (re)connects: from its last seq if its log
@@ -64,11 +54,12 @@ func (c *Core) onHello(m Message) error {
 		return err
 	}
 	if !c.extends(m.Seq, m.Lineage) || m.Seq < c.log.Base {
-		p.ready = false
-		c.send(Message{Type: MsgSnapshotNeeded, To: p.id, Seq: m.Seq, Lineage: c.lineage})
+		p.Ready = false
+		c.send(Message{Type: MsgSnapshotNeeded, To: p.ID, Seq: m.Seq, Lineage: c.lineage})
 		return nil
 	}
-	p.ready, p.next, p.floor, p.idle, p.greet = true, m.Seq+1, m.Seq, 0, true
+	p.Ready, p.next, p.Floor, p.greet = true, m.Seq+1, m.Seq, true
+	p.Idle.Reset()
 	return nil
 }
 
@@ -98,41 +89,32 @@ func (c *Core) extends(seq, lineage uint64) bool {
 // sends entries only after accepting this replica's Hello, so from now on
 // this replica's log is of the primary's lineage.
 func (c *Core) onEntries(m Message) error {
-	if err := c.fromPrimary(m); err != nil {
+	if err := c.view.FromPrimary(m.envelope()); err != nil {
 		return err
 	}
 	u := &c.up
-	if u.awaitSnap {
+	if u.AwaitSnap {
 		return nil
 	}
-	u.heard, u.predLast, u.quiet = true, m.Seq, 0
+	u.Heard, u.PrimaryLast = true, m.Seq
+	u.Quiet.Reset()
 	c.lineage = m.Lineage
 	c.known = max(c.known, m.Commit)
-	if c.barrierPending {
-		c.barrierPending, c.barrier = false, max(c.barrier, m.Seq)
+	c.barrier.Learn(m.Seq)
+	n := len(c.ready.Apply)
+	apply, resent, gap := c.log.Receive(m.Entries, c.ready.Apply)
+	c.ready.Apply = apply
+	if len(apply) > n {
+		u.GapHello = false
 	}
-	resent := len(m.Entries) == 0
-	for _, e := range m.Entries {
-		last := c.log.Last()
-		if e.Seq <= last {
-			resent = true
-			continue
-		}
-		if e.Seq > last+1 {
-			if !u.gapHello {
-				c.sendHello()
-				u.gapHello = true
-			}
-			break
-		}
-		c.log.Append(e)
-		c.ready.Apply = append(c.ready.Apply, e)
-		u.gapHello = false
+	if gap && !u.GapHello {
+		c.sendHello()
+		u.GapHello = true
 	}
-	if resent {
+	if resent || len(m.Entries) == 0 {
 		// The primary is sending again or greeting: our acks may have
 		// been lost, so repeat the current one.
-		u.ackSent = 0
+		u.AckSent = 0
 	}
 	return nil
 }
@@ -144,14 +126,15 @@ func (c *Core) onAck(m Message) error {
 	if err != nil {
 		return err
 	}
-	if !p.ready {
-		return fmt.Errorf("%w: ack %d from %s before its Hello was accepted in epoch %d", ErrUnexpectedMessage, m.Seq, m.From, c.cfg.Epoch)
+	if !p.Ready {
+		return c.view.EarlyAck(m.Seq, m.From)
 	}
 	seq := min(m.Seq, c.log.Last())
-	if seq > p.ack {
-		p.ack, p.idle = seq, 0
+	if seq > p.Ack {
+		p.Ack = seq
+		p.Idle.Reset()
 	}
-	p.floor = max(p.floor, seq)
+	p.Floor = max(p.Floor, seq)
 	return nil
 }
 
@@ -159,16 +142,15 @@ func (c *Core) onAck(m Message) error {
 // the answer is to a Hello for a log this replica no longer has (it
 // restored a snapshot since) or a snapshot is already awaited.
 func (c *Core) onSnapshotNeeded(m Message) error {
-	if err := c.fromPrimary(m); err != nil {
+	if err := c.view.FromPrimary(m.envelope()); err != nil {
 		return err
 	}
-	u := &c.up
-	u.quiet = 0
-	if u.awaitSnap || m.Seq != c.log.Last() {
+	c.up.Quiet.Reset()
+	if c.up.AwaitSnap || m.Seq != c.log.Last() {
 		return nil
 	}
-	u.awaitSnap, u.snapLineage, u.heard = true, m.Lineage, false
-	c.ready.NeedSnapshot = c.primary
+	c.up.AwaitSnapshot(m.Lineage)
+	c.ready.NeedSnapshot = c.view.Primary
 	return nil
 }
 
@@ -177,7 +159,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 // applied entries to the peers, elsewhere acknowledges to the primary.
 func (c *Core) settle() {
 	c.log.Trim(c.trimPoint())
-	if c.role == RolePrimary {
+	if c.view.Role == RolePrimary {
 		c.advanceCommit()
 		c.stream()
 		return
@@ -190,33 +172,18 @@ func (c *Core) settle() {
 // any other replica keeps what is above the primary's commit point, since
 // if it is promoted the other backups may still lack those entries.
 func (c *Core) trimPoint() uint64 {
-	if c.role != RolePrimary {
+	if c.view.Role != RolePrimary {
 		return min(c.applied, c.known)
 	}
-	t := c.applied
-	for i := range c.peers {
-		t = min(t, c.peers[i].ack)
-	}
-	if c.holding && t >= c.hold {
-		c.holding = false
-	}
-	if c.holding {
-		t = min(t, c.hold)
-	}
-	return t
+	t := group.MinAck(c.peers, c.applied)
+	return c.hold.Limit(t, t)
 }
 
 // advanceCommit applies the output rule: the commit point is the smallest
 // ack of any backup of this configuration, or the primary's own applied
 // seq if lower. The joiner does not count.
 func (c *Core) advanceCommit() {
-	p := c.applied
-	for i := range c.peers {
-		if !c.peers[i].joining {
-			p = min(p, c.peers[i].ack)
-		}
-	}
-	c.commit = max(c.commit, p)
+	c.commit = max(c.commit, group.CommitPoint(c.peers, c.applied))
 	if c.commit > c.commitSent {
 		c.ready.Commit, c.commitSent = c.commit, c.commit
 	}
@@ -226,12 +193,12 @@ func (c *Core) advanceCommit() {
 // last ack sent in this epoch, once the primary has accepted this log.
 func (c *Core) ackPrimary() {
 	u := &c.up
-	if c.role == RoleNone || !u.heard || u.awaitSnap {
+	if !c.view.Follows() || !u.Synced() {
 		return
 	}
-	if c.applied > u.ackSent {
-		c.send(Message{Type: MsgAck, To: c.primary, Seq: c.applied})
-		u.ackSent = c.applied
+	if c.applied > u.AckSent {
+		c.send(Message{Type: MsgAck, To: c.view.Primary, Seq: c.applied})
+		u.AckSent = c.applied
 	}
 }
 
@@ -240,7 +207,7 @@ func (c *Core) ackPrimary() {
 func (c *Core) stream() {
 	for i := range c.peers {
 		p := &c.peers[i]
-		if !p.ready {
+		if !p.Ready {
 			continue
 		}
 		if p.next <= c.log.Base {
@@ -250,11 +217,11 @@ func (c *Core) stream() {
 		}
 		for p.next <= c.applied {
 			hi := min(c.applied, p.next+uint64(c.opts.MaxBatch)-1)
-			c.send(c.entries(p.id, c.log.Slice(p.next, hi)))
+			c.send(c.entries(p.ID, c.log.Slice(p.next, hi)))
 			p.next, p.greet = hi+1, false
 		}
 		if p.greet {
-			c.send(c.entries(p.id, nil))
+			c.send(c.entries(p.ID, nil))
 			p.greet = false
 		}
 	}
@@ -267,14 +234,14 @@ func (c *Core) entries(to string, ents []Entry) Message {
 // sendHello asks the primary to check this replica's log and stream from
 // its last seq.
 func (c *Core) sendHello() {
-	c.send(Message{Type: MsgHello, To: c.primary, Seq: c.log.Last(), Lineage: c.lineage})
-	c.up.quiet = 0
+	c.send(Message{Type: MsgHello, To: c.view.Primary, Seq: c.log.Last(), Lineage: c.lineage})
+	c.up.Quiet.Reset()
 }
 
 // send queues m, stamped with this replica's name and epoch. An ack right
 // behind another ack to the same replica replaces it: acks are cumulative.
 func (c *Core) send(m Message) {
-	m.From, m.Epoch = c.opts.ID, c.cfg.Epoch
+	m.From, m.Epoch = c.opts.ID, c.view.Epoch
 	msgs := c.ready.Messages
 	if n := len(msgs); m.Type == MsgAck && n > 0 {
 		if p := &msgs[n-1]; p.Type == MsgAck && p.To == m.To && p.Epoch == m.Epoch {

@@ -45,6 +45,7 @@ package pb
 import (
 	"errors"
 
+	"github.com/lockstep/lockstep/protocol/internal/group"
 	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
@@ -98,14 +99,20 @@ type Message struct {
 	Entries []Entry
 }
 
-// Role is a replica's place in the current configuration.
-type Role uint8
+// envelope is m's addressing, which the checks of package group read.
+func (m Message) envelope() group.Envelope {
+	return group.Envelope{Type: m.Type, From: m.From, To: m.To, Epoch: m.Epoch}
+}
+
+// Role is a replica's place in the current configuration; package
+// checkpoint's roles are the same.
+type Role = group.Role
 
 const (
-	RoleNone    Role = iota // not in the configuration
-	RolePrimary             // the first member: orders updates
-	RoleBackup              // any other member
-	RoleJoining             // the configuration's joiner, catching up
+	RoleNone    = group.RoleNone    // not in the configuration
+	RolePrimary = group.RolePrimary // the first member: orders updates
+	RoleBackup  = group.RoleBackup  // any other member
+	RoleJoining = group.RoleJoining // the configuration's joiner, catching up
 )
 
 // Errors the core returns.
@@ -128,26 +135,14 @@ var (
 	ErrInvalidConfig = errors.New("lockstep: invalid primary-backup configuration")
 )
 
+// errs are the sentinels that package group's checks of a message wrap.
+var errs = group.Errors{StaleEpoch: ErrStaleEpoch, Unexpected: ErrUnexpectedMessage}
+
 // Validate reports whether c is a configuration a coordinator may publish:
 // epoch above 0, at least one member, no empty or repeated names, and a
 // joiner that is not already a member.
 func (c Config) Validate() error {
 	return wire.ValidateConfig(c.Epoch, c.Members, c.Joining, ErrInvalidConfig)
-}
-
-// String names the role for logs and status output.
-func (r Role) String() string {
-	switch r {
-	case RoleNone:
-		return "none"
-	case RolePrimary:
-		return "primary"
-	case RoleBackup:
-		return "backup"
-	case RoleJoining:
-		return "joining"
-	}
-	return "unknown"
 }
 
 // String names the message type for logs.

@@ -1,7 +1,8 @@
-// Package wire holds what the protocol cores share: the entry type, the
-// log of entries a replica keeps, and the primitives of their binary
-// message codecs. Each core keeps its own message layout; this package
-// only makes sure the pieces under it are written once.
+// Package wire holds what the protocol cores share of their data: the
+// entry type, the log of entries a replica keeps, and the primitives of
+// their binary message codecs. Each core keeps its own message layout;
+// this package only makes sure the pieces under it are written once.
+// (Package group holds what they share of their bookkeeping.)
 package wire
 
 import (
@@ -54,6 +55,28 @@ func (l *Log) Trim(seq uint64) {
 	}
 }
 
+// Receive appends the entries of a batch from upstream that continue the
+// log, in order, and returns apply with the same entries appended. An
+// entry the log already holds is skipped and sets dup (the sender is
+// sending again, so acks may have been lost); the first entry beyond
+// Last()+1 ends the batch and sets gap (the rest cannot be used until the
+// gap is filled).
+func (l *Log) Receive(ents, apply []Entry) (_ []Entry, dup, gap bool) {
+	for _, e := range ents {
+		last := l.Last()
+		if e.Seq <= last {
+			dup = true
+			continue
+		}
+		if e.Seq > last+1 {
+			return apply, dup, true
+		}
+		l.Append(e)
+		apply = append(apply, e)
+	}
+	return apply, dup, false
+}
+
 // Reset empties the log and makes seq its base, as after a snapshot.
 func (l *Log) Reset(seq uint64) {
 	clear(l.Ents)
@@ -65,6 +88,15 @@ func (l *Log) Reset(seq uint64) {
 func AppendString(b []byte, s string) []byte {
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// AppendHeader appends what every core's messages begin with: the codec
+// version and message type bytes, then From, To and Epoch.
+func AppendHeader(b []byte, version, typ byte, from, to string, epoch uint64) []byte {
+	b = append(b, version, typ)
+	b = AppendString(b, from)
+	b = AppendString(b, to)
+	return binary.AppendUvarint(b, epoch)
 }
 
 // AppendEntries appends a uvarint count and, per entry, a varint seq delta
@@ -114,6 +146,31 @@ func (d *Decoder) Byte() byte {
 	v := d.b[0]
 	d.b = d.b[1:]
 	return v
+}
+
+// Header is what AppendHeader writes after the version.
+type Header struct {
+	Type  byte
+	From  string
+	To    string
+	Epoch uint64
+}
+
+// Header reads what AppendHeader wrote. Another version than version, or
+// a type outside 1..maxType, is an error at once (wrapping the sentinel):
+// the rest of the message cannot be read.
+func (d *Decoder) Header(version, maxType byte) (Header, error) {
+	if v := d.Byte(); v != version {
+		return Header{}, fmt.Errorf("%w: version %d", d.sentinel, v)
+	}
+	h := Header{Type: d.Byte()}
+	if h.Type < 1 || h.Type > maxType {
+		return Header{}, fmt.Errorf("%w: type %d", d.sentinel, h.Type)
+	}
+	h.From = string(d.Bytes())
+	h.To = string(d.Bytes())
+	h.Epoch = d.Uvarint()
+	return h, nil
 }
 
 // Uvarint reads an unsigned varint.
