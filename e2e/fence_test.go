@@ -18,6 +18,28 @@ import (
 // deadlines can only come from fencing, never from the lease expiring.
 const fenceTestTTL = "30s"
 
+// startFenceCluster starts a 3-node chain whose nodes hold fenceTestTTL
+// leases, plus extra server flags.
+func startFenceCluster(t *testing.T, extra ...string) *cluster {
+	t.Helper()
+	return startClusterArgs(t, 3, "", func(string) []string {
+		return append([]string{"--lease-ttl", fenceTestTTL}, extra...)
+	})
+}
+
+// fenceClient is a client of addr that waits out a failover: no retries
+// of its own, and replies awaited longer than ctx, the tests' 10 s.
+func fenceClient(t *testing.T, addr string) (*redis.Client, context.Context) {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, ReadTimeout: 15 * time.Second})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		rc.Close()
+	})
+	return rc, ctx
+}
+
 // TestUpFencesAKilledNode: `lockstep up` sees its child die and fences it,
 // so the chain loses its head and takes writes again long before the
 // head's lease could expire; the write acknowledged before the kill is
@@ -36,10 +58,7 @@ func TestUpFencesAKilledNode(t *testing.T) {
 		}
 	}
 	tail := st.Nodes[len(st.Nodes)-1]
-	rc := redis.NewClient(&redis.Options{Addr: tail.ClientAddr, MaxRetries: -1, ReadTimeout: 15 * time.Second})
-	defer rc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	rc, ctx := fenceClient(t, tail.ClientAddr)
 	if err := rc.Set(ctx, "k", "before", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -100,9 +119,7 @@ func TestFenceCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs a whole cluster")
 	}
-	c := startClusterArgs(t, 3, "", func(string) []string {
-		return []string{"--lease-ttl", fenceTestTTL, "--fence-on-exit=false"}
-	})
+	c := startFenceCluster(t, "--fence-on-exit=false")
 	st := c.status()
 	head, tail := st.byRole("head"), st.byRole("tail")
 	fence := func(args ...string) (string, error) {
@@ -123,10 +140,7 @@ func TestFenceCommand(t *testing.T) {
 	if out, err := fence("--name", head, "--pid", fmt.Sprint(pid)); err != nil || !strings.Contains(out, "fenced") {
 		t.Fatalf("fence of the dead head: %v\n%s", err, out)
 	}
-	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, MaxRetries: -1, ReadTimeout: 15 * time.Second})
-	defer rc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	rc, ctx := fenceClient(t, c.procs[tail].Addr)
 	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatalf("no write within 10 s of fencing the head (lease %s): %v", fenceTestTTL, err)
 	}
@@ -144,13 +158,10 @@ func TestWatchdogFencesACrashedServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs a whole cluster")
 	}
-	c := startClusterArgs(t, 3, "", func(string) []string { return []string{"--lease-ttl", fenceTestTTL} })
+	c := startFenceCluster(t)
 	st := c.status()
 	head, tail := st.byRole("head"), st.byRole("tail")
-	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, MaxRetries: -1, ReadTimeout: 15 * time.Second})
-	defer rc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	rc, ctx := fenceClient(t, c.procs[tail].Addr)
 	if err := rc.Set(ctx, "k", "before", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +185,7 @@ func TestWatchdogLeavesAFrozenServerToItsLease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: runs a whole cluster")
 	}
-	c := startClusterArgs(t, 3, "", func(string) []string { return []string{"--lease-ttl", fenceTestTTL} })
+	c := startFenceCluster(t)
 	tail := c.status().byRole("tail")
 	c.freeze(tail)
 	thawed := false
@@ -191,10 +202,7 @@ func TestWatchdogLeavesAFrozenServerToItsLease(t *testing.T) {
 		}
 	}
 	thaw()
-	rc := redis.NewClient(&redis.Options{Addr: c.procs[tail].Addr, ReadTimeout: 15 * time.Second})
-	defer rc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	rc, ctx := fenceClient(t, c.procs[tail].Addr)
 	if err := rc.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatalf("the thawed tail does not serve: %v", err)
 	}
