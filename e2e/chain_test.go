@@ -133,12 +133,19 @@ func checkLinearizable(t *testing.T, rec *recorder) {
 // kills the head, then a middle, then the tail, each time restarting the
 // killed node (it rejoins behind the tail from a snapshot). The history of
 // acknowledged operations must be linearizable, and every node must end
-// with the same data.
+// with the same data. It runs twice: with the servers' watchdogs, which
+// fence a killed node at once, and without, so that each death is found
+// by its lease expiring, as a host failure would be.
 func TestChainSurvivesKills(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: several failovers with real processes")
 	}
-	c := startCluster(t, 3)
+	t.Run("fenced", func(t *testing.T) { chainSurvivesKills(t) })
+	t.Run("lease", func(t *testing.T) { chainSurvivesKills(t, "--fence-on-exit=false") })
+}
+
+func chainSurvivesKills(t *testing.T, extra ...string) {
+	c := startClusterArgs(t, 3, "", func(string) []string { return extra })
 	w := &workload{c: c, keys: 5, addrs: c.addrs}
 	ctx, cancel := context.WithCancel(context.Background())
 	seed := uint64(time.Now().UnixNano())
