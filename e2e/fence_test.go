@@ -3,15 +3,15 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/lockstep/lockstep/internal/proctest"
 )
 
 // The tests here run with a 30 s lease, so a failover within their 10 s
@@ -62,7 +62,7 @@ func TestUpFencesAKilledNode(t *testing.T) {
 	if err := rc.Set(ctx, "k", "before", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	watchdogs := childPids(t, head.Pid)
+	watchdogs := proctest.Children(head.Pid)
 	if len(watchdogs) != 1 {
 		t.Fatalf("head %d has children %v, want its one watchdog", head.Pid, watchdogs)
 	}
@@ -83,32 +83,6 @@ func TestUpFencesAKilledNode(t *testing.T) {
 	if s := upStatus(t, u.dir); s.byRole("head") == head.Name || s.serving() != 2 {
 		t.Errorf("after the fence: %s", statusRoles(s))
 	}
-}
-
-// childPids lists the processes whose parent is pid, from /proc.
-func childPids(t *testing.T, pid int) []int {
-	t.Helper()
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var kids []int
-	for _, f := range stats {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...; comm may hold spaces, so parse after ')'.
-		rest := string(b[strings.LastIndexByte(string(b), ')')+1:])
-		var state string
-		var ppid, self int
-		if _, err := fmt.Sscan(rest, &state, &ppid); err == nil && ppid == pid {
-			if _, err := fmt.Sscan(string(b), &self); err == nil {
-				kids = append(kids, self)
-			}
-		}
-	}
-	return kids
 }
 
 // TestFenceCommand is the production path: a supervisor runs `lockstep

@@ -238,3 +238,28 @@ func Stopped(pid int) bool {
 	}
 	return false
 }
+
+// Children lists the processes whose parent is pid, from /proc: a test
+// that must kill a process's helpers (a server's watchdog) finds them here.
+func Children(pid int) []int {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var kids []int
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// "pid (comm) state ppid ...": comm may hold spaces and parentheses,
+		// so the fields after it are read from the last ')'.
+		var self, ppid int
+		var state string
+		if _, err := fmt.Sscan(string(b), &self); err != nil {
+			continue
+		}
+		after := b[strings.LastIndexByte(string(b), ')')+1:]
+		if _, err := fmt.Sscan(string(after), &state, &ppid); err == nil && ppid == pid {
+			kids = append(kids, self)
+		}
+	}
+	return kids
+}
