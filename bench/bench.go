@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/lockstep/lockstep/internal/rawio"
 	"github.com/lockstep/lockstep/resp"
 )
 
@@ -58,7 +59,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Result, error) {
 	defer sh.cancel(nil)
 	clients := make([]*client, len(conns))
 	for i, conn := range conns {
-		clients[i] = newClient(i, sh, conn)
+		clients[i] = newClient(i, sh, rawio.Wrap(conn))
 	}
 	sh.startClock()
 	end := drive(sh, clients, progress)

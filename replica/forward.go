@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/internal/rawio"
 	"github.com/lockstep/lockstep/resp"
 )
 
@@ -182,6 +183,7 @@ func (l *lane) roundTrip(addr string, req [][]byte, deadline time.Time) (resp.Va
 		if err != nil {
 			return resp.Value{}, err
 		}
+		c = rawio.Wrap(c)
 		l.conn, l.addr = c, addr
 		l.rd = resp.NewReaderLimits(c, resp.Limits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 24})
 		l.bw = bufio.NewWriter(c)

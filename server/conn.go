@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/lockstep/lockstep/internal/rawio"
 	"github.com/lockstep/lockstep/resp"
 )
 
@@ -24,6 +25,7 @@ const (
 type conn struct {
 	srv    *Server
 	nc     net.Conn
+	rw     io.ReadWriter // nc's reads and writes, as raw system calls where possible
 	id     int64
 	parser *resp.Parser
 	ctx    context.Context
@@ -46,6 +48,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{
 		srv:     s,
 		nc:      nc,
+		rw:      rawio.Wrap(nc),
 		id:      s.nextID.Add(1),
 		parser:  resp.NewParser(s.cfg.Limits),
 		ctx:     ctx,
@@ -120,7 +123,7 @@ func (c *conn) fill() error {
 	if t := c.srv.cfg.IdleTimeout; t > 0 && !c.draining.Load() {
 		_ = c.nc.SetReadDeadline(time.Now().Add(t))
 	}
-	n, err := c.nc.Read(c.in[c.w:])
+	n, err := c.rw.Read(c.in[c.w:])
 	c.w += n
 	if n > 0 {
 		return nil
@@ -167,7 +170,7 @@ func (c *conn) flush() error {
 		}
 		c.gate = 0
 	}
-	_, err := c.nc.Write(c.out)
+	_, err := c.rw.Write(c.out)
 	if cap(c.out) > 4*flushAt {
 		c.out = nil
 	} else {

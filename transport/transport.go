@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/lockstep/lockstep/internal/rawio"
 )
 
 // Transport sends messages to peers and receives theirs, and serves and opens
@@ -219,6 +221,7 @@ func (t *Transport) acceptLoop() {
 			continue
 		}
 		delay = minBackoff
+		conn = rawio.Wrap(conn)
 		if !t.track(conn) {
 			return
 		}
@@ -244,6 +247,7 @@ func (t *Transport) dial(ctx context.Context, name string, kind connKind) (net.C
 	if err != nil {
 		return nil, nil, fmt.Errorf("lockstep: dial %q at %s: %w", name, addr, err)
 	}
+	conn = rawio.Wrap(conn)
 	if !t.track(conn) {
 		return nil, nil, ErrClosed
 	}

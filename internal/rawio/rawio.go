@@ -1,0 +1,24 @@
+// Package rawio reads and writes sockets with raw system calls.
+//
+// Go's net package enters every read and write through the scheduler's
+// syscall path: the goroutine gives up its processor for the call, and the
+// first call after the process was idle wakes the runtime's monitor
+// thread (sysmon), which then polls every 20 µs for a millisecond. A
+// replica that idles between batches, many times a millisecond, pays for
+// that on almost every message: with GOMAXPROCS=1 under a 50-client write
+// load, the monitor thread used 12-20% of each chain replica's CPU, and
+// waking it another 3-10%.
+//
+// Sockets are non-blocking, so a read or write never blocks: it returns
+// what it could move or EAGAIN at once, and the call needs none of that
+// bookkeeping. Conn makes such calls inside syscall.RawConn's Read and
+// Write, which wait on the runtime's network poller when the socket is not
+// ready and keep deadlines and Close working as with the net package.
+package rawio
+
+import "net"
+
+// Wrap returns c with Read and Write done by raw system calls where the
+// platform and the connection allow it, and c itself otherwise. Callers
+// that need the concrete type (a *net.TCPConn's CloseWrite) keep c.
+func Wrap(c net.Conn) net.Conn { return wrap(c) }
