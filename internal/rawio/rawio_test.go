@@ -182,3 +182,23 @@ func TestReadWriteDoNotAllocate(t *testing.T) {
 		t.Fatalf("a write and a read on the wrapped conn allocate %.1f times; want 0", n)
 	}
 }
+
+// A deadline in the past stops reads even while data is waiting, as with
+// the net package: the server's shutdown relies on it to stop a client
+// that keeps sending.
+func TestPastDeadlineWinsOverWaitingData(t *testing.T) {
+	c, s := pair(t)
+	if _, err := s.Write([]byte("more")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(c, buf); err != nil { // the data has arrived
+		t.Fatal(err)
+	}
+	if err := c.SetReadDeadline(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("Read past the deadline with data waiting = %d, %v; want 0, a timeout", n, err)
+	}
+}
