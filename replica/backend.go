@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/lockstep/lockstep/resp"
@@ -104,7 +103,7 @@ func (r *Replica) forwardedWrite(args [][]byte, out []byte) ([]byte, uint64, err
 // propose prepares, numbers and applies a write at the head. The reply is
 // gated on the returned sequence number reaching the commit point.
 func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) ([]byte, uint64, error) {
-	deadline := time.Now().Add(r.opts.WaitTimeout)
+	var deadline time.Time // set when the window first turns out full
 	for {
 		r.mu.Lock()
 		if !r.Role().orders() {
@@ -134,7 +133,10 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 		}
 		seq, err := r.core.Propose(u)
 		if errors.Is(err, errWindowFull) {
-			ch := r.commit.windowChanged()
+			if deadline.IsZero() {
+				deadline = time.Now().Add(r.opts.WaitTimeout)
+			}
+			ch := r.commit.windowChanged(deadline)
 			r.mu.Unlock()
 			if err := waitUntil(ch, deadline); err != nil {
 				return out, 0, fmt.Errorf("%w: replication window full", ErrNotServing)
@@ -241,19 +243,14 @@ func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, er
 // Wait blocks until the write (or a primary's read) numbered gate has
 // committed: every replica in the chain, or every backup, has applied it.
 // If this replica stops ordering writes first, the write's fate is unknown
-// and the client is told so.
+// and the client is told so; likewise after Options.WaitTimeout.
 func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 	if gate == 0 || r.commit.seq.Load() >= gate {
 		return nil
 	}
-	deadline := waitTimers.Get().(*time.Timer)
-	deadline.Reset(r.opts.WaitTimeout)
-	defer func() {
-		deadline.Stop()
-		waitTimers.Put(deadline)
-	}()
+	deadline := time.Now().Add(r.opts.WaitTimeout)
 	for {
-		done, changed, err := r.commit.wait(gate)
+		done, changed, err := r.commit.wait(gate, deadline)
 		if err != nil {
 			return err
 		}
@@ -262,25 +259,16 @@ func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 		}
 		select {
 		case <-done:
-			return nil
+			if r.commit.seq.Load() >= gate {
+				return nil
+			}
+			return fmt.Errorf("%w: not committed within %v", ErrOutcomeUnknown, r.opts.WaitTimeout)
 		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-deadline.C:
-			return fmt.Errorf("%w: not committed within %v", ErrOutcomeUnknown, r.opts.WaitTimeout)
 		}
 	}
 }
-
-// waitTimers recycles Wait's deadline timers: every write at the head
-// waits once, and a fresh timer each time was a quarter of the bytes the
-// head allocated. Since Go 1.23 a stopped timer's channel is empty, so a
-// recycled one cannot fire early.
-var waitTimers = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
 
 // leaseValid reports whether this node may serve as head or tail: it must
 // hold a lease that cannot have expired at the coordinator yet.

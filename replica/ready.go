@@ -6,6 +6,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lockstep/lockstep/protocol/chain"
 )
@@ -74,6 +75,10 @@ func (r *Replica) sendAll(msgs outbox) {
 // writers waiting for their replies. Waiters are kept in sequence order so
 // an advance wakes exactly the writers it commits, not every writer; a
 // change of role or a failure wakes everyone to re-check.
+//
+// A waiter's deadline is enforced by expire, which the run loop calls every
+// tick, rather than by a timer per write: arming and stopping a timer for
+// every write cost the head more than the select that waits.
 type commitPoint struct {
 	seq     atomic.Uint64
 	mu      sync.Mutex
@@ -83,8 +88,9 @@ type commitPoint struct {
 }
 
 type waiter struct {
-	seq uint64
-	ch  chan struct{}
+	seq      uint64
+	deadline time.Time
+	ch       chan struct{}
 }
 
 func (c *commitPoint) init() { c.changed = make(chan struct{}) }
@@ -105,9 +111,11 @@ func (c *commitPoint) advance(seq uint64) {
 	c.mu.Unlock()
 }
 
-// wait registers for seq. done is closed when seq commits; changed when
+// wait registers for seq until deadline. done is closed when seq commits
+// or, at the first expire after it, when the deadline has passed (the
+// caller tells the two apart by the commit point); changed is closed when
 // the role changes or the replica fails (then err may be set).
-func (c *commitPoint) wait(seq uint64) (done, changed <-chan struct{}, err error) {
+func (c *commitPoint) wait(seq uint64, deadline time.Time) (done, changed <-chan struct{}, err error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.seq.Load() >= seq {
@@ -120,8 +128,24 @@ func (c *commitPoint) wait(seq uint64) (done, changed <-chan struct{}, err error
 	i := sort.Search(len(c.waiters), func(i int) bool { return c.waiters[i].seq > seq })
 	c.waiters = append(c.waiters, waiter{})
 	copy(c.waiters[i+1:], c.waiters[i:])
-	c.waiters[i] = waiter{seq: seq, ch: ch}
+	c.waiters[i] = waiter{seq: seq, deadline: deadline, ch: ch}
 	return ch, c.changed, nil
+}
+
+// expire releases the waiters whose deadline is before now.
+func (c *commitPoint) expire(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	kept := c.waiters[:0]
+	for _, w := range c.waiters {
+		if w.deadline.Before(now) {
+			close(w.ch)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(c.waiters[len(kept):])
+	c.waiters = kept
 }
 
 var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
@@ -134,10 +158,11 @@ func (c *commitPoint) wake() {
 	c.mu.Unlock()
 }
 
-// windowChanged returns a channel closed at the next advance or change, for
-// writers waiting for room in the replication window.
-func (c *commitPoint) windowChanged() <-chan struct{} {
-	done, changed, _ := c.wait(c.seq.Load() + 1)
+// windowChanged returns a channel closed at the next advance or change, or
+// once deadline has passed, for writers waiting for room in the
+// replication window.
+func (c *commitPoint) windowChanged(deadline time.Time) <-chan struct{} {
+	done, changed, _ := c.wait(c.seq.Load()+1, deadline)
 	return anyOf(done, changed)
 }
 

@@ -264,10 +264,11 @@ func (r *Replica) Run(ctx context.Context) {
 			r.mu.Lock()
 			r.closeEpochLocked(closer)
 			r.mu.Unlock()
-		case <-t.C:
+		case now := <-t.C:
 			r.mu.Lock()
 			r.core.Tick()
 			r.mu.Unlock()
+			r.commit.expire(now)
 		}
 		r.handleReady(ctx)
 	}

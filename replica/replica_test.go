@@ -1,13 +1,19 @@
 package replica
 
 import (
+	"context"
 	"errors"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/dedup"
+	"github.com/lockstep/lockstep/kv"
 	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/storage"
 )
 
 // TestCommitPointWakesOnlyCommitted checks that an advance releases
@@ -19,7 +25,7 @@ func TestCommitPointWakesOnlyCommitted(t *testing.T) {
 	seqs := []uint64{5, 2, 9, 2, 7}
 	done := make([]<-chan struct{}, len(seqs))
 	for i, s := range seqs {
-		d, _, err := c.wait(s)
+		d, _, err := c.wait(s, far)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -31,16 +37,16 @@ func TestCommitPointWakesOnlyCommitted(t *testing.T) {
 			t.Errorf("after advance(5), waiter for %d released = %v", s, closed(done[i]))
 		}
 	}
-	if d, _, _ := c.wait(3); !closed(d) {
+	if d, _, _ := c.wait(3, far); !closed(d) {
 		t.Error("waiting for an already committed seq must not block")
 	}
-	_, changed, _ := c.wait(9)
+	_, changed, _ := c.wait(9, far)
 	c.wake()
 	if !closed(changed) {
 		t.Error("wake did not signal a change")
 	}
 	c.fail(errors.New("boom"))
-	if _, _, err := c.wait(100); err == nil {
+	if _, _, err := c.wait(100, far); err == nil {
 		t.Error("wait after fail returned no error")
 	}
 	c.advance(9)
@@ -50,6 +56,68 @@ func TestCommitPointWakesOnlyCommitted(t *testing.T) {
 		}
 	}
 }
+
+var far = time.Now().Add(time.Hour)
+
+// TestCommitPointExpiresPastDeadlines checks that expire releases exactly
+// the waiters whose deadline has passed, and that they stay uncommitted,
+// which is how Wait tells a timeout from a commit.
+func TestCommitPointExpiresPastDeadlines(t *testing.T) {
+	var c commitPoint
+	c.init()
+	now := time.Now()
+	early, _, _ := c.wait(4, now.Add(time.Second))
+	late, _, _ := c.wait(2, now.Add(time.Minute))
+	c.expire(now.Add(30 * time.Second))
+	if !closed(early) || closed(late) {
+		t.Fatalf("after expire: early released %v (want true), late released %v (want false)", closed(early), closed(late))
+	}
+	if c.seq.Load() >= 4 {
+		t.Fatal("expire must not move the commit point")
+	}
+	c.advance(2)
+	if !closed(late) || len(c.waiters) != 0 {
+		t.Fatalf("advance(2) left late released=%v and %d waiters", closed(late), len(c.waiters))
+	}
+}
+
+// TestWaitTimesOutWithoutATimerPerWrite checks the path a timer per
+// write used to serve: a head whose successor never acknowledges answers
+// a write's wait with ErrOutcomeUnknown once WaitTimeout has passed, and
+// not before.
+func TestWaitTimesOutWithoutATimerPerWrite(t *testing.T) {
+	store := storage.NewMemory()
+	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: dedup.Wrap(kv.New(store, kv.Options{}), 0), Store: store,
+		Tick: 5 * time.Millisecond, WaitTimeout: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(dropAll{}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	go r.Run(ctx)
+	r.SetConfig(coord.Config{Epoch: 1, Protocol: ProtocolChain, Members: []coord.Member{{Name: "n1", Incarnation: "i"}, {Name: "n2", Incarnation: "x"}}})
+	deadline := time.Now().Add(10 * time.Second)
+	for r.Role() != RoleHead {
+		if time.Now().After(deadline) {
+			t.Fatalf("role %v, never head", r.Role())
+		}
+		runtime.Gosched()
+	}
+	_, gate, err := r.Write(toArgs("SET", "k", "v"), nil)
+	if err != nil || gate == 0 {
+		t.Fatalf("Write = gate %d, %v", gate, err)
+	}
+	start := time.Now()
+	err = r.Wait(ctx, gate)
+	if took := time.Since(start); !errors.Is(err, ErrOutcomeUnknown) || took < 100*time.Millisecond || took > 5*time.Second {
+		t.Fatalf("Wait for an unacknowledged write = %v after %v; want ErrOutcomeUnknown after 100ms", err, took)
+	}
+}
+
+type dropAll struct{}
+
+func (dropAll) Send(string, []byte) bool { return false }
 
 func closed(ch <-chan struct{}) bool {
 	select {
@@ -105,7 +173,7 @@ func TestUnknownProtocolRefused(t *testing.T) {
 // process knows to leave the cluster.
 func TestFailureIsSignalled(t *testing.T) {
 	r := newTestReplica(t, "n1")
-	done, changed, err := r.commit.wait(5)
+	done, changed, err := r.commit.wait(5, far)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +197,7 @@ func TestFailureIsSignalled(t *testing.T) {
 	if closed(done) || !closed(changed) {
 		t.Fatal("a waiting writer was released instead of failed")
 	}
-	if _, _, err := r.commit.wait(5); err == nil {
+	if _, _, err := r.commit.wait(5, far); err == nil {
 		t.Fatal("new waits must fail")
 	}
 	if _, _, err := r.Write(toArgs("SET", "k", "v"), nil); !errors.Is(err, ErrFailed) {
