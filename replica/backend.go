@@ -262,12 +262,40 @@ func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 			if r.commit.seq.Load() >= gate {
 				return nil
 			}
-			return fmt.Errorf("%w: not committed within %v", ErrOutcomeUnknown, r.opts.WaitTimeout)
+			return r.errWaitTimeout()
 		case <-changed:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
+}
+
+// errWaitTimeout is the outcome of a write that did not commit within
+// Options.WaitTimeout.
+func (r *Replica) errWaitTimeout() error {
+	return fmt.Errorf("%w: not committed within %v", ErrOutcomeUnknown, r.opts.WaitTimeout)
+}
+
+// OnCommit is Wait without a goroutine: it arranges for done to be called
+// once, with nil when gate commits or with the error Wait would return,
+// and reports true; or it reports false, without calling done, when gate
+// has committed already. done runs on the goroutine that learns the
+// outcome (the one that advances the commit point, the run loop, or this
+// one) and must not block. The server hands a write's reply to it, so a
+// connection's goroutine parks once per request instead of twice.
+func (r *Replica) OnCommit(gate uint64, done func(error)) bool {
+	if gate == 0 || r.commit.seq.Load() >= gate {
+		return false
+	}
+	if !r.commit.onCommit(gate, time.Now().Add(r.opts.WaitTimeout), done) {
+		return false
+	}
+	if !r.Role().orders() {
+		// The role changed before or while registering: what this
+		// replica waits for cannot commit here any more.
+		r.commit.abandon(ErrOutcomeUnknown)
+	}
+	return true
 }
 
 // leaseValid reports whether this node may serve as head or tail: it must

@@ -32,6 +32,9 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	r.role.Store(uint32(st.Role))
 	r.epoch.Store(cfg.Epoch)
 	r.routes.setConfig(cfg)
+	if !st.Role.orders() {
+		r.commit.abandon(ErrOutcomeUnknown)
+	}
 	r.commit.wake()
 	r.log.Info("configuration", "epoch", cfg.Epoch, "role", st.Role.String(), "members", names(cfg.Members), "joining", joiningName(cfg))
 }

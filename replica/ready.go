@@ -76,6 +76,11 @@ func (r *Replica) sendAll(msgs outbox) {
 // an advance wakes exactly the writers it commits, not every writer; a
 // change of role or a failure wakes everyone to re-check.
 //
+// A waiter is a channel (Wait, on the writer's goroutine) or a callback
+// (OnCommit, run by whoever advances the commit point, so the connection's
+// goroutine need not park twice per write). Callbacks run after mu is
+// released and get the outcome: nil, a timeout, or the replica's failure.
+//
 // A waiter's deadline is enforced by expire, which the run loop calls every
 // tick, rather than by a timer per write: arming and stopping a timer for
 // every write cost the head more than the select that waits.
@@ -90,7 +95,17 @@ type commitPoint struct {
 type waiter struct {
 	seq      uint64
 	deadline time.Time
-	ch       chan struct{}
+	ch       chan struct{} // closed at commit or expiry, or
+	fn       func(error)   // called with the outcome
+}
+
+// callbacks collects the outcomes to report once mu is released.
+type callbacks []func(error)
+
+func (cb callbacks) run(err error) {
+	for _, f := range cb {
+		f(err)
+	}
 }
 
 func (c *commitPoint) init() { c.changed = make(chan struct{}) }
@@ -100,15 +115,21 @@ func (c *commitPoint) advance(seq uint64) {
 	if seq <= c.seq.Load() {
 		return
 	}
+	var fns callbacks
 	c.mu.Lock()
 	c.seq.Store(seq)
 	n := 0
 	for n < len(c.waiters) && c.waiters[n].seq <= seq {
-		close(c.waiters[n].ch)
+		if w := c.waiters[n]; w.fn != nil {
+			fns = append(fns, w.fn)
+		} else {
+			close(w.ch)
+		}
 		n++
 	}
 	c.waiters = append(c.waiters[:0], c.waiters[n:]...)
 	c.mu.Unlock()
+	fns.run(nil)
 }
 
 // wait registers for seq until deadline. done is closed when seq commits
@@ -125,27 +146,73 @@ func (c *commitPoint) wait(seq uint64, deadline time.Time) (done, changed <-chan
 		return nil, c.changed, c.err
 	}
 	ch := make(chan struct{})
-	i := sort.Search(len(c.waiters), func(i int) bool { return c.waiters[i].seq > seq })
-	c.waiters = append(c.waiters, waiter{})
-	copy(c.waiters[i+1:], c.waiters[i:])
-	c.waiters[i] = waiter{seq: seq, deadline: deadline, ch: ch}
+	c.insert(waiter{seq: seq, deadline: deadline, ch: ch})
 	return ch, c.changed, nil
 }
 
-// expire releases the waiters whose deadline is before now.
-func (c *commitPoint) expire(now time.Time) {
+// onCommit registers fn for seq until deadline and reports true, or
+// reports false, without calling fn, if seq has committed. After a
+// failure fn is called at once with the failure.
+func (c *commitPoint) onCommit(seq uint64, deadline time.Time, fn func(error)) bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	if c.seq.Load() >= seq {
+		c.mu.Unlock()
+		return false
+	}
+	if err := c.err; err != nil {
+		c.mu.Unlock()
+		fn(err)
+		return true
+	}
+	c.insert(waiter{seq: seq, deadline: deadline, fn: fn})
+	c.mu.Unlock()
+	return true
+}
+
+// insert adds w in seq order; mu is held.
+func (c *commitPoint) insert(w waiter) {
+	i := len(c.waiters) // writers mostly arrive in seq order
+	if i > 0 && c.waiters[i-1].seq > w.seq {
+		i = sort.Search(len(c.waiters), func(i int) bool { return c.waiters[i].seq > w.seq })
+	}
+	c.waiters = append(c.waiters, waiter{})
+	copy(c.waiters[i+1:], c.waiters[i:])
+	c.waiters[i] = w
+}
+
+// expire releases the waiters whose deadline is before now; callbacks get
+// timeout.
+func (c *commitPoint) expire(now time.Time, timeout error) {
+	c.drop(func(w waiter) bool { return w.deadline.Before(now) }, timeout)
+}
+
+// abandon fails every callback waiter with err: the replica stopped
+// ordering writes, so nothing it waits for can commit here. (Channel
+// waiters re-check for themselves when woken.)
+func (c *commitPoint) abandon(err error) {
+	c.drop(func(w waiter) bool { return w.fn != nil }, err)
+}
+
+// drop removes the waiters that match and releases them, callbacks with
+// err once mu is released.
+func (c *commitPoint) drop(match func(waiter) bool, err error) {
+	var fns callbacks
+	c.mu.Lock()
 	kept := c.waiters[:0]
 	for _, w := range c.waiters {
-		if w.deadline.Before(now) {
+		switch {
+		case !match(w):
+			kept = append(kept, w)
+		case w.fn != nil:
+			fns = append(fns, w.fn)
+		default:
 			close(w.ch)
-			continue
 		}
-		kept = append(kept, w)
 	}
 	clear(c.waiters[len(kept):])
 	c.waiters = kept
+	c.mu.Unlock()
+	fns.run(err)
 }
 
 var closedChan = func() chan struct{} { ch := make(chan struct{}); close(ch); return ch }()
@@ -183,7 +250,9 @@ func (c *commitPoint) fail(err error) {
 	if c.err == nil {
 		c.err = err
 	}
+	err = c.err
 	c.mu.Unlock()
+	c.abandon(err)
 	c.wake()
 }
 

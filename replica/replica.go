@@ -240,6 +240,7 @@ func (r *Replica) Run(ctx context.Context) {
 	r.runCtx.Store(&ctx)
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
+	timeout := r.errWaitTimeout()
 	closer, epochs := r.epochTicker()
 	for {
 		select {
@@ -268,7 +269,7 @@ func (r *Replica) Run(ctx context.Context) {
 			r.mu.Lock()
 			r.core.Tick()
 			r.mu.Unlock()
-			r.commit.expire(now)
+			r.commit.expire(now, timeout)
 		}
 		r.handleReady(ctx)
 	}

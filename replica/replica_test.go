@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -59,6 +60,69 @@ func TestCommitPointWakesOnlyCommitted(t *testing.T) {
 
 var far = time.Now().Add(time.Hour)
 
+var errTimeout = errors.New("timeout")
+
+// outcome records what a callback waiter was told, and how often.
+type outcome struct {
+	mu    sync.Mutex
+	calls int
+	err   error
+}
+
+func (o *outcome) done(err error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.calls++
+	o.err = err
+}
+
+func (o *outcome) get() (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.calls, o.err
+}
+
+// TestCommitPointCallbacks checks the callback waiters OnCommit uses:
+// each is told exactly once, with nil at its commit, with the timeout
+// after its deadline, with the reason when the replica stops ordering or
+// fails, and not at all when its seq had already committed.
+func TestCommitPointCallbacks(t *testing.T) {
+	var c commitPoint
+	c.init()
+	now := time.Now()
+	var committed, expired, abandoned, late outcome
+	c.onCommit(3, far, committed.done)
+	c.onCommit(8, now.Add(time.Second), expired.done)
+	c.onCommit(9, far, abandoned.done)
+	c.advance(5)
+	c.advance(6)
+	if n, err := committed.get(); n != 1 || err != nil {
+		t.Fatalf("seq 3 after advance(6): told %d times, last %v; want once, nil", n, err)
+	}
+	c.expire(now.Add(time.Minute), errTimeout)
+	if n, err := expired.get(); n != 1 || err != errTimeout {
+		t.Fatalf("seq 8 after its deadline: told %d times, last %v; want once, the timeout", n, err)
+	}
+	c.abandon(ErrOutcomeUnknown)
+	c.advance(9)
+	if n, err := abandoned.get(); n != 1 || !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("seq 9 abandoned: told %d times, last %v; want once, ErrOutcomeUnknown", n, err)
+	}
+	if c.onCommit(9, far, late.done) {
+		t.Fatal("onCommit for a committed seq must report false")
+	}
+	c.fail(errors.New("disk"))
+	if !c.onCommit(20, far, late.done) {
+		t.Fatal("onCommit after a failure must take the callback")
+	}
+	if n, err := late.get(); n != 1 || err == nil {
+		t.Fatalf("onCommit after a failure: told %d times, last %v; want once, the failure", n, err)
+	}
+	if len(c.waiters) != 0 {
+		t.Fatalf("%d waiters left", len(c.waiters))
+	}
+}
+
 // TestCommitPointExpiresPastDeadlines checks that expire releases exactly
 // the waiters whose deadline has passed, and that they stay uncommitted,
 // which is how Wait tells a timeout from a commit.
@@ -68,7 +132,7 @@ func TestCommitPointExpiresPastDeadlines(t *testing.T) {
 	now := time.Now()
 	early, _, _ := c.wait(4, now.Add(time.Second))
 	late, _, _ := c.wait(2, now.Add(time.Minute))
-	c.expire(now.Add(30 * time.Second))
+	c.expire(now.Add(30*time.Second), errTimeout)
 	if !closed(early) || closed(late) {
 		t.Fatalf("after expire: early released %v (want true), late released %v (want false)", closed(early), closed(late))
 	}
@@ -112,6 +176,38 @@ func TestWaitTimesOutWithoutATimerPerWrite(t *testing.T) {
 	err = r.Wait(ctx, gate)
 	if took := time.Since(start); !errors.Is(err, ErrOutcomeUnknown) || took < 100*time.Millisecond || took > 5*time.Second {
 		t.Fatalf("Wait for an unacknowledged write = %v after %v; want ErrOutcomeUnknown after 100ms", err, took)
+	}
+
+	// The same through OnCommit, and then a change of role: a head that
+	// becomes the tail tells a pending callback at once.
+	got := make(chan error, 2)
+	start = time.Now()
+	if !r.OnCommit(gate, func(err error) { got <- err }) {
+		t.Fatal("OnCommit for an uncommitted write reported it committed")
+	}
+	select {
+	case err := <-got:
+		if took := time.Since(start); !errors.Is(err, ErrOutcomeUnknown) || took < 100*time.Millisecond {
+			t.Fatalf("OnCommit outcome %v after %v; want ErrOutcomeUnknown after 100ms", err, took)
+		}
+	case <-ctx.Done():
+		t.Fatal("OnCommit never reported the timeout")
+	}
+	_, gate, _ = r.Write(toArgs("SET", "k", "w"), nil)
+	if !r.OnCommit(gate, func(err error) { got <- err }) {
+		t.Fatal("OnCommit for a second uncommitted write reported it committed")
+	}
+	r.SetConfig(coord.Config{Epoch: 2, Protocol: ProtocolChain, Members: []coord.Member{{Name: "n2", Incarnation: "x"}, {Name: "n1", Incarnation: "i"}}})
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrOutcomeUnknown) {
+			t.Fatalf("OnCommit outcome after losing the head role: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("losing the head role did not end the callback's wait")
+	}
+	if r.Role() == RoleHead {
+		t.Fatal("still head after the new configuration")
 	}
 }
 

@@ -25,7 +25,7 @@ const (
 type conn struct {
 	srv    *Server
 	nc     net.Conn
-	rw     io.ReadWriter // nc's reads and writes, as raw system calls where possible
+	rw     net.Conn // nc wrapped for reads and writes as raw system calls where possible
 	id     int64
 	parser *resp.Parser
 	ctx    context.Context
@@ -41,14 +41,24 @@ type conn struct {
 	quit     bool
 	created  time.Time
 	draining atomic.Bool
+
+	// A reply handed to the backend at flush, to be written when its gate
+	// commits (see deliver). notifier is nil when the backend or the
+	// connection cannot do that; then flush waits on this goroutine.
+	notifier    CommitNotifier
+	inflight    bool
+	delivered   chan error // the outcome of the handed-over reply
+	deliverFn   func(error)
+	undelivered atomic.Bool // a handed-over reply failed: reads must end
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	rw := rawio.Wrap(nc)
 	c := &conn{
 		srv:     s,
 		nc:      nc,
-		rw:      rawio.Wrap(nc),
+		rw:      rw,
 		id:      s.nextID.Add(1),
 		parser:  resp.NewParser(s.cfg.Limits),
 		ctx:     ctx,
@@ -56,6 +66,10 @@ func newConn(s *Server, nc net.Conn) *conn {
 		in:      make([]byte, readChunk),
 		authed:  s.cfg.RequirePass == "",
 		created: time.Now(),
+	}
+	if n, ok := s.cfg.Backend.(CommitNotifier); ok && rw != nc {
+		// TryWrite needs the raw connection: a plain one would block.
+		c.notifier, c.delivered, c.deliverFn = n, make(chan error, 1), c.deliver
 	}
 	return c
 }
@@ -78,15 +92,21 @@ func (c *conn) serve() {
 	defer c.cancel()
 	defer c.lingerClose()
 	log := c.srv.cfg.Logger
+	defer func() { _ = c.settle() }() // the last reply goes out before the close
 	for {
-		if err := c.fill(); err != nil {
-			if !isQuietClose(err) && !c.draining.Load() {
-				log.Debug("client read", "id", c.id, "err", err)
+		rerr := c.fill()
+		if err := c.settle(); err != nil {
+			log.Debug("client write", "id", c.id, "err", err)
+			return
+		}
+		if rerr != nil {
+			if !isQuietClose(rerr) && !c.draining.Load() {
+				log.Debug("client read", "id", c.id, "err", rerr)
 			}
 			return
 		}
 		err := c.process()
-		if ferr := c.flush(); ferr != nil {
+		if ferr := c.flush(true); ferr != nil {
 			log.Debug("client write", "id", c.id, "err", ferr)
 			return
 		}
@@ -122,6 +142,11 @@ func (c *conn) fill() error {
 	}
 	if t := c.srv.cfg.IdleTimeout; t > 0 && !c.draining.Load() {
 		_ = c.nc.SetReadDeadline(time.Now().Add(t))
+		if c.undelivered.Load() {
+			// report's deadline may have come first; ours must not
+			// outlive it.
+			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+		}
 	}
 	n, err := c.rw.Read(c.in[c.w:])
 	c.w += n
@@ -150,7 +175,7 @@ func (c *conn) process() error {
 		}
 		c.dispatch(args)
 		if len(c.out) >= flushAt {
-			if err := c.flush(); err != nil {
+			if err := c.flush(false); err != nil {
 				return err
 			}
 		}
@@ -158,25 +183,90 @@ func (c *conn) process() error {
 	return nil
 }
 
-// flush waits until every buffered reply may be released, then writes them.
-func (c *conn) flush() error {
+// flush writes the buffered replies once they may be released. With
+// handOff, replies that wait for a commit are handed to the backend
+// instead (see deliver) and flush returns at once: the connection's
+// goroutine goes back to reading, and settle collects the outcome before
+// the buffer is used again. Without it, or when the backend cannot take
+// them, flush waits here.
+func (c *conn) flush(handOff bool) error {
 	if len(c.out) == 0 {
 		return nil
 	}
-	if c.gate != 0 {
-		if err := c.srv.cfg.Backend.Wait(c.ctx, c.gate); err != nil {
+	if gate := c.gate; gate != 0 {
+		c.gate = 0
+		if handOff && c.notifier != nil {
+			if c.notifier.OnCommit(gate, c.deliverFn) {
+				c.inflight = true
+				return nil
+			}
+		} else if err := c.srv.cfg.Backend.Wait(c.ctx, gate); err != nil {
 			c.out = c.out[:0]
 			return err
 		}
-		c.gate = 0
 	}
 	_, err := c.rw.Write(c.out)
+	c.resetOut()
+	return err
+}
+
+func (c *conn) resetOut() {
 	if cap(c.out) > 4*flushAt {
 		c.out = nil
 	} else {
 		c.out = c.out[:0]
 	}
-	return err
+}
+
+// deliver is the backend's outcome for the replies handed over at flush:
+// nil once they may go, or why they must not (the connection then
+// closes, as after a failed Wait). It runs on the backend's goroutine, the
+// one that learned of the commit, so it writes only what the socket takes
+// at once; a rest (a reply larger than the socket's buffer, or a client
+// that is not reading) is finished by a goroutine of its own.
+func (c *conn) deliver(err error) {
+	if err == nil {
+		var n int
+		n, err = rawio.TryWrite(c.rw, c.out)
+		if err == nil && n < len(c.out) {
+			go func() {
+				_, err := c.rw.Write(c.out[n:])
+				c.report(err)
+			}()
+			return
+		}
+	}
+	c.report(err)
+}
+
+func (c *conn) report(err error) {
+	c.delivered <- err
+	if err != nil {
+		c.undelivered.Store(true)
+		// The connection's goroutine may be waiting for the client to
+		// send more; end that read so it sees the error and closes.
+		_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
+// settle waits for the outcome of replies handed over at the last flush,
+// if any. After an error, or when the connection is aborted, the buffer is
+// left alone: deliver may still be reading it.
+func (c *conn) settle() error {
+	if !c.inflight {
+		return nil
+	}
+	c.inflight = false
+	select {
+	case err := <-c.delivered:
+		if err != nil {
+			return err
+		}
+		c.resetOut()
+		return nil
+	case <-c.ctx.Done():
+		return c.ctx.Err()
+	}
 }
 
 // lingerClose half-closes the connection and discards what the client is

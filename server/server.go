@@ -36,6 +36,17 @@ type Backend interface {
 	AppendInfo(section string, b []byte) ([]byte, bool)
 }
 
+// CommitNotifier is a Backend that can report a gate's commit by calling
+// back instead of making a connection wait in Wait, so the connection's
+// goroutine parks once per request (for the next one) instead of twice.
+type CommitNotifier interface {
+	// OnCommit calls done once, with nil when gate commits or with the
+	// error Wait would return, and reports true; or it reports false,
+	// without calling done, when gate has committed already. done may run
+	// on any goroutine, this one included, and does not block.
+	OnCommit(gate uint64, done func(error)) bool
+}
+
 // Config holds the front end's settings; zero values take the defaults.
 type Config struct {
 	Backend     Backend

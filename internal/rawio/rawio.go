@@ -16,9 +16,23 @@
 // ready and keep deadlines and Close working as with the net package.
 package rawio
 
-import "net"
+import (
+	"errors"
+	"net"
+)
 
 // Wrap returns c with Read and Write done by raw system calls where the
 // platform and the connection allow it, and c itself otherwise. Callers
 // that need the concrete type (a *net.TCPConn's CloseWrite) keep c.
 func Wrap(c net.Conn) net.Conn { return wrap(c) }
+
+// ErrWouldBlock: TryWrite cannot write on this connection without waiting
+// (it was not wrapped by Wrap, or the platform has no raw calls).
+var ErrWouldBlock = errors.New("rawio: write would wait")
+
+// TryWrite writes as much of p as the socket takes now, without waiting
+// for room, and returns how much that was: a goroutine that must not
+// block (one that releases many replies) writes what fits and leaves the
+// rest to one that may. c must come from Wrap; otherwise nothing is
+// written and the error is ErrWouldBlock.
+func TryWrite(c net.Conn, p []byte) (int, error) { return tryWrite(c, p) }

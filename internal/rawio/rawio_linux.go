@@ -33,6 +33,7 @@ type conn struct {
 	wbuf    []byte
 	wn      int
 	werrno  syscall.Errno
+	wtry    bool // stop at a full socket instead of waiting
 	writeFn func(fd uintptr) bool
 }
 
@@ -92,10 +93,13 @@ func (c *conn) read(fd uintptr) bool {
 	}
 }
 
-func (c *conn) Write(p []byte) (int, error) {
+func (c *conn) Write(p []byte) (int, error) { return c.writeSome(p, false) }
+
+// writeSome writes p, waiting for room in the socket unless try is set.
+func (c *conn) writeSome(p []byte, try bool) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.wbuf, c.wn, c.werrno = p, 0, 0
+	c.wbuf, c.wn, c.werrno, c.wtry = p, 0, 0, try
 	err := c.rc.Write(c.writeFn)
 	n, errno := c.wn, c.werrno
 	c.wbuf = nil
@@ -120,13 +124,21 @@ func (c *conn) write(fd uintptr) bool {
 			c.wn += int(r)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false
+			return c.wtry
 		default:
 			c.werrno = e
 			return true
 		}
 	}
 	return true
+}
+
+func tryWrite(c net.Conn, p []byte) (int, error) {
+	w, ok := c.(*conn)
+	if !ok {
+		return 0, ErrWouldBlock
+	}
+	return w.writeSome(p, true)
 }
 
 // opError wraps err as the net package would, so callers' checks for

@@ -5,3 +5,5 @@ package rawio
 import "net"
 
 func wrap(c net.Conn) net.Conn { return c }
+
+func tryWrite(net.Conn, []byte) (int, error) { return 0, ErrWouldBlock }

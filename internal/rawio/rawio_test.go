@@ -202,3 +202,48 @@ func TestPastDeadlineWinsOverWaitingData(t *testing.T) {
 		t.Fatalf("Read past the deadline with data waiting = %d, %v; want 0, a timeout", n, err)
 	}
 }
+
+// TryWrite takes what the socket has room for and returns at once; the
+// rest is the caller's to write.
+func TestTryWriteStopsAtAFullSocket(t *testing.T) {
+	c, s := pair(t)
+	// A fixed receive buffer turns off autotuning, so the two socket
+	// buffers together hold a few MiB at most.
+	if err := s.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+		t.Fatal(err)
+	}
+	big := bytes.Repeat([]byte("x"), 24<<20)
+	done := make(chan struct{})
+	var n int
+	var err error
+	go func() {
+		defer close(done)
+		n, err = TryWrite(c, big)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("TryWrite waited for the peer to read")
+	}
+	if runtime.GOOS != "linux" {
+		if !errors.Is(err, ErrWouldBlock) || n != 0 {
+			t.Fatalf("TryWrite = %d, %v; want 0, ErrWouldBlock off Linux", n, err)
+		}
+		return
+	}
+	if err != nil || n == 0 || n >= len(big) {
+		t.Fatalf("TryWrite = %d, %v; want part of the %d bytes, nil", n, err, len(big))
+	}
+	// The rest goes with a normal Write while the peer reads.
+	go func() { _, _ = c.Write(big[n:]) }()
+	got, err := io.ReadAll(io.LimitReader(s, int64(len(big))))
+	if err != nil || len(got) != len(big) {
+		t.Fatalf("peer read %d bytes, %v; want %d", len(got), err, len(big))
+	}
+	p1, p2 := net.Pipe()
+	defer p1.Close()
+	defer p2.Close()
+	if n, err := TryWrite(p1, []byte("x")); n != 0 || !errors.Is(err, ErrWouldBlock) {
+		t.Fatalf("TryWrite on an unwrapped conn = %d, %v; want 0, ErrWouldBlock", n, err)
+	}
+}
