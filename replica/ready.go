@@ -88,6 +88,7 @@ type commitPoint struct {
 	seq     atomic.Uint64
 	mu      sync.Mutex
 	waiters []waiter      // sorted by seq
+	soonest time.Time     // no waiter's deadline is earlier (zero: none)
 	changed chan struct{} // closed on a change of role or on failure
 	err     error
 }
@@ -178,12 +179,20 @@ func (c *commitPoint) insert(w waiter) {
 	c.waiters = append(c.waiters, waiter{})
 	copy(c.waiters[i+1:], c.waiters[i:])
 	c.waiters[i] = w
+	if c.soonest.IsZero() || w.deadline.Before(c.soonest) {
+		c.soonest = w.deadline
+	}
 }
 
 // expire releases the waiters whose deadline is before now; callbacks get
-// timeout.
+// timeout. It looks at the waiters only when one may have expired.
 func (c *commitPoint) expire(now time.Time, timeout error) {
-	c.drop(func(w waiter) bool { return w.deadline.Before(now) }, timeout)
+	c.mu.Lock()
+	due := !c.soonest.IsZero() && c.soonest.Before(now)
+	c.mu.Unlock()
+	if due {
+		c.drop(func(w waiter) bool { return w.deadline.Before(now) }, timeout)
+	}
 }
 
 // abandon fails every callback waiter with err: the replica stopped
@@ -199,10 +208,14 @@ func (c *commitPoint) drop(match func(waiter) bool, err error) {
 	var fns callbacks
 	c.mu.Lock()
 	kept := c.waiters[:0]
+	c.soonest = time.Time{}
 	for _, w := range c.waiters {
 		switch {
 		case !match(w):
 			kept = append(kept, w)
+			if c.soonest.IsZero() || w.deadline.Before(c.soonest) {
+				c.soonest = w.deadline
+			}
 		case w.fn != nil:
 			fns = append(fns, w.fn)
 		default:
