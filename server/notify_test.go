@@ -31,6 +31,8 @@ type commitBackend struct {
 	commit  uint64
 	changed chan struct{}
 	pending map[uint64][]func(error)
+	wrote   chan struct{} // a token per write run
+	handed  chan struct{} // a token per OnCommit that took a callback
 }
 
 func newCommitBackend(t *testing.T) *commitBackend {
@@ -40,7 +42,8 @@ func newCommitBackend(t *testing.T) *commitBackend {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
-	return &commitBackend{Node: n, changed: make(chan struct{}), pending: map[uint64][]func(error){}}
+	return &commitBackend{Node: n, changed: make(chan struct{}), pending: map[uint64][]func(error){},
+		wrote: make(chan struct{}, 1000), handed: make(chan struct{}, 1000)}
 }
 
 func (b *commitBackend) Commands() []statemachine.Command {
@@ -60,6 +63,7 @@ func (b *commitBackend) Write(args [][]byte, out []byte) ([]byte, uint64, error)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.gates++
+	b.wrote <- struct{}{}
 	return out, b.gates, nil
 }
 
@@ -86,17 +90,8 @@ func (b *commitBackend) OnCommit(gate uint64, done func(error)) bool {
 		return false
 	}
 	b.pending[gate] = append(b.pending[gate], done)
+	b.handed <- struct{}{}
 	return true
-}
-
-func (b *commitBackend) waiting() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for _, fns := range b.pending {
-		n += len(fns)
-	}
-	return n
 }
 
 // release commits every gate handed out so far, or with err fails every
@@ -125,15 +120,22 @@ func startNotifyServer(t *testing.T) (*commitBackend, string) {
 	return b, addr
 }
 
-// awaitHandOff polls until the server has handed n replies to the backend.
+// awaitHandOff waits until the server has handed n more replies to the
+// backend.
 func awaitHandOff(t *testing.T, b *commitBackend, n int) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for b.waiting() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d replies handed to the backend, want %d", b.waiting(), n)
+	awaitTokens(t, b.handed, n, "replies handed to the backend")
+}
+
+func awaitTokens(t *testing.T, ch <-chan struct{}, n int, what string) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for i := range n {
+		select {
+		case <-ch:
+		case <-timeout:
+			t.Fatalf("%d %s, want %d", i, what, n)
 		}
-		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -235,19 +237,7 @@ func TestLargeReplyStillWaitsInline(t *testing.T) {
 	cl := dial(t, addr)
 	const size = 1 << 20
 	cl.send("BIG " + strconv.Itoa(size) + "\r\nSET a 1\r\n")
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b.mu.Lock()
-		gates := b.gates
-		b.mu.Unlock()
-		if gates >= 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("BIG never ran")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	awaitTokens(t, b.wrote, 1, "writes run")
 	assertNothingYet(t, cl.c)
 	b.release(nil) // BIG's reply leaves through Wait
 	v, err := cl.r.ReadValue()
