@@ -11,9 +11,12 @@
 //
 // Sockets are non-blocking, so a read or write never blocks: it returns
 // what it could move or EAGAIN at once, and the call needs none of that
-// bookkeeping. Conn makes such calls inside syscall.RawConn's Read and
-// Write, which wait on the runtime's network poller when the socket is not
-// ready and keep deadlines and Close working as with the net package.
+// bookkeeping. The connection Wrap returns makes such calls inside
+// syscall.RawConn's Read and Write, which wait on the runtime's network
+// poller when the socket is not ready and keep deadlines and Close working
+// as with the net package. The price is that a goroutine keeps its
+// processor during the call; since the call never waits, that costs the
+// other goroutines microseconds at most.
 package rawio
 
 import (
