@@ -13,19 +13,21 @@ import (
 var ErrCorruptMessage = errors.New("lockstep: corrupt chain message")
 
 // codecVersion is the first byte of every encoded message.
-const codecVersion = 1
+// Version 2 added Acked.
+const codecVersion = 2
 
 // AppendMessage appends the binary encoding of m to b:
 //
 //	version byte, type byte,
 //	uvarint len(From), From, uvarint len(To), To,
-//	uvarint Epoch, uvarint Seq,
+//	uvarint Epoch, uvarint Seq, uvarint Acked,
 //	entries as wire.AppendEntries writes them.
 //
 // Framing is the transport's business.
 func AppendMessage(b []byte, m Message) []byte {
 	b = wire.AppendHeader(b, codecVersion, byte(m.Type), m.From, m.To, m.Epoch)
 	b = binary.AppendUvarint(b, m.Seq)
+	b = binary.AppendUvarint(b, m.Acked)
 	return wire.AppendEntries(b, m.Entries)
 }
 
@@ -41,6 +43,7 @@ func DecodeMessage(b []byte) (Message, error) {
 	}
 	m := Message{Type: MsgType(h.Type), From: h.From, To: h.To, Epoch: h.Epoch}
 	m.Seq = d.Uvarint()
+	m.Acked = d.Uvarint()
 	m.Entries = d.Entries()
 	if err := d.Finish(); err != nil {
 		return Message{}, err

@@ -24,13 +24,14 @@ func codecSamples() []chain.Message {
 		{Type: chain.MsgHello, From: "n1", To: "n2", Epoch: 7, Seq: 42},
 		{Type: chain.MsgAck, From: "tail", To: "mid", Epoch: 1, Seq: math.MaxUint64},
 		{Type: chain.MsgSnapshotNeeded, From: "a", To: "b", Epoch: math.MaxUint64, Seq: 0},
-		{Type: chain.MsgEntries, From: "head", To: "mid", Epoch: 3, Seq: 12, Entries: []chain.Entry{
+		{Type: chain.MsgEntries, From: "head", To: "mid", Epoch: 3, Seq: 12, Acked: 9, Entries: []chain.Entry{
 			{Seq: 10, Data: []byte("set k v")}, {Seq: 11, Data: []byte{0, 1, 2}}, {Seq: 12},
 		}},
 		{Type: chain.MsgEntries, From: "x", To: "y", Epoch: 2, Seq: 5, Entries: []chain.Entry{
 			{Seq: math.MaxUint64, Data: []byte("wrap")}, {Seq: 1, Data: []byte("back")},
 		}},
 		{Type: chain.MsgEntries, From: "", To: "", Epoch: 0, Seq: 0},
+		{Type: chain.MsgEntries, From: "h", To: "m", Epoch: 1, Seq: 1, Acked: math.MaxUint64},
 	}
 }
 
@@ -68,13 +69,14 @@ func TestDecodeRejects(t *testing.T) {
 	codec.CheckCorrupt(t, map[string][]byte{
 		"empty":       nil,
 		"version":     append([]byte{9}, good[1:]...),
-		"type 0":      append([]byte{1, 0}, good[2:]...),
-		"type 5":      append([]byte{1, 5}, good[2:]...),
+		"type 0":      append([]byte{2, 0}, good[2:]...),
+		"type 5":      append([]byte{2, 5}, good[2:]...),
 		"truncated":   good[:len(good)-1],
 		"trailing":    append(append([]byte(nil), good...), 0),
-		"huge count":  {1, 2, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
-		"huge string": {1, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 'a'},
-		"bad varint":  {1, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"huge count":  {2, 2, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"huge string": {2, 1, 0xff, 0xff, 0xff, 0xff, 0x0f, 'a'},
+		"bad varint":  {2, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"version 1":   append([]byte{1}, good[1:]...),
 	})
 }
 

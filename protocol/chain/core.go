@@ -21,7 +21,9 @@ type Options struct {
 	// ID is this replica's name, as configurations list it.
 	ID string
 	// Window is the most unacknowledged entries the head may hold;
-	// Propose returns ErrWindowFull beyond it (default 1024).
+	// Propose returns ErrWindowFull beyond it (default 1024). A middle
+	// learns of acks after the head does, so its log may hold up to
+	// twice Window for a while after a reconfiguration.
 	Window int
 	// JoinWindow is how many applied entries the tail may buffer for a
 	// joiner that has not acknowledged them before it holds back its own
@@ -132,6 +134,10 @@ type Core struct {
 	// first reports in the new configuration; see Status.Complete.
 	barrier group.Barrier
 
+	// ticking is set while Tick settles: acks the tail defers to its
+	// predecessor go out then (see ackUpstream).
+	ticking bool
+
 	ready Ready
 }
 
@@ -156,7 +162,8 @@ type upLink struct {
 	awaitSnap bool        // the predecessor answered MsgSnapshotNeeded; waiting for Restored
 	snapFrom  uint64      // its Seq: applying up to it ends the wait as well
 	gapHello  bool        // a Hello went out for a gap and no entry was accepted since
-	ackSent   uint64      // the highest ack sent upstream in this epoch
+	ackSent   uint64      // the highest ack sent to the predecessor in this epoch
+	headAck   uint64      // the highest ack sent straight to the head in this epoch (see ackUpstream)
 }
 
 // New returns a Core for the replica opts.ID whose state machine has
@@ -308,7 +315,9 @@ func (c *Core) Tick() {
 	}
 	c.tickDown()
 	c.tickUp()
+	c.ticking = true
 	c.settle()
+	c.ticking = false
 }
 
 // tickDown acts when entries sent to the successor have gone without ack

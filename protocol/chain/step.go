@@ -49,12 +49,17 @@ func (c *Core) onHello(m Message) error {
 		return fmt.Errorf("%w: successor %s has applied %d, beyond this replica's last %d", ErrUnexpectedMessage, m.From, m.Seq, c.log.Last())
 	}
 	d := &c.down
-	if m.Seq < c.log.Base {
+	// A successor's applied seq never falls within an epoch, so a Hello
+	// that reports less than an ack already did is stale: with the tail
+	// acking the head directly, the head may have trimmed past it before
+	// it arrived. The successor holds at least floor either way.
+	d.floor = max(d.floor, m.Seq)
+	if d.floor < c.log.Base {
 		d.ready = false
 		c.send(Message{Type: MsgSnapshotNeeded, To: c.succ, Seq: c.log.Base})
 		return nil
 	}
-	d.ready, d.next, d.floor, d.greet = true, m.Seq+1, m.Seq, true
+	d.ready, d.next, d.greet = true, d.floor+1, true
 	d.idle.Reset()
 	if c.succIsEnd {
 		// The end of the chain reports its own applied seq: an ack.
@@ -77,6 +82,12 @@ func (c *Core) onEntries(m Message) error {
 		return nil
 	}
 	c.barrier.Learn(m.Seq)
+	if c.role == RoleMiddle && m.Acked > 0 {
+		// The predecessor's ack covers this replica's successor too. A
+		// tail must not take it: with a joiner, its own ack upstream is
+		// not the joiner's.
+		c.learnAck(m.Acked)
+	}
 	n := len(c.ready.Apply)
 	apply, resent, gap := c.log.Receive(m.Entries, c.ready.Apply)
 	c.ready.Apply = apply
@@ -90,24 +101,35 @@ func (c *Core) onEntries(m Message) error {
 	if resent || len(m.Entries) == 0 {
 		// The predecessor is sending again or greeting: our acks may have
 		// been lost, so repeat the current one.
-		u.ackSent = 0
+		u.ackSent, u.headAck = 0, 0
 	}
 	return nil
 }
 
-// onAck records how far everything downstream has applied.
+// onAck records how far everything downstream has applied. The head
+// takes acks from its successor and, in a chain of three or more, straight
+// from the tail (see ackUpstream).
 func (c *Core) onAck(m Message) error {
-	if err := c.fromNeighbour(m, c.succ, "successor"); err != nil {
-		return err
+	if c.role != RoleHead || m.From != c.cfg.Members[len(c.cfg.Members)-1] {
+		if err := c.fromNeighbour(m, c.succ, "successor"); err != nil {
+			return err
+		}
 	}
+	c.learnAck(m.Seq)
+	return nil
+}
+
+// learnAck records that every replica from the successor to the end of
+// the chain has applied up to seq, from an ack or, at a middle, from the
+// Acked of its predecessor's MsgEntries.
+func (c *Core) learnAck(seq uint64) {
 	d := &c.down
-	seq := min(m.Seq, c.applied)
+	seq = min(seq, c.applied)
 	if seq > d.ack {
 		d.ack = seq
 		d.idle.Reset()
 	}
 	d.floor = max(d.floor, seq)
-	return nil
 }
 
 // onSnapshotNeeded asks the runtime for a snapshot, unless the answer is
@@ -212,15 +234,56 @@ func (c *Core) upstreamAck() uint64 {
 
 // ackUpstream sends the upstream ack when it has grown since the last one
 // sent in this epoch.
+//
+// Only one ack is urgent: the tail's, which commits writes at the head.
+// The tail of a chain of three or more sends it straight to the head
+// rather than through every middle, so a write's reply waits for one hop
+// back instead of one per replica. A middle needs acks only to trim its
+// log and to see that its successor is alive, and it also learns the
+// head's ack from every MsgEntries (Acked), so acks to a middle's or such
+// a tail's predecessor are lazy: they go on a tick, or once they have
+// grown by lazyAckGap. A joiner, and the tail of a two-member chain, ack
+// their predecessor at once.
 func (c *Core) ackUpstream() {
 	if c.pred == "" {
 		return
 	}
-	if a := c.upstreamAck(); a > c.up.ackSent {
-		c.send(Message{Type: MsgAck, To: c.pred, Seq: a})
-		c.up.ackSent = a
+	a := c.upstreamAck()
+	head := c.directAckTarget()
+	if head != "" && a > c.up.headAck {
+		c.send(Message{Type: MsgAck, To: head, Seq: a})
+		c.up.headAck = a
 	}
+	if a <= c.up.ackSent {
+		return
+	}
+	if c.lazyAcks() && !c.ticking && a-c.up.ackSent < c.lazyAckGap() {
+		return
+	}
+	c.send(Message{Type: MsgAck, To: c.pred, Seq: a})
+	c.up.ackSent = a
 }
+
+// directAckTarget is the head when this replica is the tail of a chain of
+// three or more members, else "".
+func (c *Core) directAckTarget() string {
+	if c.role != RoleTail || len(c.cfg.Members) < 3 {
+		return ""
+	}
+	return c.cfg.Members[0]
+}
+
+// lazyAcks reports whether acks to the predecessor may wait for a tick:
+// the head hears them some faster way (see ackUpstream).
+func (c *Core) lazyAcks() bool {
+	return c.role == RoleMiddle || c.directAckTarget() != ""
+}
+
+// lazyAckGap is how far a lazy ack may fall behind between ticks. It
+// bounds how many entries a middle's log holds beyond the head's window
+// when it cannot learn the head's ack (its predecessor has nothing to
+// send).
+func (c *Core) lazyAckGap() uint64 { return uint64(max(c.opts.Window/4, 1)) }
 
 // stream sends the successor every applied entry it has not been sent, in
 // batches of MaxBatch, or an empty MsgEntries to answer its Hello.
@@ -238,11 +301,11 @@ func (c *Core) stream() {
 	}
 	for d.next <= c.applied {
 		hi := min(c.applied, d.next+uint64(c.opts.MaxBatch)-1)
-		c.send(Message{Type: MsgEntries, To: c.succ, Seq: c.reportedLast(), Entries: c.log.Slice(d.next, hi)})
+		c.send(Message{Type: MsgEntries, To: c.succ, Seq: c.reportedLast(), Acked: d.ack, Entries: c.log.Slice(d.next, hi)})
 		d.next, d.greet = hi+1, false
 	}
 	if d.greet {
-		c.send(Message{Type: MsgEntries, To: c.succ, Seq: c.reportedLast()})
+		c.send(Message{Type: MsgEntries, To: c.succ, Seq: c.reportedLast(), Acked: d.ack})
 		d.greet = false
 	}
 }

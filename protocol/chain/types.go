@@ -51,10 +51,15 @@ const (
 	// MsgEntries carries consecutive entries to the successor, or none
 	// (to answer a Hello, or to ask for the ack again). Seq is the
 	// sender's last seq, or its barrier if higher (see Status.Complete),
-	// so a joiner can tell when it has caught up.
+	// so a joiner can tell when it has caught up. Acked is the sender's
+	// own ack from downstream in this epoch: every replica from the
+	// recipient to the end of the chain has applied up to it, which is
+	// how a middle learns of the acks the tail sends the head directly.
 	MsgEntries
-	// MsgAck tells the predecessor that every replica from the sender to
-	// the end of the chain has applied up to Seq.
+	// MsgAck tells the recipient that every replica from the sender to
+	// the end of the chain has applied up to Seq. Acks go to the
+	// predecessor, and from the tail of a chain of three or more also
+	// straight to the head (see Core.ackUpstream).
 	MsgAck
 	// MsgSnapshotNeeded answers a Hello whose Seq is older than anything
 	// the predecessor still holds: the successor must fetch a snapshot
@@ -71,6 +76,7 @@ type Message struct {
 	To      string
 	Epoch   uint64
 	Seq     uint64
+	Acked   uint64 // MsgEntries only; see MsgEntries
 	Entries []Entry
 }
 
