@@ -81,44 +81,62 @@ func (c *conn) stopReading() {
 	_ = c.nc.SetReadDeadline(time.Now())
 }
 
-// abort closes the connection at once, abandoning unsent replies.
+// abort closes the connection at once, abandoning unsent replies. The
+// close runs on a goroutine of its own: Close waits for a read in
+// progress to return, and the connection's goroutine handles its
+// commands inside its read (rawio.ReadEach), where a write may wait for
+// room in the replication window after its context has ended.
 func (c *conn) abort() {
 	c.cancel()
-	_ = c.nc.Close()
+	go func() { _ = c.nc.Close() }()
 }
 
 func (c *conn) serve() {
 	defer c.srv.forget(c)
 	defer c.cancel()
 	defer c.lingerClose()
-	log := c.srv.cfg.Logger
 	defer func() { _ = c.settle() }() // the last reply goes out before the close
-	for {
-		rerr := c.fill()
-		if err := c.settle(); err != nil {
-			log.Debug("client write", "id", c.id, "err", err)
-			return
-		}
-		if rerr != nil {
-			if !isQuietClose(rerr) && !c.draining.Load() {
-				log.Debug("client read", "id", c.id, "err", rerr)
-			}
-			return
-		}
-		err := c.process()
-		if ferr := c.flush(true); ferr != nil {
-			log.Debug("client write", "id", c.id, "err", ferr)
-			return
-		}
-		if err != nil || c.quit {
-			return
-		}
+	rerr := rawio.ReadEach(c.rw, c.room, c.handleInput)
+	if rerr != nil && !isQuietClose(rerr) && !c.draining.Load() {
+		c.srv.cfg.Logger.Debug("client read", "id", c.id, "err", rerr)
 	}
 }
 
-// fill reads more input, growing the buffer when a command needs more
-// room than is free.
-func (c *conn) fill() error {
+// handleInput takes n more bytes of input: it collects the outcome of the
+// replies handed over before, runs every complete command and flushes
+// their replies. It runs inside rawio.ReadEach, which then waits for the
+// client's next bytes without a read(2) that finds none. A client that
+// is reset right after its last bytes is noticed by the write of their
+// reply; with only part of a command read there is no reply to write, so
+// the next read is made at once (Poll).
+func (c *conn) handleInput(n int) rawio.Then {
+	c.w += n
+	log := c.srv.cfg.Logger
+	if err := c.settle(); err != nil {
+		log.Debug("client write", "id", c.id, "err", err)
+		return rawio.Stop
+	}
+	err := c.process()
+	if ferr := c.flush(true); ferr != nil {
+		log.Debug("client write", "id", c.id, "err", ferr)
+		return rawio.Stop
+	}
+	switch {
+	case err != nil || c.quit || c.draining.Load() || c.undelivered.Load():
+		// A draining connection, or one whose reply failed, stops here
+		// even when more input is waiting: its read deadline only ends
+		// a wait.
+		return rawio.Stop
+	case c.r < c.w:
+		return rawio.Poll
+	}
+	return rawio.Wait
+}
+
+// room makes space for more input, growing the buffer when a command
+// needs more room than is free, arms the idle deadline, and returns the
+// free part of the buffer for the next read.
+func (c *conn) room() []byte {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 	} else if c.r > 0 {
@@ -148,12 +166,7 @@ func (c *conn) fill() error {
 			_ = c.nc.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
-	n, err := c.rw.Read(c.in[c.w:])
-	c.w += n
-	if n > 0 {
-		return nil
-	}
-	return err
+	return c.in[c.w:]
 }
 
 // process runs every complete command in the input buffer. A protocol

@@ -191,6 +191,31 @@ func TestHalfSentCommand(t *testing.T) {
 	}
 }
 
+// TestHalfClosedClientGetsItsRepliesAndTheEnd checks a client that sends
+// its commands and shuts down its side at once, as "nc -N" does: it gets
+// every reply, then the server's end of the stream. The end of the input
+// often arrives with the commands themselves; the server must still see
+// it while it waits for the next request without reading (rawio.ReadEach).
+func TestHalfClosedClientGetsItsRepliesAndTheEnd(t *testing.T) {
+	_, addr := startServer(t, nil)
+	for i := range 50 {
+		cl := dial(t, addr)
+		cl.send("SET k" + fmt.Sprint(i) + " v\r\nPING\r\n")
+		if err := cl.c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if got := cl.read(); got != "OK" {
+			t.Fatalf("connection %d: SET = %q", i, got)
+		}
+		if got := cl.read(); got != "PONG" {
+			t.Fatalf("connection %d: PING = %q", i, got)
+		}
+		if _, err := cl.r.ReadValue(); err != io.EOF {
+			t.Fatalf("connection %d: after the replies got %v, want the end of the stream", i, err)
+		}
+	}
+}
+
 // TestManyArguments sends a 10,000-argument command: it is parsed and
 // answered like any other.
 func TestManyArguments(t *testing.T) {

@@ -29,6 +29,13 @@ type conn struct {
 	rerrno syscall.Errno
 	readFn func(fd uintptr) bool
 
+	// ReadEach's recvmsg(2) state, guarded by rmu like the fields above.
+	inqTried, inq bool
+	msg           syscall.Msghdr
+	iov           syscall.Iovec
+	cmsg          [4]uint64 // one cmsghdr and its int32, 8-byte aligned
+	reads         int       // read-side system calls, for tests
+
 	wmu     sync.Mutex
 	wbuf    []byte
 	wn      int
@@ -81,6 +88,7 @@ func (c *conn) Read(p []byte) (int, error) {
 func (c *conn) read(fd uintptr) bool {
 	p := c.rbuf
 	for {
+		c.reads++
 		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch e {
 		case syscall.EINTR:
@@ -91,6 +99,102 @@ func (c *conn) read(fd uintptr) bool {
 		c.rn, c.rerrno = int(r), e
 		return true
 	}
+}
+
+func readEach(nc net.Conn, next func() []byte, handle func(n int) Then) error {
+	c, ok := nc.(*conn)
+	if !ok {
+		return readLoop(nc, next, handle)
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.enableInq()
+	var errno syscall.Errno
+	eof, stopped := false, false
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			p := next()
+			if len(p) == 0 {
+				errno = syscall.ENOBUFS // next broke its contract
+				return true
+			}
+			n, more, e := c.recv(fd, p)
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return false
+			case e != 0:
+				errno = e
+				return true
+			case n == 0:
+				eof = true
+				return true
+			}
+			switch handle(n) {
+			case Stop:
+				stopped = true
+				return true
+			case Wait:
+				if !more && n < len(p) {
+					return false // nothing left: wait for the next arrival
+				}
+			}
+		}
+	})
+	switch {
+	case stopped:
+		return nil
+	case err != nil:
+		return c.opError("read", err)
+	case errno != 0:
+		return c.opError("read", os.NewSyscallError("read", errno))
+	case eof:
+		return io.EOF
+	}
+	return nil
+}
+
+// tcpInq is Linux's TCP_INQ socket option, and the type of the control
+// message it adds to every recvmsg: the bytes left to read, or 1 after
+// the peer's FIN even when none are.
+const tcpInq = 36
+
+// enableInq turns on TCP_INQ once; it fails harmlessly on sockets that
+// are not TCP and on kernels before 4.18.
+func (c *conn) enableInq() {
+	if c.inqTried {
+		return
+	}
+	c.inqTried = true
+	_ = c.rc.Control(func(fd uintptr) {
+		c.inq = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpInq, 1) == nil
+	})
+}
+
+// recv reads into p and reports whether the kernel says more is waiting
+// (always true without TCP_INQ, so the caller reads until EAGAIN).
+func (c *conn) recv(fd uintptr, p []byte) (n int, more bool, errno syscall.Errno) {
+	c.reads++
+	if !c.inq {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		return int(r), true, e
+	}
+	c.iov.Base = &p[0]
+	c.iov.SetLen(len(p))
+	c.msg = syscall.Msghdr{Iov: &c.iov, Iovlen: 1, Control: (*byte)(unsafe.Pointer(&c.cmsg[0]))}
+	c.msg.SetControllen(int(unsafe.Sizeof(c.cmsg)))
+	r, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), 0)
+	c.iov.Base = nil
+	if e != 0 {
+		return 0, false, e
+	}
+	more = true
+	h := (*syscall.Cmsghdr)(unsafe.Pointer(&c.cmsg[0]))
+	if uint64(c.msg.Controllen) >= uint64(syscall.CmsgLen(4)) && h.Level == syscall.IPPROTO_TCP && h.Type == tcpInq {
+		more = *(*int32)(unsafe.Add(unsafe.Pointer(&c.cmsg[0]), syscall.CmsgLen(0))) != 0
+	}
+	return int(r), more, 0
 }
 
 func (c *conn) Write(p []byte) (int, error) { return c.writeSome(p, false) }

@@ -14,7 +14,7 @@ import (
 
 // pair returns a wrapped client end and the plain server end of a
 // loopback TCP connection.
-func pair(t *testing.T) (net.Conn, net.Conn) {
+func pair(t testing.TB) (net.Conn, net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
