@@ -7,7 +7,9 @@
 //
 // Roles come from the configuration: the first member is the head, which
 // orders writes and numbers them; the last is the tail, whose apply commits
-// an entry; updates flow head to tail and acks flow back. A Joining node
+// an entry; updates flow head to tail and acks flow back, the tail's
+// straight to the head and the others lazily (see Core.ackUpstream). A
+// Joining node
 // sits behind the tail, receives every update but does not count for
 // commit until the coordinator appends it to Members.
 //
