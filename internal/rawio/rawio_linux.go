@@ -72,15 +72,24 @@ func (c *conn) Read(p []byte) (int, error) {
 	err := c.rc.Read(c.readFn)
 	n, errno := c.rn, c.rerrno
 	c.rbuf = nil
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
-		return 0, io.EOF
+	if err := c.readErr(err, errno, n == 0); err != nil {
+		return 0, err
 	}
 	return n, nil
+}
+
+// readErr is the error a read ends with: RawConn's own (a deadline, a
+// close), the errno of read(2), io.EOF at the end of the stream, or nil.
+func (c *conn) readErr(err error, errno syscall.Errno, eof bool) error {
+	switch {
+	case err != nil:
+		return c.opError("read", err)
+	case errno != 0:
+		return c.opError("read", os.NewSyscallError("read", errno))
+	case eof:
+		return io.EOF
+	}
+	return nil
 }
 
 // read makes one read(2), retrying on EINTR; false asks RawConn to wait
@@ -142,17 +151,10 @@ func readEach(nc net.Conn, next func() []byte, handle func(n int) Then) error {
 			}
 		}
 	})
-	switch {
-	case stopped:
+	if stopped {
 		return nil
-	case err != nil:
-		return c.opError("read", err)
-	case errno != 0:
-		return c.opError("read", os.NewSyscallError("read", errno))
-	case eof:
-		return io.EOF
 	}
-	return nil
+	return c.readErr(err, errno, eof)
 }
 
 // tcpInq is Linux's TCP_INQ socket option, and the type of the control
@@ -170,6 +172,7 @@ func (c *conn) enableInq() {
 	_ = c.rc.Control(func(fd uintptr) {
 		c.inq = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpInq, 1) == nil
 	})
+	c.msg = syscall.Msghdr{Iov: &c.iov, Iovlen: 1, Control: (*byte)(unsafe.Pointer(&c.cmsg[0]))}
 }
 
 // recv reads into p and reports whether the kernel says more is waiting
@@ -182,8 +185,8 @@ func (c *conn) recv(fd uintptr, p []byte) (n int, more bool, errno syscall.Errno
 	}
 	c.iov.Base = &p[0]
 	c.iov.SetLen(len(p))
-	c.msg = syscall.Msghdr{Iov: &c.iov, Iovlen: 1, Control: (*byte)(unsafe.Pointer(&c.cmsg[0]))}
-	c.msg.SetControllen(int(unsafe.Sizeof(c.cmsg)))
+	c.msg.SetControllen(int(unsafe.Sizeof(c.cmsg))) // the kernel shrinks it to what it wrote
+	c.msg.Flags = 0
 	r, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&c.msg)), 0)
 	c.iov.Base = nil
 	if e != 0 {

@@ -134,10 +134,6 @@ type Core struct {
 	// first reports in the new configuration; see Status.Complete.
 	barrier group.Barrier
 
-	// ticking is set while Tick settles: acks the tail defers to its
-	// predecessor go out then (see ackUpstream).
-	ticking bool
-
 	ready Ready
 }
 
@@ -315,9 +311,8 @@ func (c *Core) Tick() {
 	}
 	c.tickDown()
 	c.tickUp()
-	c.ticking = true
 	c.settle()
-	c.ticking = false
+	c.ackUpstream(true) // the lazy acks deferred since the last tick
 }
 
 // tickDown acts when entries sent to the successor have gone without ack

@@ -154,7 +154,7 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 func (c *Core) settle() {
 	c.log.Trim(c.trimPoint())
 	c.advanceCommit()
-	c.ackUpstream()
+	c.ackUpstream(false)
 	c.stream()
 }
 
@@ -233,7 +233,7 @@ func (c *Core) upstreamAck() uint64 {
 }
 
 // ackUpstream sends the upstream ack when it has grown since the last one
-// sent in this epoch.
+// sent in this epoch; tick sends a lazy one (below) that is still waiting.
 //
 // Only one ack is urgent: the tail's, which commits writes at the head.
 // The tail of a chain of three or more sends it straight to the head
@@ -244,7 +244,7 @@ func (c *Core) upstreamAck() uint64 {
 // a tail's predecessor are lazy: they go on a tick, or once they have
 // grown by lazyAckGap. A joiner, and the tail of a two-member chain, ack
 // their predecessor at once.
-func (c *Core) ackUpstream() {
+func (c *Core) ackUpstream(tick bool) {
 	if c.pred == "" {
 		return
 	}
@@ -257,7 +257,7 @@ func (c *Core) ackUpstream() {
 	if a <= c.up.ackSent {
 		return
 	}
-	if c.lazyAcks() && !c.ticking && a-c.up.ackSent < c.lazyAckGap() {
+	if c.lazyAcks() && !tick && a-c.up.ackSent < c.lazyAckGap() {
 		return
 	}
 	c.send(Message{Type: MsgAck, To: c.pred, Seq: a})
