@@ -349,16 +349,16 @@ func TestPBPausedPrimaryStopsServingReads(t *testing.T) {
 }
 
 // TestRandomKillsLinearizable kills and restarts random servers of a
-// three-node primary-backup group, and of a checkpoint group, for 30 s
-// each under 8 clients reading and writing through every node. Every read must return the last
+// three-node chain, a primary-backup group and a checkpoint group, for
+// 30 s each under 8 clients reading and writing through every node. Every read must return the last
 // acknowledged write: the history is checked with porcupine, per key. The
 // seed picks victims and client operations (timing is the machine's);
 // LOCKSTEP_SEED replays a choice of victims.
 func TestRandomKillsLinearizable(t *testing.T) {
 	if testing.Short() {
-		t.Skip("slow: 30 s of kills with real processes")
+		t.Skip("slow: 30 s of kills with real processes per protocol")
 	}
-	for _, proto := range []string{pbProto, cpProto} {
+	for _, proto := range []string{"chain", pbProto, cpProto} {
 		t.Run(proto, func(t *testing.T) { randomKills(t, proto) })
 	}
 }
