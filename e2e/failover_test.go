@@ -45,7 +45,7 @@ func TestMeasureFailover(t *testing.T) {
 	}
 	slices.Sort(times)
 	t.Logf("%s, found by %s: SIGKILL of the writer -> first successful write, %d runs: min %v, median %v, max %v, all %v",
-		cmp.Or(proto, "chain"), mode, runs, times[0], times[len(times)/2], times[len(times)-1], times)
+		cmp.Or(proto, chainProto), mode, runs, times[0], times[len(times)/2], times[len(times)-1], times)
 }
 
 // failoverTarget starts a 3-node group and returns the pid of the node

@@ -19,7 +19,11 @@ import (
 	"github.com/lockstep/lockstep/internal/proctest"
 )
 
-const pbProto = "primary-backup"
+// The --protocol names the tests run; chain is the default.
+const (
+	chainProto = "chain"
+	pbProto    = "primary-backup"
+)
 
 // ackWriter runs clients that each write fresh keys (w<client>-<n>) through
 // the nodes addrs returns, and remembers every write that was
@@ -358,7 +362,7 @@ func TestRandomKillsLinearizable(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: 30 s of kills with real processes per protocol")
 	}
-	for _, proto := range []string{"chain", pbProto, cpProto} {
+	for _, proto := range []string{chainProto, pbProto, cpProto} {
 		t.Run(proto, func(t *testing.T) { randomKills(t, proto) })
 	}
 }

@@ -172,7 +172,9 @@ func (c *conn) enableInq() {
 	_ = c.rc.Control(func(fd uintptr) {
 		c.inq = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, tcpInq, 1) == nil
 	})
-	c.msg = syscall.Msghdr{Iov: &c.iov, Iovlen: 1, Control: (*byte)(unsafe.Pointer(&c.cmsg[0]))}
+	if c.inq { // recv's header, built once: only the lengths change per call
+		c.msg = syscall.Msghdr{Iov: &c.iov, Iovlen: 1, Control: (*byte)(unsafe.Pointer(&c.cmsg[0]))}
+	}
 }
 
 // recv reads into p and reports whether the kernel says more is waiting
