@@ -14,6 +14,7 @@ package kv
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 
@@ -48,6 +49,12 @@ type Machine struct {
 	// lock costs little and keeps a misuse from corrupting updates.
 	prepMu  sync.Mutex
 	scratch prep
+
+	// applyMu guards applyBuf, the Batch every Apply reuses: the runtime
+	// serializes Apply, and no Store keeps a Batch or its Ops slice (only
+	// the keys and values in it), so each write need not allocate one.
+	applyMu  sync.Mutex
+	applyBuf storage.Batch
 
 	cursors *cursorTable
 	dirty   dirtySet
@@ -143,12 +150,15 @@ func (m *Machine) Apply(seq uint64, u statemachine.Update, out []byte) ([]byte, 
 	if err != nil {
 		return out, err
 	}
-	b := newBatch(n)
+	m.applyMu.Lock()
+	defer m.applyMu.Unlock()
+	b := &m.applyBuf
+	b.Ops, b.Seq = slices.Grow(b.Ops[:0], n)[:n], seq
+	defer releaseOps(b)
 	if err := decodeOps(body, b.Ops); err != nil {
 		return out, err
 	}
 	detachOps(b.Ops, len(u))
-	b.Seq = seq
 	if err := m.store.Apply(b); err != nil {
 		return out, fmt.Errorf("kv: apply update %d: %w", seq, err)
 	}

@@ -209,20 +209,15 @@ func readBytes(b []byte) ([]byte, []byte, error) {
 	return rest[:n:n], rest[n:], nil
 }
 
-// batch1 holds a Batch and room for one op, so the common single-op Update
-// costs Apply one allocation.
-type batch1 struct {
-	b  storage.Batch
-	op [1]storage.Op
-}
-
-func newBatch(n int) *storage.Batch {
-	if n <= 1 {
-		s := &batch1{}
-		s.b.Ops = s.op[:n]
-		return &s.b
+// releaseOps empties an applied Batch's ops, so the reused Batch does not
+// keep the last Update's keys and values alive, and drops an ops array a
+// large MSET grew.
+func releaseOps(b *storage.Batch) {
+	clear(b.Ops)
+	b.Ops = b.Ops[:0]
+	if cap(b.Ops) > 64 {
+		b.Ops = nil
 	}
-	return &storage.Batch{Ops: make([]storage.Op, n)}
 }
 
 // detachOps copies keys and values out of an Update of updateLen bytes

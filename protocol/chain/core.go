@@ -360,7 +360,7 @@ func (c *Core) Status() Status {
 		Applied:     c.applied,
 		Last:        c.log.Last(),
 		Commit:      c.commit,
-		Pending:     len(c.log.Ents),
+		Pending:     c.log.Len(),
 		Predecessor: c.pred,
 		Successor:   c.succ,
 	}

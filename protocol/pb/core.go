@@ -366,7 +366,7 @@ func (c *Core) Status() Status {
 		Applied: c.applied,
 		Last:    c.log.Last(),
 		Commit:  c.known,
-		Pending: len(c.log.Ents),
+		Pending: c.log.Len(),
 		Lineage: c.lineage,
 	}
 	switch c.view.Role {

@@ -20,25 +20,69 @@ type Entry struct {
 // Log holds the consecutive entries Base+1 .. Last() that a replica must
 // keep (which ones depends on the protocol).
 //
-// Trimming reslices the front away instead of copying, so the backing array
-// is reclaimed the next time Append has to grow it; trimmed slots are
-// zeroed first so their Data can be collected at once.
+// The entries sit in a ring that is kept when the log empties, so a head
+// whose acks keep up, and whose log therefore empties and refills many
+// times a second, appends without allocating. Trimmed slots are zeroed at
+// once so their Data can be collected. A ring grown for a burst is given
+// back once the log has shrunk to a small part of it.
 type Log struct {
 	Base uint64 // seq of the newest entry already dropped (or restored)
-	Ents []Entry
+	ring []Entry
+	off  int // index in ring of entry Base+1
+	n    int // entries held
 }
 
+// minRing is the smallest ring Append allocates, and shrinking never goes
+// below it: a few dozen entries cover a head's usual window.
+const minRing = 64
+
 // Last is the seq of the newest entry the log has ever held.
-func (l *Log) Last() uint64 { return l.Base + uint64(len(l.Ents)) }
+func (l *Log) Last() uint64 { return l.Base + uint64(l.n) }
+
+// Len is the number of entries held.
+func (l *Log) Len() int { return l.n }
+
+// at returns the slot of the i-th entry held (0 is entry Base+1).
+func (l *Log) at(i int) *Entry { return &l.ring[(l.off+i)&(len(l.ring)-1)] }
 
 // Append adds e, which must carry seq Last()+1.
-func (l *Log) Append(e Entry) { l.Ents = append(l.Ents, e) }
+func (l *Log) Append(e Entry) {
+	if l.n == len(l.ring) {
+		l.resize(max(minRing, 2*len(l.ring)))
+	}
+	*l.at(l.n) = e
+	l.n++
+}
+
+// resize moves the entries into a new ring of size (a power of two that
+// holds them all).
+func (l *Log) resize(size int) {
+	ring := make([]Entry, size)
+	l.copyOut(ring, 0, l.n)
+	l.ring, l.off = ring, 0
+}
+
+// copyOut copies entries i..j-1 (0 is entry Base+1) into dst.
+func (l *Log) copyOut(dst []Entry, i, j int) {
+	if i == j {
+		return
+	}
+	lo, hi := (l.off+i)&(len(l.ring)-1), (l.off+j-1)&(len(l.ring)-1)+1
+	if lo < hi {
+		copy(dst, l.ring[lo:hi])
+		return
+	}
+	k := copy(dst, l.ring[lo:])
+	copy(dst[k:], l.ring[:hi])
+}
 
 // Slice returns a copy of the headers of entries lo..hi (inclusive); the
 // caller guarantees Base < lo <= hi <= Last(). The Data slices are shared:
 // entries are immutable once logged.
 func (l *Log) Slice(lo, hi uint64) []Entry {
-	return append([]Entry(nil), l.Ents[lo-l.Base-1:hi-l.Base]...)
+	out := make([]Entry, hi-lo+1)
+	l.copyOut(out, int(lo-l.Base-1), int(hi-l.Base))
+	return out
 }
 
 // Trim drops every entry with seq <= seq.
@@ -46,12 +90,15 @@ func (l *Log) Trim(seq uint64) {
 	if seq <= l.Base {
 		return
 	}
-	n := min(seq-l.Base, uint64(len(l.Ents)))
-	clear(l.Ents[:n])
-	l.Ents = l.Ents[n:]
-	l.Base += n
-	if len(l.Ents) == 0 {
-		l.Ents = nil
+	n := int(min(seq-l.Base, uint64(l.n)))
+	for i := range n {
+		*l.at(i) = Entry{}
+	}
+	l.off = (l.off + n) & (len(l.ring) - 1)
+	l.n -= n
+	l.Base += uint64(n)
+	if len(l.ring) > minRing && l.n <= len(l.ring)/8 {
+		l.resize(max(minRing, len(l.ring)/4))
 	}
 }
 
@@ -79,8 +126,7 @@ func (l *Log) Receive(ents, apply []Entry) (_ []Entry, dup, gap bool) {
 
 // Reset empties the log and makes seq its base, as after a snapshot.
 func (l *Log) Reset(seq uint64) {
-	clear(l.Ents)
-	l.Ents = nil
+	l.ring, l.off, l.n = nil, 0, 0
 	l.Base = seq
 }
 

@@ -2,8 +2,12 @@ package wire
 
 import (
 	"errors"
+	"math/rand/v2"
+	"os"
 	"slices"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // TestReceive checks the receiving end of a stream: entries the log holds
@@ -47,5 +51,56 @@ func TestHeader(t *testing.T) {
 		if _, err := NewDecoder(tc.b, errCorrupt).Header(tc.version, tc.maxType); !errors.Is(err, errCorrupt) {
 			t.Errorf("%x as version %d, types to %d: %v", tc.b, tc.version, tc.maxType, err)
 		}
+	}
+}
+
+// TestLogRing drives a Log and a plain slice with the same random appends,
+// trims and resets, across ring growth, wrap-around and shrinking, and
+// checks after every step that both hold the same entries.
+func TestLogRing(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (LOCKSTEP_SEED replays it)", seed)
+	r := rand.New(rand.NewPCG(seed, 0))
+	var l Log
+	var base uint64
+	var model []Entry
+	for step := range 20000 {
+		switch k := r.IntN(100); {
+		case k < 60: // bursts of appends, sometimes long enough to grow the ring
+			for range r.IntN(1 + 300*r.IntN(2)) {
+				e := Entry{Seq: base + uint64(len(model)) + 1, Data: []byte{byte(step)}}
+				l.Append(e)
+				model = append(model, e)
+			}
+		case k < 99:
+			seq := base + uint64(r.IntN(len(model)+2))
+			l.Trim(seq)
+			if seq > base {
+				n := min(int(seq-base), len(model))
+				model, base = model[n:], base+uint64(n)
+			}
+		default:
+			base += uint64(r.IntN(5))
+			l.Reset(base)
+			model = nil
+		}
+		if l.Base != base || l.Len() != len(model) || l.Last() != base+uint64(len(model)) {
+			t.Fatalf("step %d: base %d len %d, want %d %d", step, l.Base, l.Len(), base, len(model))
+		}
+		if len(model) == 0 {
+			continue
+		}
+		lo := base + 1 + uint64(r.IntN(len(model)))
+		hi := lo + uint64(r.IntN(int(base+uint64(len(model))-lo)+1))
+		got, want := l.Slice(lo, hi), model[lo-base-1:hi-base]
+		if !slices.EqualFunc(got, want, func(a, b Entry) bool { return a.Seq == b.Seq && slices.Equal(a.Data, b.Data) }) {
+			t.Fatalf("step %d: Slice(%d, %d) = %v, want %v", step, lo, hi, got, want)
+		}
+	}
+	if len(l.ring) > 4*minRing && l.Len() < len(l.ring)/8 {
+		t.Errorf("ring of %d slots holds %d entries: it never shrank", len(l.ring), l.Len())
 	}
 }
