@@ -177,3 +177,24 @@ func TestUpRefusesForeignDir(t *testing.T) {
 		t.Fatalf("file in --dir was touched: %q, %v", b, err)
 	}
 }
+
+// TestUpRefusesTakenPort checks that `lockstep up` names a node's port that
+// is taken and starts nothing, instead of waiting for a node that cannot
+// listen and so never joins.
+func TestUpRefusesTakenPort(t *testing.T) {
+	base := freeRun(t, 3)
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dir := t.TempDir() + "/cluster"
+	out, err := exec.Command(lockstepBin, "up", "--dir", dir, "--base-port", fmt.Sprint(base)).CombinedOutput()
+	want := fmt.Sprintf("the client port of n2, 127.0.0.1:%d, is taken", base+1)
+	if err == nil || !strings.Contains(string(out), want) {
+		t.Fatalf("want %q, got %v:\n%s", want, err, out)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("--dir was created (%v): nothing should start", err)
+	}
+}

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -101,6 +103,33 @@ func (f *upFlags) validate() error {
 	return nil
 }
 
+// checkPorts makes sure every node's client and admin port is free before
+// anything starts: a node that cannot listen exits at once, and the cluster
+// would wait for it forever without saying why.
+func (f *upFlags) checkPorts() error {
+	for i := 1; i <= f.nodes; i++ {
+		if err := portFree("--base-port", f.basePort, "client", i); err != nil {
+			return err
+		}
+		if f.adminBase > 0 {
+			if err := portFree("--admin-base-port", f.adminBase, "admin", i); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// portFree checks node i's port base+i-1, given by flag, by listening on it.
+func portFree(flag string, base int, what string, i int) error {
+	addr := "127.0.0.1:" + strconv.Itoa(base+i-1)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %d: the %s port of %s, %s, is taken; choose another %s: %w", flag, base, what, nodeName(i), addr, flag, err)
+	}
+	return l.Close()
+}
+
 func runUp(ctx context.Context, f *upFlags, out io.Writer) error {
 	if err := f.validate(); err != nil {
 		return err
@@ -113,6 +142,9 @@ func runUp(ctx context.Context, f *upFlags, out io.Writer) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	self, err := os.Executable()
 	if err != nil {
+		return err
+	}
+	if err := f.checkPorts(); err != nil {
 		return err
 	}
 	if err := resetUpDir(f.dir); err != nil {
@@ -227,7 +259,7 @@ func (s *supervisor) reap(i int, cmd *exec.Cmd, logf *os.File) {
 	if stopping {
 		return
 	}
-	fmt.Fprintf(s.out, "%s exited: %v%s\n", nodeName(i), exitText(err), s.fence(i, cmd.Process.Pid))
+	fmt.Fprintf(s.out, "%s exited: %v%s%s\n", nodeName(i), exitText(err), s.fence(i, cmd.Process.Pid), lastWords(logf.Name()))
 	if s.f.restartAfter <= 0 {
 		return
 	}
@@ -257,6 +289,27 @@ func (s *supervisor) fence(i, pid int) string {
 		return ""
 	}
 	return " (fenced: the group reconfigures now)" // by us or by its watchdog
+}
+
+// lastWords returns the last line of a node's log, for its exit line: a
+// node that fails at start-up says why there, and the reader of `up`'s
+// output should not have to go and look.
+func lastWords(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	b = bytes.TrimRight(b, "\n")
+	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	if len(b) == 0 {
+		return ""
+	}
+	if len(b) > 300 {
+		b = append(b[:300:300], "..."...)
+	}
+	return "; its log ends: " + string(b)
 }
 
 func exitText(err error) string {
