@@ -23,8 +23,11 @@ type Entry struct {
 // The entries sit in a ring that is kept when the log empties, so a head
 // whose acks keep up, and whose log therefore empties and refills many
 // times a second, appends without allocating. Trimmed slots are zeroed at
-// once so their Data can be collected. A ring grown for a burst is given
-// back once the log has shrunk to a small part of it.
+// once so their Data can be collected. A ring grown past keepRing for a
+// burst (a replica that fell behind) is given back once the log has shrunk
+// to a small part of it; one of the usual window's size is kept, or a
+// middle whose log swings between tens and hundreds of entries would
+// reallocate it all the time.
 type Log struct {
 	Base uint64 // seq of the newest entry already dropped (or restored)
 	ring []Entry
@@ -32,9 +35,12 @@ type Log struct {
 	n    int // entries held
 }
 
-// minRing is the smallest ring Append allocates, and shrinking never goes
-// below it: a few dozen entries cover a head's usual window.
-const minRing = 64
+const (
+	// minRing is the smallest ring Append allocates.
+	minRing = 64
+	// keepRing is the largest ring Trim never shrinks (32 KiB of headers).
+	keepRing = 1024
+)
 
 // Last is the seq of the newest entry the log has ever held.
 func (l *Log) Last() uint64 { return l.Base + uint64(l.n) }
@@ -97,8 +103,8 @@ func (l *Log) Trim(seq uint64) {
 	l.off = (l.off + n) & (len(l.ring) - 1)
 	l.n -= n
 	l.Base += uint64(n)
-	if len(l.ring) > minRing && l.n <= len(l.ring)/8 {
-		l.resize(max(minRing, len(l.ring)/4))
+	if len(l.ring) > keepRing && l.n <= len(l.ring)/8 {
+		l.resize(max(keepRing, len(l.ring)/4))
 	}
 }
 
@@ -108,20 +114,44 @@ func (l *Log) Trim(seq uint64) {
 // sending again, so acks may have been lost); the first entry beyond
 // Last()+1 ends the batch and sets gap (the rest cannot be used until the
 // gap is filled).
+//
+// When apply is empty and the appended entries are one run of ents (the
+// usual case: a batch that continues the log, perhaps after a resent
+// prefix), that run of ents itself is returned, capacity-limited, rather
+// than a copy: the caller owns a decoded batch, and it saves an allocation
+// per batch at every middle and tail.
 func (l *Log) Receive(ents, apply []Entry) (_ []Entry, dup, gap bool) {
-	for _, e := range ents {
+	// While lazy, the entries appended so far are ents[first:first+n] and
+	// are not yet in apply.
+	lazy := len(apply) == 0
+	first, n := 0, 0
+	for i, e := range ents {
 		last := l.Last()
 		if e.Seq <= last {
 			dup = true
 			continue
 		}
 		if e.Seq > last+1 {
-			return apply, dup, true
+			gap = true
+			break
 		}
 		l.Append(e)
-		apply = append(apply, e)
+		switch {
+		case !lazy:
+			apply = append(apply, e)
+		case n == 0:
+			first, n = i, 1
+		case first+n == i:
+			n++
+		default: // the run broke: copy it out and append from here on
+			apply = append(append(apply, ents[first:first+n]...), e)
+			lazy = false
+		}
 	}
-	return apply, dup, false
+	if lazy && n > 0 {
+		return ents[first : first+n : first+n], dup, gap
+	}
+	return apply, dup, gap
 }
 
 // Reset empties the log and makes seq its base, as after a snapshot.
