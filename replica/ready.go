@@ -116,7 +116,8 @@ func (c *commitPoint) advance(seq uint64) {
 	if seq <= c.seq.Load() {
 		return
 	}
-	var fns callbacks
+	var buf [32]func(error) // an advance usually releases a batch's writers: no allocation
+	fns := callbacks(buf[:0])
 	c.mu.Lock()
 	c.seq.Store(seq)
 	n := 0
