@@ -104,7 +104,11 @@ func (l *Log) Trim(seq uint64) {
 	l.n -= n
 	l.Base += uint64(n)
 	if len(l.ring) > keepRing && l.n <= len(l.ring)/8 {
-		l.resize(max(keepRing, len(l.ring)/4))
+		size := keepRing // the smallest that leaves room to grow 4 times over
+		for size < 4*l.n {
+			size *= 2
+		}
+		l.resize(size)
 	}
 }
 
