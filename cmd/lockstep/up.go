@@ -259,7 +259,11 @@ func (s *supervisor) reap(i int, cmd *exec.Cmd, logf *os.File) {
 	if stopping {
 		return
 	}
-	fmt.Fprintf(s.out, "%s exited: %v%s%s\n", nodeName(i), exitText(err), s.fence(i, cmd.Process.Pid), lastWords(logf.Name()))
+	why := ""
+	if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() > 0 {
+		why = lastWords(logf.Name()) // it gave up on its own: its log says why
+	}
+	fmt.Fprintf(s.out, "%s exited: %v%s%s\n", nodeName(i), exitText(err), s.fence(i, cmd.Process.Pid), why)
 	if s.f.restartAfter <= 0 {
 		return
 	}
@@ -291,9 +295,10 @@ func (s *supervisor) fence(i, pid int) string {
 	return " (fenced: the group reconfigures now)" // by us or by its watchdog
 }
 
-// lastWords returns the last line of a node's log, for its exit line: a
-// node that fails at start-up says why there, and the reader of `up`'s
-// output should not have to go and look.
+// lastWords returns the last line of a node's log, for the exit line of a
+// node that exited with a failure status: a node that gives up (at
+// start-up, say) says why there, and the reader of `up`'s output should
+// not have to go and look. A node killed by a signal has nothing to add.
 func lastWords(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
