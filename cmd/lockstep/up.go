@@ -300,8 +300,18 @@ func (s *supervisor) fence(i, pid int) string {
 // start-up, say) says why there, and the reader of `up`'s output should
 // not have to go and look. A node killed by a signal has nothing to add.
 func lastWords(path string) string {
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	// Only the end is read: the log keeps every run of the node.
+	st, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	b := make([]byte, min(st.Size(), 4096))
+	if _, err := f.ReadAt(b, st.Size()-int64(len(b))); err != nil && !errors.Is(err, io.EOF) {
 		return ""
 	}
 	b = bytes.TrimRight(b, "\n")

@@ -24,6 +24,7 @@ func TestLastWords(t *testing.T) {
 		{write("two", "starting\nlockstep: listen: address already in use\n\n"), "; its log ends: lockstep: listen: address already in use"},
 		{write("one", "only line"), "; its log ends: only line"},
 		{write("long", "a\n"+long+"\n"), "; its log ends: " + long[:300] + "..."},
+		{write("big", strings.Repeat("level=INFO msg=tick\n", 10000)+"lockstep: boom\n"), "; its log ends: lockstep: boom"},
 		{write("empty", ""), ""},
 		{filepath.Join(dir, "missing"), ""},
 	} {
