@@ -242,7 +242,7 @@ func TestConfigHidesOtherIncarnation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if core.SetConfig(cfg, "n2", "c") {
+		if setCoreConfig(core, cfg, "n2", "c") {
 			t.Fatalf("%s: new incarnation reported as member", proto)
 		}
 		if r := core.Status().Role; r != RoleNone {
