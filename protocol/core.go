@@ -283,5 +283,5 @@ type EpochStatus struct {
 	// Deferred counts epoch closes put off because a backup lagged a full
 	// window.
 	Deferred   uint64
-	DirtyBytes int // the state changed since the last checkpoint, as the state machine estimates it
+	DirtyBytes int // the state changed since the last checkpoint, as the state machine last estimated it
 }

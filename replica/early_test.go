@@ -72,3 +72,21 @@ func TestEarlyMessagesBounded(t *testing.T) {
 		t.Fatalf("past the byte bound kept %d messages, want the newest big one and z", len(got))
 	}
 }
+
+// TestOnlyCheckpointHasEpochs checks the contract's split between the
+// protocols that the runtime follows without knowing which runs: only
+// checkpoint replication reports epochs (and so gets an epoch ticker,
+// INFO lines and metrics); the others refuse a delta.
+func TestOnlyCheckpointHasEpochs(t *testing.T) {
+	for _, proto := range []string{ProtocolChain, ProtocolPrimaryBackup, ProtocolCheckpoint} {
+		core, err := newCore(proto, "n1", CoreOptions{}, newTestReplica(t, "x").sm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		epochs := core.Status().Epochs.Interval > 0
+		refused := errors.Is(core.CloseEpoch(1, nil), protocol.ErrNoEpochs)
+		if want := proto == ProtocolCheckpoint; epochs != want || refused == want {
+			t.Errorf("%s: reports epochs %t, refuses a delta for having none %t", proto, epochs, refused)
+		}
+	}
+}

@@ -19,6 +19,7 @@ type epochs struct {
 	exec  uint64        // the last store seq executed (numbered by Propose, or reported by Applied)
 	fresh bool          // no checkpoint made since taking office: one is owed, empty if need be
 	next  time.Duration // on Options.Clock: the epoch's time is up at next
+	dirty int           // Options.DirtyBytes as last read (by Propose or Ready), for Status
 	stats epochCounters // for Status.Epochs
 }
 
@@ -30,7 +31,7 @@ type epochCounters struct {
 // reset follows a change of role: a new primary starts executing from the
 // state it holds (at applied), which its first checkpoint must confirm.
 func (e *epochs) reset(primary bool, applied uint64) {
-	e.exec, e.fresh = applied, primary
+	e.exec, e.fresh, e.dirty = applied, primary, 0
 }
 
 // Propose numbers a write at the primary; its runtime executes it at once
@@ -50,9 +51,16 @@ func (c *Core) Propose([]byte) (uint64, error) {
 }
 
 // dirtyPastBound reports whether the open epoch's dirty state has passed
-// Options.MaxDirty (never without Options.DirtyBytes).
+// Options.MaxDirty (never without Options.DirtyBytes). It keeps what it
+// read for Status, which the read path calls and which therefore does not
+// ask the state machine itself; the runtime calls Ready at least every
+// tick, so the figure is never older than that.
 func (c *Core) dirtyPastBound() bool {
-	return c.opts.DirtyBytes != nil && c.opts.DirtyBytes() > c.opts.MaxDirty
+	if c.opts.DirtyBytes == nil {
+		return false
+	}
+	c.ep.dirty = c.opts.DirtyBytes()
+	return c.ep.dirty > c.opts.MaxDirty
 }
 
 // epochDue reports whether the primary should close its epoch now: its
@@ -77,7 +85,7 @@ func (c *Core) epochDue(take bool) bool {
 			c.ep.next += (now-c.ep.next)/step*step + step
 		}
 	}
-	if !timeUp && !c.dirtyPastBound() {
+	if past := c.dirtyPastBound(); !timeUp && !past {
 		return false
 	}
 	if !c.CanCheckpoint() {
@@ -108,7 +116,7 @@ func (c *Core) CloseEpoch(seq uint64, delta []byte) error {
 		c.ready.Install = append(c.ready.Install, Checkpoint{Seq: seq, Data: delta})
 	}
 	c.ep.exec = max(c.ep.exec, seq)
-	c.ep.fresh = false
+	c.ep.fresh, c.ep.dirty = false, 0
 	c.ep.stats.made++
 	c.ep.stats.bytes += uint64(len(delta))
 	c.ep.stats.lastBytes = uint64(len(delta))
@@ -164,13 +172,10 @@ func (c *Core) Status() protocol.Status {
 		Speculative: c.view.Role == RolePrimary,
 		Epochs: protocol.EpochStatus{
 			Interval: c.opts.Interval, Made: c.ep.stats.made, Bytes: c.ep.stats.bytes,
-			LastBytes: c.ep.stats.lastBytes, Deferred: c.ep.stats.deferred,
+			LastBytes: c.ep.stats.lastBytes, Deferred: c.ep.stats.deferred, DirtyBytes: c.ep.dirty,
 		},
 	}
 	s.ServesSnapshot = s.ReadReady
-	if c.opts.DirtyBytes != nil {
-		s.Epochs.DirtyBytes = c.opts.DirtyBytes()
-	}
 	switch c.view.Role {
 	case RolePrimary:
 		s.Applied = max(s.Applied, c.ep.exec)
