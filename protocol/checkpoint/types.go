@@ -7,9 +7,12 @@
 //
 // The primary does not ship updates one by one. Its runtime executes
 // client writes at once on the primary's store (speculatively: their
-// replies wait), tracks the keys they dirty, and at the end of every epoch
-// (a few milliseconds, or earlier when the dirty state grows large) hands
-// the core a checkpoint: the final value or tombstone of every key
+// replies wait; Propose only numbers them), tracks the keys they dirty,
+// and at the end of every epoch hands the core a checkpoint. The core
+// decides when an epoch ends (Options.Interval on its injected clock, or
+// earlier when the dirty state its runtime reports passes MaxDirty) and
+// asks for it with protocol.Ready.TakeDelta; the runtime answers with
+// CloseEpoch. A checkpoint is the final value or tombstone of every key
 // dirtied in the epoch, as opaque bytes, named by the store seq the
 // epoch's writes end at. The core sends the checkpoint to every backup in
 // chunks followed by a commit marker (the Final flag of the last chunk);
