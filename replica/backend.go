@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockstep/lockstep/protocol"
 	"github.com/lockstep/lockstep/resp"
 	"github.com/lockstep/lockstep/statemachine"
 )
@@ -65,7 +66,7 @@ func (r *Replica) Write(args [][]byte, out []byte) ([]byte, uint64, error) {
 // writeOrForward proposes a write here when this replica orders writes,
 // and otherwise forwards it, with its request id (client "" for none).
 func (r *Replica) writeOrForward(client string, num uint64, args [][]byte, out []byte) ([]byte, uint64, error) {
-	if r.Role().orders() && r.leaseValid() {
+	if r.Role().Orders() && r.leaseValid() {
 		out, seq, err := r.propose(client, num, args, out)
 		if !errors.Is(err, ErrNotServing) {
 			return out, seq, err
@@ -94,7 +95,7 @@ func (r *Replica) forwardedWrite(args [][]byte, out []byte) ([]byte, uint64, err
 	if err != nil || client == "" {
 		return resp.AppendError(out, "ERR lockstep.fwd: bad client id or request number"), 0, nil
 	}
-	if !r.Role().orders() || !r.leaseValid() {
+	if !r.Role().Orders() || !r.leaseValid() {
 		return resp.AppendError(out, tryAgain("not the head")), 0, nil
 	}
 	return r.propose(client, num, args[3:], out)
@@ -106,7 +107,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 	var deadline time.Time // set when the window first turns out full
 	for {
 		r.mu.Lock()
-		if !r.Role().orders() {
+		if !r.Role().Orders() {
 			r.mu.Unlock()
 			return out, 0, ErrNotServing
 		}
@@ -132,7 +133,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 			return out, 0, r.fail(err)
 		}
 		seq, err := r.core.Propose(u)
-		if errors.Is(err, errWindowFull) {
+		if errors.Is(err, protocol.ErrWindowFull) {
 			if deadline.IsZero() {
 				deadline = time.Now().Add(r.opts.WaitTimeout)
 			}
@@ -184,7 +185,7 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 	if local {
 		args = args[1:]
 	}
-	if r.Role().answersReads() && r.leaseValid() {
+	if r.Role().AnswersReads() && r.leaseValid() {
 		if out, gate, ok, err := r.readLocal(args, out); ok {
 			return out, gate, err
 		}
@@ -215,26 +216,26 @@ func (r *Replica) digest(out []byte) ([]byte, uint64, error) {
 	return resp.AppendBulkString(out, fmt.Sprintf("seq=%d sha256=%x", snap.Seq(), h.Sum(nil))), 0, nil
 }
 
-// readLocal answers a read from this replica's state if the core allows:
-// a chain tail holds only committed entries, so its reply goes at once; a
-// primary has applied entries that may not be committed yet, so the reply
-// is gated like a write's on the seq it read at, and a failover can never
-// take back what a client has read.
+// readLocal answers a read from this replica's state if the core allows,
+// gated as its Status says: a chain tail holds only committed entries, so
+// its reply goes at once; a primary has applied entries that may not be
+// committed yet, so the reply is gated like a write's on the seq it read
+// at, and a failover can never take back what a client has read; a
+// replica that executes speculatively waits only for the speculative
+// writes the read could observe, which its state machine knows.
 func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	ok, gated := r.core.ReadReady()
-	if !ok {
+	st := r.core.Status()
+	if !st.ReadReady {
 		return out, 0, false, nil
 	}
 	var gate uint64
-	switch g := r.core.(type) {
-	case interface{ readGate([][]byte) uint64 }:
-		gate = g.readGate(args)
-	default:
-		if gated {
-			gate = r.sm.AppliedSeq()
-		}
+	switch st.ReadGate {
+	case protocol.GateApplied:
+		gate = r.sm.AppliedSeq()
+	case protocol.GateSpeculative:
+		gate = r.sm.SpeculativeSeq(args)
 	}
 	out, err := r.sm.Read(args, r.opts.Now().UnixMilli(), out)
 	return out, gate, true, err
@@ -254,7 +255,7 @@ func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 		if err != nil {
 			return err
 		}
-		if !r.Role().orders() && r.commit.seq.Load() < gate {
+		if !r.Role().Orders() && r.commit.seq.Load() < gate {
 			return ErrOutcomeUnknown
 		}
 		select {
@@ -290,7 +291,7 @@ func (r *Replica) OnCommit(gate uint64, done func(error)) bool {
 	if !r.commit.onCommit(gate, time.Now().Add(r.opts.WaitTimeout), done) {
 		return false
 	}
-	if !r.Role().orders() {
+	if !r.Role().Orders() {
 		// The role changed before or while registering: what this
 		// replica waits for cannot commit here any more.
 		r.commit.abandon(ErrOutcomeUnknown)
@@ -317,7 +318,7 @@ func (r *Replica) RunExpirySweeper(ctx context.Context, interval time.Duration, 
 			return
 		case <-t.C:
 		}
-		if !r.Role().orders() || !r.leaseValid() || r.Err() != nil {
+		if !r.Role().Orders() || !r.leaseValid() || r.Err() != nil {
 			continue
 		}
 		after = r.sweepOnce(after, batch)
@@ -327,7 +328,7 @@ func (r *Replica) RunExpirySweeper(ctx context.Context, interval time.Duration, 
 func (r *Replica) sweepOnce(after []byte, batch int) []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.Role().orders() {
+	if !r.Role().Orders() {
 		return after
 	}
 	r.env.nowMillis = r.opts.Now().UnixMilli()

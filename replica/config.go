@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/protocol"
 )
 
 // applyConfig installs a new configuration in the core and publishes the
@@ -13,17 +14,18 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	if cfg.Epoch <= r.epoch.Load() {
 		return
 	}
-	if cfg.Protocol != "" && cfg.Protocol != r.core.Protocol() {
+	if cfg.Protocol != "" && cfg.Protocol != r.proto {
 		r.fail(fmt.Errorf("%w: the group runs %s, this replica %s; start it with --protocol %s",
-			ErrWrongProtocol, cfg.Protocol, r.core.Protocol(), cfg.Protocol))
+			ErrWrongProtocol, cfg.Protocol, r.proto, cfg.Protocol))
 		return
 	}
 	r.mu.Lock()
 	r.flushHeadAppliedLocked()
 	r.cfg = cfg
-	r.member = r.core.SetConfig(cfg, r.opts.Name, r.opts.Incarnation)
+	r.member = setCoreConfig(r.core, cfg, r.opts.Name, r.opts.Incarnation)
+	r.trackChangesLocked()
 	for _, m := range r.early.take() {
-		if err := r.core.Step(m); errors.Is(err, errFutureEpoch) {
+		if err := r.core.Step(m); errors.Is(err, protocol.ErrFutureEpoch) {
 			r.early.keep(m) // newer still: keep for the next configuration
 		}
 	}
@@ -32,11 +34,22 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	r.role.Store(uint32(st.Role))
 	r.epoch.Store(cfg.Epoch)
 	r.routes.setConfig(cfg)
-	if !st.Role.orders() {
+	if !st.Role.Orders() {
 		r.commit.abandon(ErrOutcomeUnknown)
 	}
 	r.commit.wake()
 	r.log.Info("configuration", "epoch", cfg.Epoch, "role", st.Role.String(), "members", names(cfg.Members), "joining", joiningName(cfg))
+}
+
+// trackChangesLocked makes the state machine record what writes change
+// exactly while the core executes ahead of replication (a checkpoint
+// primary): it starts from the state it holds, which its first checkpoint
+// covers. Called under mu after every configuration.
+func (r *Replica) trackChangesLocked() {
+	if spec := r.core.Status().Speculative; spec != r.speculative {
+		r.sm.TrackChanges(spec)
+		r.speculative = spec
+	}
 }
 
 func names(ms []coord.Member) []string {

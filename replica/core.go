@@ -6,7 +6,10 @@ import (
 	"time"
 
 	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/protocol"
 	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/protocol/checkpoint"
+	"github.com/lockstep/lockstep/protocol/pb"
 	"github.com/lockstep/lockstep/statemachine"
 )
 
@@ -21,137 +24,55 @@ const (
 // build does not run.
 var ErrUnknownProtocol = errors.New("lockstep: unknown replication protocol")
 
-// errWindowFull is a core's ErrWindowFull, whichever the protocol.
-var errWindowFull = errors.New("lockstep: replication window full")
+// Role is a replica's place in its group, whichever protocol runs it: the
+// contract's role, which each core reports.
+type Role = protocol.Role
 
-// Role is a replica's place in its group, whichever protocol runs it.
-type Role uint32
-
+// The roles, as the contract names them.
 const (
-	RoleNone Role = iota
-	RoleJoining
-	RoleHead
-	RoleMiddle
-	RoleTail
-	RoleSingle // the only member of a chain: head and tail at once
-	RolePrimary
-	RoleBackup
+	RoleNone    = protocol.RoleNone
+	RoleJoining = protocol.RoleJoining
+	RoleHead    = protocol.RoleHead
+	RoleMiddle  = protocol.RoleMiddle
+	RoleTail    = protocol.RoleTail
+	RoleSingle  = protocol.RoleSingle
+	RolePrimary = protocol.RolePrimary
+	RoleBackup  = protocol.RoleBackup
 )
 
-// String is the word `lockstep status` and INFO use for the role.
-func (r Role) String() string {
-	switch r {
-	case RoleJoining:
-		return "joining"
-	case RoleHead:
-		return "head"
-	case RoleMiddle:
-		return "middle"
-	case RoleTail:
-		return "tail"
-	case RoleSingle:
-		return "single"
-	case RolePrimary:
-		return "primary"
-	case RoleBackup:
-		return "backup"
-	}
-	return "none"
-}
+// Checkpoint defaults (Remus's epoch is tens of milliseconds).
+const (
+	DefaultCheckpointInterval = checkpoint.DefaultInterval
+	DefaultCheckpointBytes    = checkpoint.DefaultMaxDirty // an epoch is cut early past this much dirty state
+)
 
-// orders reports whether the role orders writes (a chain's head, a
-// primary): writes sent elsewhere are forwarded to it.
-func (r Role) orders() bool { return r == RoleHead || r == RoleSingle || r == RolePrimary }
-
-// answersReads reports whether the role answers reads (a chain's tail, a
-// primary): reads sent elsewhere are forwarded to it.
-func (r Role) answersReads() bool { return r == RoleTail || r == RoleSingle || r == RolePrimary }
-
-// effects is a core's Ready in protocol-neutral form.
-type effects struct {
-	apply        []chain.Entry // chain.Entry and pb.Entry are one type
-	commit       uint64
-	needSnapshot string
-	msgs         outbox
-}
-
-// outbox holds a Ready's messages until they are encoded and sent, which
-// happens after the replica's lock is released.
-type outbox interface {
-	Len() int
-	// Encode appends message i to b and names its destination.
-	Encode(i int, b []byte) (to string, out []byte)
-}
-
-// coreStatus is a core's Status in protocol-neutral form.
-type coreStatus struct {
-	Role     Role
-	Epoch    uint64
-	Applied  uint64
-	Last     uint64
-	Commit   uint64
-	Pending  int
-	CaughtUp bool
-	Complete bool
-	// ReadReady: the replica may answer reads from its state. A chain tail
-	// answers at once; a primary holds the reply until its commit point
-	// reaches the applied seq it read at (readGated).
-	ReadReady bool
-	readGated bool
-	// Lag, at a primary, is the most entries any backup or joiner is
-	// behind (what throttles writes); 0 elsewhere.
-	Lag uint64
-}
-
-// protocolCore is what the runtime needs of a protocol core. Both cores
-// are pure and unsynchronized; the runtime calls them under its lock.
-type protocolCore interface {
-	Protocol() string
-	// SetConfig installs cfg and reports whether this process (name and
-	// incarnation) is in it.
-	SetConfig(cfg coord.Config, name, incarnation string) (member bool)
-	// Propose returns errWindowFull when the window is full, another
-	// error when this replica may not order writes.
-	Propose(data []byte) (uint64, error)
-	// Step decodes and steps a message from a peer.
-	Step(payload []byte) error
-	Applied(seq uint64)
-	AcceptsSnapshot(from string, seq uint64) bool
-	Restored(from string, seq uint64)
-	Hold(seq uint64)
-	Tick()
-	// ReadReady reports whether reads may be answered from this replica's
-	// state, and whether their replies must wait for the commit point to
-	// reach the applied seq they read at (see coreStatus.ReadReady).
-	ReadReady() (ok, gated bool)
-	// ServesSnapshot reports whether this replica's state may be streamed
-	// to a replica that asks for a snapshot.
-	ServesSnapshot() bool
-	Ready() effects
-	Status() coreStatus
-}
-
-// newCore builds the core for protocol.
-func newCore(protocol, id string, opts CoreOptions, sm statemachine.StateMachine) (protocolCore, error) {
+// newCore builds the core for proto, for a state machine at sm's applied
+// seq. Checkpoint replication needs a machine that tracks what its writes
+// change: its core measures epochs on the clock the runtime hands it and
+// asks the machine how much state is dirty.
+func newCore(proto, id string, opts CoreOptions, sm statemachine.StateMachine) (protocol.Core, error) {
 	applied := sm.AppliedSeq()
-	switch protocol {
+	switch proto {
 	case ProtocolChain, "":
-		return newChainCore(id, opts, applied), nil
+		return chain.New(chain.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch}, applied), nil
 	case ProtocolPrimaryBackup:
-		return newPBCore(id, opts, applied), nil
+		return pb.New(pb.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch}, applied), nil
 	case ProtocolCheckpoint:
-		return newCheckpointCore(id, opts, applied, sm)
+		t, ok := sm.(statemachine.DeltaTracker)
+		if !ok {
+			return nil, fmt.Errorf("%w: checkpoint replication needs a state machine that tracks its changes (%T does not)", ErrUnknownProtocol, sm)
+		}
+		start := time.Now()
+		return checkpoint.New(checkpoint.Options{
+			ID:         id,
+			Window:     opts.CheckpointWindow,
+			Clock:      func() time.Duration { return time.Since(start) },
+			Interval:   opts.CheckpointInterval,
+			DirtyBytes: t.DirtyBytes,
+			MaxDirty:   opts.CheckpointBytes,
+		}, applied), nil
 	}
-	return nil, fmt.Errorf("%w: %q (want %s, %s or %s)", ErrUnknownProtocol, protocol, ProtocolChain, ProtocolPrimaryBackup, ProtocolCheckpoint)
-}
-
-// epochCloser is implemented by cores that replicate state in epochs
-// (checkpoint): the runtime closes an epoch every CheckpointInterval, or
-// early once dirtyPastBound, under its lock.
-type epochCloser interface {
-	closeEpoch() error
-	dirtyPastBound() bool
-	appendInfo(b []byte) []byte
+	return nil, fmt.Errorf("%w: %q (want %s, %s or %s)", ErrUnknownProtocol, proto, ProtocolChain, ProtocolPrimaryBackup, ProtocolCheckpoint)
 }
 
 // CoreOptions tune a protocol core; zero fields take the core's defaults.
@@ -168,6 +89,14 @@ type CoreOptions struct {
 	CheckpointInterval time.Duration
 	CheckpointBytes    int
 	CheckpointWindow   int
+}
+
+// setCoreConfig hands core the coordinator's configuration in core ids and
+// reports whether this process (name and incarnation) is in it.
+func setCoreConfig(core protocol.Core, cfg coord.Config, name, incarnation string) (member bool) {
+	members, joining, member := memberIDs(cfg, name, incarnation)
+	core.SetConfig(protocol.Config{Epoch: cfg.Epoch, Members: members, Joining: joining})
+	return member
 }
 
 // memberIDs converts the coordinator's members into core ids. A member

@@ -1,31 +1,5 @@
 package replica
 
-import "errors"
-
-// errFutureEpoch: a core refused a message from an epoch newer than the
-// one it runs. Its sender installed a configuration this replica has not
-// received yet (each node watches etcd on its own), so the message is
-// kept and stepped again once a configuration arrives. Dropping it would
-// cost a retransmission timeout: at a failover the successor's Hello,
-// which opens the new epoch's stream, would wait 10 ticks to be resent.
-var errFutureEpoch = errors.New("lockstep: message from a newer epoch")
-
-// epochRefusal maps a core's Step error: a refusal for the epoch (stale is
-// the core's ErrStaleEpoch) is errFutureEpoch if the message is newer than
-// the core's epoch and nothing (the message is dropped) if it is older.
-func epochRefusal(err, stale error, msgEpoch uint64, coreEpoch func() uint64) error {
-	switch {
-	case err == nil:
-		return nil
-	case !errors.Is(err, stale):
-		return err
-	case msgEpoch > coreEpoch():
-		return errFutureEpoch
-	default:
-		return nil
-	}
-}
-
 // Bounds of earlyMessages: a few handshakes' worth. Past them the oldest
 // are dropped, which the cores' retransmissions make good.
 const (
@@ -34,7 +8,13 @@ const (
 )
 
 // earlyMessages holds messages from newer epochs until the next
-// configuration is installed. Guarded by Replica.mu.
+// configuration is installed. A core refuses such a message with
+// protocol.ErrFutureEpoch: its sender installed a configuration this
+// replica has not received yet (each node watches etcd on its own), so
+// the message is kept and stepped again once a configuration arrives.
+// Dropping it would cost a retransmission timeout: at a failover the
+// successor's Hello, which opens the new epoch's stream, would wait 10
+// ticks to be resent. Guarded by Replica.mu.
 type earlyMessages struct {
 	msgs  [][]byte
 	bytes int

@@ -1,6 +1,10 @@
 package replica
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstep/lockstep/protocol"
+)
 
 // Collectors returns Prometheus collectors of the replica's progress and,
 // under checkpoint replication, of its checkpoints. They read the replica
@@ -19,15 +23,15 @@ func (r *Replica) Collectors() []prometheus.Collector {
 		gauge("backup_lag", "At a primary, how far its slowest backup is behind.", func() float64 { return float64(r.Status().Lag) }),
 		counter("forwarded_total", "Requests forwarded to the replica that orders writes or answers reads.", func() float64 { return float64(r.stats.forwarded.Load()) }),
 	}
-	cp, ok := r.core.(*cpCore)
-	if !ok {
+	if r.Status().Epochs.Interval <= 0 {
 		return cs
 	}
+	epochs := func() protocol.EpochStatus { return r.Status().Epochs }
 	return append(cs,
-		gauge("checkpoint_interval_seconds", "Epoch length of checkpoint replication.", func() float64 { return cp.interval.Seconds() }),
-		counter("checkpoints_total", "Checkpoints this replica made as primary.", func() float64 { return float64(cp.stats.made.Load()) }),
-		counter("checkpoint_bytes_total", "Bytes of the checkpoints this replica made as primary.", func() float64 { return float64(cp.stats.bytes.Load()) }),
-		gauge("checkpoint_last_bytes", "Size of the last checkpoint.", func() float64 { return float64(cp.stats.lastBytes.Load()) }),
-		counter("checkpoints_deferred_total", "Epoch closes put off because a backup lagged a full window.", func() float64 { return float64(cp.stats.deferred.Load()) }),
+		gauge("checkpoint_interval_seconds", "Epoch length of checkpoint replication.", func() float64 { return epochs().Interval.Seconds() }),
+		counter("checkpoints_total", "Checkpoints this replica made as primary.", func() float64 { return float64(epochs().Made) }),
+		counter("checkpoint_bytes_total", "Bytes of the checkpoints this replica made as primary.", func() float64 { return float64(epochs().Bytes) }),
+		gauge("checkpoint_last_bytes", "Size of the last checkpoint.", func() float64 { return float64(epochs().LastBytes) }),
+		counter("checkpoints_deferred_total", "Epoch closes put off because a backup lagged a full window.", func() float64 { return float64(epochs().Deferred) }),
 	)
 }

@@ -8,43 +8,86 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/lockstep/lockstep/protocol/chain"
+	"github.com/lockstep/lockstep/protocol"
 )
 
 // handleReady carries out the core's effects until it has none left:
-// entries from the predecessor are applied (then reported Applied, which
-// lets the core forward them and ack), messages are sent, and the commit
-// point is published to waiting writers.
+// entries are applied (then reported Applied, which lets the core forward
+// them and ack), an epoch is closed when the core asks, messages are sent,
+// and the commit point is published to waiting writers.
 func (r *Replica) handleReady(ctx context.Context) {
 	r.readyMu.Lock()
 	defer r.readyMu.Unlock()
 	for range 64 {
 		r.mu.Lock()
-		rd := r.core.Ready()
-		if n := len(rd.apply); n > 0 {
-			if err := r.applyLocked(rd.apply); err != nil {
-				r.mu.Unlock()
-				r.fail(err)
-				return
-			}
-			r.core.Applied(rd.apply[n-1].Seq)
+		rd, err := r.readyLocked()
+		var closed protocol.Ready
+		if err == nil && rd.TakeDelta {
+			closed, err = r.closeEpochLocked()
 		}
 		r.mu.Unlock()
-		r.sendAll(rd.msgs)
-		if rd.commit > 0 {
-			r.commit.advance(rd.commit)
+		if err != nil {
+			r.fail(err) // takes no lock of ours
+			return
 		}
-		if rd.needSnapshot != "" {
-			r.startFetch(ctx, rd.needSnapshot)
-		}
-		if len(rd.apply) == 0 && rd.msgs.Len() == 0 {
+		r.carryOut(ctx, rd)
+		r.carryOut(ctx, closed)
+		if len(rd.Apply) == 0 && outboxLen(rd.Messages) == 0 && !rd.TakeDelta {
 			return
 		}
 	}
 	r.kickLoop() // more work remains; come back after other events
 }
 
-func (r *Replica) applyLocked(entries []chain.Entry) error {
+// readyLocked takes the core's effects and applies their entries, under
+// mu. A state machine that tracks speculative changes learns the commit
+// point here, before a read can be gated on it.
+func (r *Replica) readyLocked() (protocol.Ready, error) {
+	rd := r.core.Ready()
+	if n := len(rd.Apply); n > 0 {
+		if err := r.applyLocked(rd.Apply); err != nil {
+			return rd, err
+		}
+		r.core.Applied(rd.Apply[n-1].Seq)
+	}
+	if rd.Commit > 0 && r.speculative {
+		r.sm.Committed(rd.Commit)
+	}
+	return rd, nil
+}
+
+// closeEpochLocked closes the open epoch the core asked to close: it takes
+// the delta of what the state machine changed (which the machine then
+// forgets, so the core, having asked under this lock, must accept it) and
+// hands it to the core with the seq it ends at. The core's effects of the
+// close (the checkpoint's messages, and a new primary's empty checkpoint
+// to apply) are taken at once, under the same lock, so that no write is
+// executed before that checkpoint's seq is applied.
+func (r *Replica) closeEpochLocked() (protocol.Ready, error) {
+	r.flushHeadAppliedLocked()
+	delta, err := r.sm.TakeDelta()
+	if err != nil {
+		return protocol.Ready{}, err
+	}
+	if err := r.core.CloseEpoch(r.sm.AppliedSeq(), delta); err != nil {
+		return protocol.Ready{}, err
+	}
+	return r.readyLocked()
+}
+
+// carryOut does what is left of rd once the lock is released: it sends
+// the messages, publishes the commit point and starts a snapshot fetch.
+func (r *Replica) carryOut(ctx context.Context, rd protocol.Ready) {
+	r.sendAll(rd.Messages)
+	if rd.Commit > 0 {
+		r.commit.advance(rd.Commit)
+	}
+	if rd.NeedSnapshot != "" {
+		r.startFetch(ctx, rd.NeedSnapshot)
+	}
+}
+
+func (r *Replica) applyLocked(entries []protocol.Entry) error {
 	var scratch []byte
 	for _, e := range entries {
 		var err error
@@ -58,8 +101,8 @@ func (r *Replica) applyLocked(entries []chain.Entry) error {
 
 // sendAll encodes each message into one reused buffer (Send copies it)
 // and hands it to the transport. It runs under readyMu, which guards buf.
-func (r *Replica) sendAll(msgs outbox) {
-	for i := range msgs.Len() {
+func (r *Replica) sendAll(msgs protocol.Outbox) {
+	for i := range outboxLen(msgs) {
 		var to string
 		to, r.sendBuf = msgs.Encode(i, r.sendBuf[:0])
 		if !r.send.Send(to, r.sendBuf) {
@@ -69,6 +112,14 @@ func (r *Replica) sendAll(msgs outbox) {
 	if cap(r.sendBuf) > 1<<20 {
 		r.sendBuf = nil
 	}
+}
+
+// outboxLen is the number of messages in o, which is nil for none.
+func outboxLen(o protocol.Outbox) int {
+	if o == nil {
+		return 0
+	}
+	return o.Len()
 }
 
 // commitPoint publishes the highest committed sequence number to the

@@ -1,10 +1,12 @@
 // Package replica is the runtime that runs a replication protocol core on
-// a real node: it feeds the pure core (protocol/chain or protocol/pb,
-// behind the small protocolCore interface) with messages from
-// the transport, ticks from a clock and configurations from the etcd
-// coordinator, and carries out the core's effects: sending messages,
-// applying entries to the state machine, releasing client replies at the
-// commit point, and fetching or serving snapshots for joining replicas.
+// a real node: it feeds the pure core (protocol/chain, protocol/pb or
+// protocol/checkpoint, through the one contract protocol.Core) with
+// messages from the transport, ticks from a clock and configurations from
+// the etcd coordinator, and carries out the core's effects: sending
+// messages, applying entries to the state machine, closing epochs,
+// releasing client replies at the commit point, and fetching or serving
+// snapshots for joining replicas. Nothing in it depends on which protocol
+// runs: where the protocols differ, the core's Status says how.
 //
 // It implements server.Backend, so the RESP front end is the same one a
 // standalone node uses. Clients may talk to any replica: writes are
@@ -24,6 +26,7 @@ import (
 
 	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/dedup"
+	"github.com/lockstep/lockstep/protocol"
 	"github.com/lockstep/lockstep/storage"
 )
 
@@ -92,7 +95,8 @@ type Replica struct {
 	// mu guards the core and serializes Prepare, Apply and Restore; reads
 	// of the state machine take it shared.
 	mu     sync.RWMutex
-	core   protocolCore
+	core   protocol.Core
+	proto  string // the protocol's name
 	env    env
 	cfg    coord.Config
 	member bool // my incarnation is the configured one for my name
@@ -102,6 +106,9 @@ type Replica struct {
 	headApplied uint64
 	// early holds messages from epochs not installed yet (guarded by mu).
 	early earlyMessages
+	// speculative is the core's Status().Speculative as last seen, so the
+	// state machine tracks changes exactly while it is set (guarded by mu).
+	speculative bool
 
 	role   atomic.Uint32 // Role
 	epoch  atomic.Uint64
@@ -143,12 +150,17 @@ func New(opts Options) (*Replica, error) {
 	if err != nil {
 		return nil, err
 	}
+	proto := opts.Protocol
+	if proto == "" {
+		proto = ProtocolChain
+	}
 	r := &Replica{
 		opts:    opts,
 		sm:      opts.Machine,
 		store:   opts.Store,
 		log:     opts.Logger,
 		core:    core,
+		proto:   proto,
 		env:     newEnv(),
 		configs: make(chan coord.Config, 16),
 		kick:    make(chan struct{}, 1),
@@ -175,11 +187,13 @@ func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
 func (r *Replica) Deliver(from string, payload []byte) {
 	r.mu.Lock()
 	err := r.core.Step(payload)
-	if errors.Is(err, errFutureEpoch) {
+	if errors.Is(err, protocol.ErrFutureEpoch) {
 		r.early.keep(payload)
 	}
 	r.mu.Unlock()
-	if err != nil {
+	if err != nil && !errors.Is(err, protocol.ErrStaleEpoch) {
+		// A message of an older epoch is dropped quietly: its sender
+		// has moved on, or will learn of the new configuration.
 		r.log.Debug("message refused", "from", from, "err", err)
 	}
 }
@@ -230,7 +244,7 @@ func (r *Replica) Failed() <-chan struct{} { return r.failedCh }
 func (r *Replica) Role() Role { return Role(r.role.Load()) }
 
 // Protocol is the replication protocol the replica runs.
-func (r *Replica) Protocol() string { return r.core.Protocol() }
+func (r *Replica) Protocol() string { return r.proto }
 
 // Epoch is the configuration epoch the replica runs in.
 func (r *Replica) Epoch() uint64 { return r.epoch.Load() }
@@ -241,7 +255,7 @@ func (r *Replica) Run(ctx context.Context) {
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
 	timeout := r.errWaitTimeout()
-	closer, epochs := r.epochTicker()
+	epochs := r.epochTicker()
 	for {
 		select {
 		case <-ctx.Done():
@@ -257,14 +271,11 @@ func (r *Replica) Run(ctx context.Context) {
 			runtime.Gosched()
 			r.mu.Lock()
 			r.flushHeadAppliedLocked()
-			if closer != nil && closer.dirtyPastBound() {
-				r.closeEpochLocked(closer)
-			}
 			r.mu.Unlock()
 		case <-epochs:
-			r.mu.Lock()
-			r.closeEpochLocked(closer)
-			r.mu.Unlock()
+			// The core closes its epoch on its own clock; this only makes
+			// sure it is asked (handleReady) once per epoch when nothing
+			// else happens.
 		case now := <-t.C:
 			r.mu.Lock()
 			r.core.Tick()
@@ -275,27 +286,16 @@ func (r *Replica) Run(ctx context.Context) {
 	}
 }
 
-// epochTicker returns the core's epoch closer and a channel that ticks
-// every checkpoint interval, or nils for protocols without epochs.
-func (r *Replica) epochTicker() (epochCloser, <-chan time.Time) {
-	closer, ok := r.core.(epochCloser)
-	if !ok {
-		return nil, nil
-	}
-	every := r.opts.Core.CheckpointInterval
+// epochTicker returns a channel that ticks once per epoch of a core that
+// replicates in epochs (Status().Epochs), or nil.
+func (r *Replica) epochTicker() <-chan time.Time {
+	r.mu.RLock()
+	every := r.core.Status().Epochs.Interval
+	r.mu.RUnlock()
 	if every <= 0 {
-		every = DefaultCheckpointInterval
+		return nil
 	}
-	return closer, time.NewTicker(every).C
-}
-
-// closeEpochLocked makes the open epoch a checkpoint; a local error stops
-// the replica (fail takes no lock of ours).
-func (r *Replica) closeEpochLocked(closer epochCloser) {
-	r.flushHeadAppliedLocked()
-	if err := closer.closeEpoch(); err != nil {
-		r.fail(err)
-	}
+	return time.NewTicker(every).C
 }
 
 // flushHeadAppliedLocked tells the core about the head's own applied

@@ -226,7 +226,7 @@ func closed(ch <-chan struct{}) bool {
 
 // TestConfigHidesOtherIncarnation checks that a restarted process (same
 // name, new incarnation) is not mistaken for the member slot its
-// predecessor held: it must rejoin. Both protocols' cores see it so.
+// predecessor held: it must rejoin. Every protocol's core sees it so.
 func TestConfigHidesOtherIncarnation(t *testing.T) {
 	cfg := coord.Config{Epoch: 4, Members: []coord.Member{{Name: "n1", Incarnation: "a"}, {Name: "n2", Incarnation: "b"}}}
 	members, _, member := memberIDs(cfg, "n2", "b")
@@ -242,7 +242,7 @@ func TestConfigHidesOtherIncarnation(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if core.SetConfig(cfg, "n2", "c") {
+		if setCoreConfig(core, cfg, "n2", "c") {
 			t.Fatalf("%s: new incarnation reported as member", proto)
 		}
 		if r := core.Status().Role; r != RoleNone {

@@ -96,7 +96,7 @@ func (r *Replica) ServeSnapshot(ctx context.Context, from string, req []byte, w 
 	snap := r.kept.take(from, seq)
 	if snap == nil {
 		r.mu.Lock()
-		if !r.core.ServesSnapshot() {
+		if !r.core.Status().ServesSnapshot {
 			r.mu.Unlock()
 			return fmt.Errorf("%w: %s cannot serve a snapshot now", ErrNotServing, r.opts.Name)
 		}

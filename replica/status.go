@@ -3,13 +3,14 @@ package replica
 import (
 	"fmt"
 
+	"github.com/lockstep/lockstep/protocol"
 	"github.com/lockstep/lockstep/storage"
 	"github.com/lockstep/lockstep/transport"
 )
 
 // Status is what the replica reports to the coordinator and INFO.
 type Status struct {
-	Protocol string // chain or primary-backup
+	Protocol string // chain, primary-backup or checkpoint
 	Role     string // head, middle, tail, single, primary, backup, joining, none
 	State    string // serving, joining, caughtup, idle
 	Epoch    uint64
@@ -23,6 +24,9 @@ type Status struct {
 	// Lag, at a primary, is how many entries the slowest backup or joiner
 	// is behind; writes wait once it reaches the window.
 	Lag uint64
+	// Epochs describes the epochs of a protocol that replicates in them
+	// (checkpoint); zero (Interval 0) for the others.
+	Epochs protocol.EpochStatus
 }
 
 // Status reads the core's view.
@@ -31,9 +35,9 @@ func (r *Replica) Status() Status {
 	st := r.core.Status()
 	r.mu.RUnlock()
 	s := Status{
-		Protocol: r.core.Protocol(), Role: st.Role.String(), Epoch: st.Epoch, Applied: st.Applied,
+		Protocol: r.proto, Role: st.Role.String(), Epoch: st.Epoch, Applied: st.Applied,
 		Commit: r.commit.seq.Load(), Pending: st.Pending, CaughtUp: st.CaughtUp,
-		Complete: st.Complete, Lag: st.Lag,
+		Complete: st.Complete, Lag: st.Lag, Epochs: st.Epochs,
 	}
 	switch {
 	case st.Role == RoleJoining && st.CaughtUp:
@@ -54,13 +58,14 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 	case "replication":
 		st := r.Status()
 		redisRole := "slave"
-		if r.Role().orders() {
+		if r.Role().Orders() {
 			redisRole = "master"
 		}
 		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:%s\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_complete:%d\r\nlockstep_backup_lag:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\n",
 			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load())
-		if ec, ok := r.core.(epochCloser); ok {
-			b = ec.appendInfo(b)
+		if e := st.Epochs; e.Interval > 0 {
+			b = fmt.Appendf(b, "lockstep_checkpoint_interval_ms:%d\r\nlockstep_checkpoints:%d\r\nlockstep_checkpoint_bytes:%d\r\nlockstep_checkpoint_last_bytes:%d\r\nlockstep_checkpoint_deferred:%d\r\nlockstep_dirty_bytes:%d\r\n",
+				e.Interval.Milliseconds(), e.Made, e.Bytes, e.LastBytes, e.Deferred, e.DirtyBytes)
 		}
 		if ts, ok := r.send.(interface{ Stats() transport.Stats }); ok {
 			t := ts.Stats()

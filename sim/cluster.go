@@ -3,6 +3,8 @@ package sim
 import (
 	"errors"
 	"slices"
+
+	"github.com/lockstep/lockstep/protocol"
 )
 
 // TB is the part of testing.TB that the test drivers of this package
@@ -15,61 +17,63 @@ type TB interface {
 }
 
 // Entry is an update as Cluster sees it: the runtime applies it at Seq.
-type Entry struct {
-	Seq  uint64
-	Data []byte
-}
+type Entry = protocol.Entry
 
-// Effects is a core's Ready in the terms Cluster needs; every lockstep
-// core that streams entries has these four effects.
-type Effects[M any] struct {
-	Messages     []M
-	Apply        []Entry
-	Commit       uint64
-	NeedSnapshot string
-}
-
-// Core is the part of a replication core's event interface that lockstep's
-// log-shipping cores (chain, primary-backup) share. C is its configuration
-// and M its message.
-type Core[M, C any] interface {
-	SetConfig(cfg C)
-	Step(m M) error
-	Tick()
-	Propose(data []byte) (uint64, error)
-	Applied(seq uint64)
-	Hold(seq uint64)
-}
-
-// Protocol adapts one core package to Cluster: what differs between the
-// cores' signatures is passed in as functions.
-type Protocol[M, C any, R Core[M, C]] struct {
+// Protocol is what Cluster and World need of a core package besides the
+// contract (protocol.Core) its core implements: its constructor and
+// codec, through which every message passes on its way from one core's
+// Ready to another's Step, and how to read the typed messages that the
+// tests filter and the traces describe. M is the package's message type.
+type Protocol[M any, R protocol.Core] struct {
 	// New returns a core for replica id whose state machine has applied
 	// 1..applied.
 	New func(id string, applied uint64) R
-	// Ready collects the core's effects.
-	Ready func(r R) Effects[M]
+	// Encode appends m in the package's wire format, Decode reads it.
+	Encode func(b []byte, m M) []byte
+	Decode func(payload []byte) (M, error)
 	// To names the recipient of a message.
 	To func(m M) string
 	// Describe names a message in a failure report.
 	Describe func(m M) string
-	// Expected is an error Cluster.Run tolerates from Step (a stale epoch
-	// after a reconfiguration), matched with errors.Is.
-	Expected error
-	// AcceptsSnapshot and Restored are the core's snapshot calls for a
-	// snapshot of src at seq.
-	AcceptsSnapshot func(r R, src string, seq uint64) bool
-	Restored        func(r R, src string, seq uint64)
 }
+
+// messages decodes the messages of a Ready, failing with a violation of
+// the contract if a core's outbox encodes one its own codec cannot read.
+func (p Protocol[M, R]) messages(out protocol.Outbox) ([]M, error) {
+	if out == nil {
+		return nil, nil
+	}
+	ms := make([]M, 0, out.Len())
+	for i := range out.Len() {
+		to, b := out.Encode(i, nil)
+		m, err := p.Decode(b)
+		if err != nil {
+			return nil, Violation("message %d to %s does not decode: %v", i, to, err)
+		}
+		if got := p.To(m); got != to {
+			return nil, Violation("message %d is for %q but its outbox names %q", i, got, to)
+		}
+		ms = append(ms, m)
+	}
+	return ms, nil
+}
+
+// step encodes m and steps it at core, as a runtime delivers it.
+func (p Protocol[M, R]) step(core R, m M) error { return core.Step(p.Encode(nil, m)) }
+
+// Refused reports whether err is a core's refusal of a message of another
+// epoch, which a runtime tolerates (drops, or keeps for a newer
+// configuration) rather than treats as a failure.
+func Refused(err error) bool { return errors.Is(err, protocol.ErrStaleEpoch) }
 
 // Cluster is a hand-driven group for focused tests of a core: one FIFO
 // queue of messages, delivered one at a time or until quiet, with a filter
 // that may drop messages, and runtimes that apply at once unless told to
 // hold. It fails the test (through TB) when a core breaks a rule of its
 // Ready contract.
-type Cluster[M, C any, R Core[M, C]] struct {
+type Cluster[M any, R protocol.Core] struct {
 	T     TB
-	P     Protocol[M, C, R]
+	P     Protocol[M, R]
 	Nodes map[string]*Node[R]
 	Queue []M
 	Drop  func(M) bool // drops a message when it returns true
@@ -89,9 +93,9 @@ type Node[R any] struct {
 }
 
 // NewCluster returns a cluster of fresh replicas with the given names.
-func NewCluster[M, C any, R Core[M, C]](t TB, p Protocol[M, C, R], names ...string) *Cluster[M, C, R] {
+func NewCluster[M any, R protocol.Core](t TB, p Protocol[M, R], names ...string) *Cluster[M, R] {
 	t.Helper()
-	c := &Cluster[M, C, R]{T: t, P: p, Nodes: map[string]*Node[R]{}}
+	c := &Cluster[M, R]{T: t, P: p, Nodes: map[string]*Node[R]{}}
 	for _, n := range names {
 		c.Add(n, 0)
 	}
@@ -99,14 +103,14 @@ func NewCluster[M, C any, R Core[M, C]](t TB, p Protocol[M, C, R], names ...stri
 }
 
 // Add creates a fresh replica whose state machine has applied 1..applied.
-func (c *Cluster[M, C, R]) Add(name string, applied uint64) *Node[R] {
+func (c *Cluster[M, R]) Add(name string, applied uint64) *Node[R] {
 	n := &Node[R]{Name: name, Core: c.P.New(name, applied), Base: applied}
 	c.Nodes[name] = n
 	return n
 }
 
 // Node returns the replica name, failing the test if there is none.
-func (c *Cluster[M, C, R]) Node(name string) *Node[R] {
+func (c *Cluster[M, R]) Node(name string) *Node[R] {
 	c.T.Helper()
 	n := c.Nodes[name]
 	if n == nil {
@@ -116,7 +120,7 @@ func (c *Cluster[M, C, R]) Node(name string) *Node[R] {
 }
 
 // Config delivers cfg to the named replicas (all live ones if none named).
-func (c *Cluster[M, C, R]) Config(cfg C, names ...string) {
+func (c *Cluster[M, R]) Config(cfg Config, names ...string) {
 	c.T.Helper()
 	if len(names) == 0 {
 		for _, n := range c.Nodes {
@@ -133,9 +137,13 @@ func (c *Cluster[M, C, R]) Config(cfg C, names ...string) {
 }
 
 // Collect plays the runtime after a call into n's core.
-func (c *Cluster[M, C, R]) Collect(n *Node[R]) {
-	rd := c.P.Ready(n.Core)
-	for _, m := range rd.Messages {
+func (c *Cluster[M, R]) Collect(n *Node[R]) {
+	rd := n.Core.Ready()
+	msgs, err := c.P.messages(rd.Messages)
+	if err != nil {
+		c.T.Fatalf("%s: %v", n.Name, err)
+	}
+	for _, m := range msgs {
 		if c.Drop == nil || !c.Drop(m) {
 			c.Queue = append(c.Queue, m)
 		}
@@ -156,12 +164,12 @@ func (c *Cluster[M, C, R]) Collect(n *Node[R]) {
 }
 
 // ApplyAll applies every pending entry of n and reports it.
-func (c *Cluster[M, C, R]) ApplyAll(n *Node[R]) {
+func (c *Cluster[M, R]) ApplyAll(n *Node[R]) {
 	c.ApplyN(n, len(n.Pending))
 }
 
 // ApplyN applies the first k pending entries of n and reports them.
-func (c *Cluster[M, C, R]) ApplyN(n *Node[R], k int) {
+func (c *Cluster[M, R]) ApplyN(n *Node[R], k int) {
 	c.T.Helper()
 	if k == 0 {
 		return
@@ -178,7 +186,7 @@ func (c *Cluster[M, C, R]) ApplyN(n *Node[R], k int) {
 }
 
 // Propose proposes data at name, applies it there and returns its seq.
-func (c *Cluster[M, C, R]) Propose(name, data string) uint64 {
+func (c *Cluster[M, R]) Propose(name, data string) uint64 {
 	c.T.Helper()
 	seq, err := c.TryPropose(name, data)
 	if err != nil {
@@ -188,7 +196,7 @@ func (c *Cluster[M, C, R]) Propose(name, data string) uint64 {
 }
 
 // TryPropose is Propose returning the core's error.
-func (c *Cluster[M, C, R]) TryPropose(name, data string) (uint64, error) {
+func (c *Cluster[M, R]) TryPropose(name, data string) (uint64, error) {
 	n := c.Node(name)
 	seq, err := n.Core.Propose([]byte(data))
 	if err != nil {
@@ -204,7 +212,7 @@ func (c *Cluster[M, C, R]) TryPropose(name, data string) (uint64, error) {
 // Deliver delivers the first queued message and returns it with the
 // error of Step, or reports false if the queue is empty. A message to a
 // crashed replica is lost.
-func (c *Cluster[M, C, R]) Deliver() (M, bool, error) {
+func (c *Cluster[M, R]) Deliver() (M, bool, error) {
 	var m M
 	if len(c.Queue) == 0 {
 		return m, false, nil
@@ -215,14 +223,14 @@ func (c *Cluster[M, C, R]) Deliver() (M, bool, error) {
 	if n == nil || n.Down {
 		return m, true, nil
 	}
-	err := n.Core.Step(m)
+	err := c.P.step(n.Core, m)
 	c.Collect(n)
 	return m, true, err
 }
 
-// Run delivers until no message is left, failing on errors other than
-// Protocol.Expected.
-func (c *Cluster[M, C, R]) Run() {
+// Run delivers until no message is left, failing on errors other than a
+// refusal of another epoch's message (see Refused).
+func (c *Cluster[M, R]) Run() {
 	c.T.Helper()
 	for i := 0; ; i++ {
 		if i > 100000 {
@@ -232,14 +240,14 @@ func (c *Cluster[M, C, R]) Run() {
 		if !ok {
 			return
 		}
-		if err != nil && !errors.Is(err, c.P.Expected) {
+		if err != nil && !Refused(err) {
 			c.T.Fatalf("delivering %s: %v", c.P.Describe(m), err)
 		}
 	}
 }
 
 // Tick ticks the named replica k times.
-func (c *Cluster[M, C, R]) Tick(name string, k int) {
+func (c *Cluster[M, R]) Tick(name string, k int) {
 	n := c.Node(name)
 	for range k {
 		n.Core.Tick()
@@ -248,7 +256,7 @@ func (c *Cluster[M, C, R]) Tick(name string, k int) {
 }
 
 // Crash stops deliveries to name and drops what is queued for it.
-func (c *Cluster[M, C, R]) Crash(name string) {
+func (c *Cluster[M, R]) Crash(name string) {
 	c.Node(name).Down = true
 	c.Queue = slices.DeleteFunc(c.Queue, func(m M) bool { return c.P.To(m) == name })
 }
@@ -256,24 +264,24 @@ func (c *Cluster[M, C, R]) Crash(name string) {
 // Restore installs a snapshot of src at name: src's state at its applied
 // seq, src.Hold, name.Restored. It replaces name's state entirely, and
 // returns the seq of the snapshot.
-func (c *Cluster[M, C, R]) Restore(name, src string) uint64 {
+func (c *Cluster[M, R]) Restore(name, src string) uint64 {
 	c.T.Helper()
 	j, s := c.Node(name), c.Node(src)
 	seq := s.Base + uint64(len(s.Applied))
-	if !c.P.AcceptsSnapshot(j.Core, src, seq) {
+	if !j.Core.AcceptsSnapshot(src, seq) {
 		c.T.Fatalf("%s refuses a snapshot of %s at %d", name, src, seq)
 	}
 	s.Core.Hold(seq)
 	c.Collect(s)
 	j.Applied = slices.Clone(s.Applied)
 	j.Base, j.Pending, j.Need = s.Base, nil, ""
-	c.P.Restored(j.Core, src, seq)
+	j.Core.Restored(src, seq)
 	c.Collect(j)
 	return seq
 }
 
 // WantApplied checks that name applied exactly data.
-func (c *Cluster[M, C, R]) WantApplied(name string, data ...string) {
+func (c *Cluster[M, R]) WantApplied(name string, data ...string) {
 	c.T.Helper()
 	if got := c.Node(name).Applied; !slices.Equal(got, data) {
 		c.T.Fatalf("%s applied %q, want %q", name, got, data)

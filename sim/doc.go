@@ -10,6 +10,12 @@
 // link faults, codec checks, and a hand-driven cluster of log-shipping
 // cores (Cluster) with the lost-message scenarios they all must pass.
 //
+// Cluster and World drive a core only through the contract the runtime
+// uses, protocol.Core: every message leaves a core encoded by its outbox,
+// is decoded with the package's codec (Protocol.Encode and Decode) to be
+// queued, filtered and described, and reaches the next core through Step
+// as bytes, so the simulations exercise the codecs too.
+//
 // The chain and primary-backup simulations also share their world
 // (World): replicas whose runtimes apply entries to a key-value state
 // machine (KVStore) at their own pace, crashes, restarts and false

@@ -11,7 +11,7 @@ import "fmt"
 // LostEntriesResent checks that entries lost on the way are sent again,
 // from the oldest unacknowledged one, after resendTicks without ack
 // progress, and not before. entries matches the leader's MsgEntries.
-func (c *Cluster[M, C, R]) LostEntriesResent(leader, follower string, resendTicks int, entries func(M) bool) {
+func (c *Cluster[M, R]) LostEntriesResent(leader, follower string, resendTicks int, entries func(M) bool) {
 	c.T.Helper()
 	c.Run()
 	c.Drop = entries
@@ -38,7 +38,7 @@ func (c *Cluster[M, C, R]) LostEntriesResent(leader, follower string, resendTick
 // GapAsksAgain checks that a batch that does not continue the follower's
 // log is dropped and the follower says Hello, without waiting for a timer.
 // entries matches the leader's MsgEntries.
-func (c *Cluster[M, C, R]) GapAsksAgain(leader, follower string, entries func(M) bool) {
+func (c *Cluster[M, R]) GapAsksAgain(leader, follower string, entries func(M) bool) {
 	c.T.Helper()
 	c.Run()
 	c.Drop = DropN(1, entries)

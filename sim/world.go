@@ -3,44 +3,24 @@ package sim
 import (
 	"fmt"
 	"math/rand/v2"
+
+	"github.com/lockstep/lockstep/protocol"
 )
 
-// Config is the configuration that lockstep's log-shipping cores share:
-// an epoch, the members in order (Members[0] is the head or primary, the
-// one that takes writes) and at most one joiner catching up.
-type Config struct {
-	Epoch   uint64
-	Members []string
-	Joining string
-}
-
-// ConfigType is a core's own configuration type, which has Config's
-// fields, so that a World can read and publish it while each core keeps
-// its own type.
-type ConfigType interface {
-	~struct {
-		Epoch   uint64
-		Members []string
-		Joining string
-	}
-}
-
-// WorldCore is what a World calls on a core: Core, and HasReady so that a
-// runtime does nothing after a call that had no effect.
-type WorldCore[M any, C ConfigType] interface {
-	Core[M, C]
-	HasReady() bool
-}
+// Config is the configuration every lockstep core takes: an epoch, the
+// members in order (Members[0] is the head or primary, the one that takes
+// writes) and at most one joiner catching up.
+type Config = protocol.Config
 
 // Rules are what a World needs of one protocol: how to drive its core
 // (Protocol, From, Event, Role, Complete) and the world rules in which the
 // protocols differ, each a hook the World calls at its point of a step.
 // Every hook may draw from World.Rng only in a fixed order, and none may
 // be left nil unless its comment says so.
-type Rules[M any, C ConfigType, R WorldCore[M, C]] struct {
-	// Protocol gives New (called with applied 0), Ready, To and, as the
-	// error of Step that counts as a stale message, Expected.
-	Protocol[M, C, R]
+type Rules[M any, R protocol.Core] struct {
+	// Protocol gives New (called with applied 0), the codec every message
+	// passes through, and To.
+	Protocol[M, R]
 	// From names the sender of a message.
 	From func(m M) string
 	// Event describes a delivered message in the trace.
@@ -54,28 +34,28 @@ type Rules[M any, C ConfigType, R WorldCore[M, C]] struct {
 	Complete func(core R) bool
 
 	// CheckNeed checks a replica's request for a snapshot from src.
-	CheckNeed func(n *Replica[C, R], src string) error
+	CheckNeed func(n *Replica[R], src string) error
 	// CheckCommit checks a replica's report that everything up to seq is
 	// committed, before the World records it.
-	CheckCommit func(n *Replica[C, R], seq uint64) error
+	CheckCommit func(n *Replica[R], seq uint64) error
 	// Committed, if not nil, checks the entry with digest that n
 	// committed at seq against the other replicas.
-	Committed func(n *Replica[C, R], seq, digest uint64) error
+	Committed func(n *Replica[R], seq, digest uint64) error
 	// Member, if not nil, tells whether an entry n applies must be the
 	// one committed at its seq (a replica the master removed may hold
 	// entries never committed); nil means always.
-	Member func(n *Replica[C, R]) bool
+	Member func(n *Replica[R]) bool
 	// Install installs a snapshot that src took for n: it asks the core,
 	// restores n's store (Replica.Restore), tells the core and drains it.
-	Install func(n *Replica[C, R], src string, snap *KVSnapshot) error
+	Install func(n *Replica[R], src string, snap *KVSnapshot) error
 	// Read lets client c read key where the protocol serves reads.
-	Read func(c *Client[*Replica[C, R]], key string)
+	Read func(c *Client[*Replica[R]], key string)
 	// CheckPropose checks the outcome err of a Propose at n and reports
 	// whether the write went ahead; a refusal is no violation.
-	CheckPropose func(n *Replica[C, R], err error) (bool, error)
+	CheckPropose func(n *Replica[R], err error) (bool, error)
 	// Started, if not nil, sees every new incarnation of a replica before
 	// its core learns the configuration.
-	Started func(n *Replica[C, R])
+	Started func(n *Replica[R])
 	// Master plays the coordinator once per step (see World.Reconfigure).
 	Master func() error
 	// Check checks the invariants after every step, Final the liveness
@@ -152,8 +132,8 @@ func (s *WorldStats) Add(o WorldStats) {
 //
 // One seed drives every choice, through Rng in a fixed order; nothing
 // iterates over a map. A World is not safe for concurrent use.
-type World[M any, C ConfigType, R WorldCore[M, C]] struct {
-	Rules   Rules[M, C, R]
+type World[M any, R protocol.Core] struct {
+	Rules   Rules[M, R]
 	Params  WorldParams
 	Rng     *rand.Rand  // the one source of every choice
 	Trace   *Trace      // nil: no trace
@@ -163,15 +143,15 @@ type World[M any, C ConfigType, R WorldCore[M, C]] struct {
 	Net     *Network[M]
 	Links   LinkFaults[M] // resets and cuts
 	Names   []string      // of the nodes, in order
-	Nodes   []*Replica[C, R]
-	By      map[string]*Replica[C, R] // Nodes by name, for lookups only
-	Cfg     C                         // the master's configuration
-	Size    int                       // members the master wants
-	Clients []*Client[*Replica[C, R]]
+	Nodes   []*Replica[R]
+	By      map[string]*Replica[R] // Nodes by name, for lookups only
+	Cfg     Config                 // the master's configuration
+	Size    int                    // members the master wants
+	Clients []*Client[*Replica[R]]
 	Hist    History // the clients' operations, for porcupine
 	Writes  *Writes // the oracle of the writes in Hist
 
-	snaps []snapTransfer[C, R]
+	snaps []snapTransfer[R]
 }
 
 // NewWorld returns a world of params.Nodes replicas, all members in epoch
@@ -179,8 +159,8 @@ type World[M any, C ConfigType, R WorldCore[M, C]] struct {
 // simulation's own statistics usually embed). It draws the network's
 // delays, 1 to at most 12 steps, from rng after whatever the caller drew,
 // so that a seed gives the same world.
-func NewWorld[M any, C ConfigType, R WorldCore[M, C]](rng *rand.Rand, trace *Trace, rules Rules[M, C, R], params WorldParams, stats *WorldStats) *World[M, C, R] {
-	w := &World[M, C, R]{Rules: rules, Params: params, Rng: rng, Trace: trace, Stats: stats, By: map[string]*Replica[C, R]{}}
+func NewWorld[M any, R protocol.Core](rng *rand.Rand, trace *Trace, rules Rules[M, R], params WorldParams, stats *WorldStats) *World[M, R] {
+	w := &World[M, R]{Rules: rules, Params: params, Rng: rng, Trace: trace, Stats: stats, By: map[string]*Replica[R]{}}
 	w.Writes = NewWrites(&w.Hist)
 	w.Net = NewNetwork[M](rng, NetworkOptions{MinDelay: 1, MaxDelay: 1 + int64(rng.IntN(1+rng.IntN(12)))})
 	w.Links = LinkFaults[M]{Net: w.Net, Rng: rng, Trace: trace}
@@ -194,9 +174,9 @@ func NewWorld[M any, C ConfigType, R WorldCore[M, C]](rng *rand.Rand, trace *Tra
 		cfg.Members = append(cfg.Members, n.Name)
 	}
 	for i := range params.Clients {
-		w.Clients = append(w.Clients, &Client[*Replica[C, R]]{ID: i})
+		w.Clients = append(w.Clients, &Client[*Replica[R]]{ID: i})
 	}
-	w.Cfg, w.Size = C(cfg), params.Nodes
+	w.Cfg, w.Size = cfg, params.Nodes
 	for _, n := range w.Nodes {
 		n.Core.SetConfig(w.Cfg)
 	}
@@ -206,7 +186,7 @@ func NewWorld[M any, C ConfigType, R WorldCore[M, C]](rng *rand.Rand, trace *Tra
 // Run drives steps faulty steps and then quiet steps without faults or new
 // client operations, checking the invariants after every step and
 // liveness at the end, and returns the first violation.
-func (w *World[M, C, R]) Run(steps, quiet int) error {
+func (w *World[M, R]) Run(steps, quiet int) error {
 	for _, n := range w.Nodes {
 		if err := w.Drain(n); err != nil {
 			return err
@@ -225,7 +205,7 @@ func (w *World[M, C, R]) Run(steps, quiet int) error {
 	return w.Rules.Final()
 }
 
-func (w *World[M, C, R]) oneStep() error {
+func (w *World[M, R]) oneStep() error {
 	if w.Faulty {
 		w.faults()
 	}

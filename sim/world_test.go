@@ -3,16 +3,12 @@ package sim
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
-)
 
-// toyConfig has the fields of Config, as every core's configuration does.
-type toyConfig struct {
-	Epoch   uint64
-	Members []string
-	Joining string
-}
+	"github.com/lockstep/lockstep/protocol"
+)
 
 type toyMsg struct{ From, To string }
 
@@ -23,16 +19,24 @@ var errToyNotLeader = errors.New("toy: not the leader")
 // so a new leader starts an empty log, which the World must catch.
 type toyCore struct {
 	id                     string
-	cfg                    toyConfig
+	cfg                    Config
 	last, commit, reported uint64
 }
 
-func (c *toyCore) leader() bool            { return len(c.cfg.Members) > 0 && c.cfg.Members[0] == c.id }
-func (c *toyCore) SetConfig(cfg toyConfig) { c.cfg = cfg }
-func (c *toyCore) Step(toyMsg) error       { return nil }
-func (c *toyCore) Tick()                   {}
-func (c *toyCore) Hold(uint64)             {}
-func (c *toyCore) HasReady() bool          { return c.commit > c.reported }
+func (c *toyCore) leader() bool                        { return len(c.cfg.Members) > 0 && c.cfg.Members[0] == c.id }
+func (c *toyCore) SetConfig(cfg Config)                { c.cfg = cfg }
+func (c *toyCore) Step([]byte) error                   { return nil }
+func (c *toyCore) Tick()                               {}
+func (c *toyCore) Hold(uint64)                         {}
+func (c *toyCore) AcceptsSnapshot(string, uint64) bool { return true }
+func (c *toyCore) Restored(string, uint64)             {}
+func (c *toyCore) CloseEpoch(uint64, []byte) error     { return protocol.ErrNoEpochs }
+func (c *toyCore) HasReady() bool                      { return c.commit > c.reported }
+func (c *toyCore) Status() protocol.Status             { return protocol.Status{Commit: c.commit} }
+func (c *toyCore) Ready() protocol.Ready {
+	c.reported = c.commit
+	return protocol.Ready{Commit: c.commit}
+}
 func (c *toyCore) Propose([]byte) (uint64, error) {
 	if !c.leader() {
 		return 0, errToyNotLeader
@@ -62,29 +66,32 @@ func (c *toyCore) role() (int, string) {
 	return 0, "none"
 }
 
-type toyWorld = World[toyMsg, toyConfig, *toyCore]
+type toyWorld = World[toyMsg, *toyCore]
 
 // newToyWorld returns a world of three toy replicas whose master is
 // master, or Reconfigure with joiners promoted at once.
 func newToyWorld(seed uint64, tr *Trace, stats *WorldStats, master func(w *toyWorld) error) *toyWorld {
 	rng := NewRand(seed)
 	var w *toyWorld
-	rules := Rules[toyMsg, toyConfig, *toyCore]{
-		Protocol: Protocol[toyMsg, toyConfig, *toyCore]{
-			New:      func(id string, _ uint64) *toyCore { return &toyCore{id: id} },
-			Ready:    func(c *toyCore) Effects[toyMsg] { c.reported = c.commit; return Effects[toyMsg]{Commit: c.commit} },
-			To:       func(m toyMsg) string { return m.To },
-			Expected: errToyNotLeader,
+	rules := Rules[toyMsg, *toyCore]{
+		Protocol: Protocol[toyMsg, *toyCore]{
+			New:    func(id string, _ uint64) *toyCore { return &toyCore{id: id} },
+			Encode: func(b []byte, m toyMsg) []byte { return append(append(append(b, m.From...), 0), m.To...) },
+			Decode: func(b []byte) (toyMsg, error) {
+				from, to, _ := strings.Cut(string(b), "\x00")
+				return toyMsg{From: from, To: to}, nil
+			},
+			To: func(m toyMsg) string { return m.To },
 		},
 		From:         func(m toyMsg) string { return m.From },
 		Event:        func(toyMsg) string { return "toy" },
 		Role:         func(c *toyCore) (int, string) { return c.role() },
 		Complete:     func(c *toyCore) bool { return c.leader() },
-		CheckNeed:    func(*Replica[toyConfig, *toyCore], string) error { return nil },
-		CheckCommit:  func(*Replica[toyConfig, *toyCore], uint64) error { return nil },
-		Install:      func(*Replica[toyConfig, *toyCore], string, *KVSnapshot) error { return nil },
-		CheckPropose: func(_ *Replica[toyConfig, *toyCore], err error) (bool, error) { return err == nil, nil },
-		Read: func(c *Client[*Replica[toyConfig, *toyCore]], key string) {
+		CheckNeed:    func(*Replica[*toyCore], string) error { return nil },
+		CheckCommit:  func(*Replica[*toyCore], uint64) error { return nil },
+		Install:      func(*Replica[*toyCore], string, *KVSnapshot) error { return nil },
+		CheckPropose: func(_ *Replica[*toyCore], err error) (bool, error) { return err == nil, nil },
+		Read: func(c *Client[*Replica[*toyCore]], key string) {
 			if n := w.By[w.Cfg.Members[0]]; n.Alive {
 				w.Hist.Return(w.Hist.Invoke(c.ID, KVInput{Op: KVGet, Key: key}), KVOutput{Value: n.KV[key]})
 			}
@@ -105,7 +112,7 @@ func newToyWorld(seed uint64, tr *Trace, stats *WorldStats, master func(w *toyWo
 }
 
 func reconfigure(w *toyWorld) error {
-	w.Reconfigure(func(*Replica[toyConfig, *toyCore]) bool { return true }, "promote %s")
+	w.Reconfigure(func(*Replica[*toyCore]) bool { return true }, "promote %s")
 	return nil
 }
 

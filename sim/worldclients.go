@@ -26,7 +26,7 @@ const worldKeys = 5
 // clients starts operations, in the faulty steps only: three in ten are
 // reads (Rules.Read), the others writes at the master's first member. An
 // operation refused is not recorded: it cannot have taken effect.
-func (w *World[M, C, R]) clients() error {
+func (w *World[M, R]) clients() error {
 	if !w.Faulty {
 		return nil
 	}
@@ -54,7 +54,7 @@ func (w *World[M, C, R]) clients() error {
 // write proposes a put or append of a value unique to the client at the
 // master's first member and, if Rules.CheckPropose lets it go ahead,
 // queues it there to apply and records it.
-func (w *World[M, C, R]) write(c *Client[*Replica[C, R]], op KVOp, key string) error {
+func (w *World[M, R]) write(c *Client[*Replica[R]], op KVOp, key string) error {
 	n := w.By[Config(w.Cfg).Members[0]]
 	if !n.Alive {
 		return nil
@@ -80,7 +80,7 @@ func (w *World[M, C, R]) write(c *Client[*Replica[C, R]], op KVOp, key string) e
 }
 
 // Release answers a client whose write or read the commit point reached.
-func (w *World[M, C, R]) Release(c *Client[*Replica[C, R]]) {
+func (w *World[M, R]) Release(c *Client[*Replica[R]]) {
 	c.Busy = false
 	if c.Read {
 		w.Hist.Return(c.Op, KVOutput{Value: c.Value})
@@ -94,13 +94,13 @@ func (w *World[M, C, R]) Release(c *Client[*Replica[C, R]]) {
 // Settle forgets, after the quiet steps, every write in doubt (see
 // Writes.Settle), counts them as lost, and returns how many operations
 // are still pending, which is none unless the simulation lost a client.
-func (w *World[M, C, R]) Settle() int {
+func (w *World[M, R]) Settle() int {
 	w.Stats.Lost += w.Writes.Settle()
 	return w.Hist.Pending()
 }
 
 // Waiting returns a client still waiting for a reply, or nil.
-func (w *World[M, C, R]) Waiting() *Client[*Replica[C, R]] {
+func (w *World[M, R]) Waiting() *Client[*Replica[R]] {
 	for _, c := range w.Clients {
 		if c.Busy {
 			return c

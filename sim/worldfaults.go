@@ -4,7 +4,7 @@ import "slices"
 
 // faults injects at most one crash, suspicion, link reset or cut per step,
 // heals cuts that are due and restarts removed crashed nodes.
-func (w *World[M, C, R]) faults() {
+func (w *World[M, R]) faults() {
 	w.Links.HealDue(w.Step)
 	for _, n := range w.Nodes {
 		if !n.Alive && n.RestartAt != 0 && w.Step >= n.RestartAt && !w.InConfig(n.Name) {
@@ -32,7 +32,7 @@ func (w *World[M, C, R]) faults() {
 
 // InConfig reports whether name is a member or the joiner of the master's
 // configuration.
-func (w *World[M, C, R]) InConfig(name string) bool {
+func (w *World[M, R]) InConfig(name string) bool {
 	cfg := Config(w.Cfg)
 	return slices.Contains(cfg.Members, name) || cfg.Joining == name
 }
@@ -40,8 +40,8 @@ func (w *World[M, C, R]) InConfig(name string) bool {
 // victim picks a random live replica of the configuration to crash or
 // suspect, keeping at least one other live, unsuspected complete member,
 // which the master can make head or primary; nil if there is none.
-func (w *World[M, C, R]) victim() *Replica[C, R] {
-	var cands, complete []*Replica[C, R]
+func (w *World[M, R]) victim() *Replica[R] {
+	var cands, complete []*Replica[R]
 	for _, name := range Config(w.Cfg).Members {
 		if n := w.By[name]; n.Alive && !n.Suspected && w.Rules.Complete(n.Core) {
 			complete = append(complete, n)
@@ -61,7 +61,7 @@ func (w *World[M, C, R]) victim() *Replica[C, R] {
 // crash stops n: its state is lost, and so is everything in flight to it
 // (and with Params.TornCrash, on some links, from it). Its clients give
 // up. The master notices after a while, unless it suspected n already.
-func (w *World[M, C, R]) crash(n *Replica[C, R]) {
+func (w *World[M, R]) crash(n *Replica[R]) {
 	i, role := w.Rules.Role(n.Core)
 	w.Stats.Crashes[i]++
 	if !n.Suspected {
@@ -90,7 +90,7 @@ func (w *World[M, C, R]) crash(n *Replica[C, R]) {
 // giveUp ends the operations of the clients waiting on a crashed node: a
 // read had no effect; a write took effect if its entry is committed, and
 // is in doubt otherwise (see Writes).
-func (w *World[M, C, R]) giveUp(n *Replica[C, R]) {
+func (w *World[M, R]) giveUp(n *Replica[R]) {
 	for _, c := range w.Clients {
 		if !c.Busy || c.Node != n {
 			continue
@@ -110,7 +110,7 @@ func (w *World[M, C, R]) giveUp(n *Replica[C, R]) {
 // while n goes on in its configuration until the new one reaches it; then
 // its runtime restarts it empty (see deliverConfigs), as a removed replica
 // must.
-func (w *World[M, C, R]) suspect(n *Replica[C, R]) {
+func (w *World[M, R]) suspect(n *Replica[R]) {
 	i, role := w.Rules.Role(n.Core)
 	w.Stats.Suspicions[i]++
 	n.Suspected = true
@@ -120,14 +120,14 @@ func (w *World[M, C, R]) suspect(n *Replica[C, R]) {
 
 // Failed reports whether the master has noticed that n crashed, or takes
 // it for crashed.
-func (w *World[M, C, R]) Failed(n *Replica[C, R]) bool {
+func (w *World[M, R]) Failed(n *Replica[R]) bool {
 	return (!n.Alive || n.Suspected) && w.Step >= n.DetectAt
 }
 
 // restart brings a removed node back empty, as a new incarnation with
 // lost state, knowing the current configuration (which does not include
 // it).
-func (w *World[M, C, R]) restart(n *Replica[C, R]) {
+func (w *World[M, R]) restart(n *Replica[R]) {
 	*n = *w.newReplica(n.Name, n.Index, n.Incarnation+1)
 	w.started(n)
 	n.Core.SetConfig(w.Cfg)

@@ -9,9 +9,9 @@ import (
 // schedules its delivery to every live node, in order per node, after a
 // random delay: configurations reach nodes at different steps, as they do
 // from a real coordinator.
-func (w *World[M, C, R]) Publish(cfg Config, why string) {
+func (w *World[M, R]) Publish(cfg Config, why string) {
 	cfg.Epoch = Config(w.Cfg).Epoch + 1
-	w.Cfg = C(cfg)
+	w.Cfg = cfg
 	w.Stats.Configs++
 	w.Trace.Logf("config %d %v joining %q: %s", cfg.Epoch, cfg.Members, cfg.Joining, why)
 	for _, n := range w.Nodes {
@@ -22,7 +22,7 @@ func (w *World[M, C, R]) Publish(cfg Config, why string) {
 		if k := len(n.configs); k > 0 {
 			at = max(at, n.configs[k-1].at)
 		}
-		n.configs = append(n.configs, timedConfig[C]{at: at, cfg: w.Cfg})
+		n.configs = append(n.configs, timedConfig{at: at, cfg: w.Cfg})
 	}
 }
 
@@ -45,7 +45,7 @@ const (
 // it, so a failed head is removed like any member; a primary-backup
 // master replaces a failed primary itself (a failover) and calls it only
 // while the primary has not failed.
-func (w *World[M, C, R]) Reconfigure(caughtUp func(j *Replica[C, R]) bool, promotion string) Change {
+func (w *World[M, R]) Reconfigure(caughtUp func(j *Replica[R]) bool, promotion string) Change {
 	cfg := Config(w.Cfg)
 	for _, name := range append(slices.Clone(cfg.Members), cfg.Joining) {
 		n := w.By[name]
@@ -81,7 +81,7 @@ func (w *World[M, C, R]) Reconfigure(caughtUp func(j *Replica[C, R]) bool, promo
 // deliverConfigs hands every live node the configurations due. A
 // suspected node that learns it was removed (its role is then 0) crashes,
 // to restart empty as a removed replica must.
-func (w *World[M, C, R]) deliverConfigs() error {
+func (w *World[M, R]) deliverConfigs() error {
 	for _, n := range w.Nodes {
 		for n.Alive && len(n.configs) > 0 && n.configs[0].at <= w.Step {
 			cfg := n.configs[0].cfg
@@ -100,7 +100,7 @@ func (w *World[M, C, R]) deliverConfigs() error {
 }
 
 // removed reports whether n's core is outside its configuration.
-func (w *World[M, C, R]) removed(n *Replica[C, R]) bool {
+func (w *World[M, R]) removed(n *Replica[R]) bool {
 	role, _ := w.Rules.Role(n.Core)
 	return role == 0
 }

@@ -1,7 +1,6 @@
 package sim
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -9,7 +8,7 @@ import (
 // apply queue, the configurations on their way to it) and its state
 // machine, a KVStore. A restart makes a new incarnation with empty state
 // under the same name, in the same Replica.
-type Replica[C any, R any] struct {
+type Replica[R any] struct {
 	Name        string
 	Index       int
 	Incarnation int
@@ -23,29 +22,29 @@ type Replica[C any, R any] struct {
 	DetectAt   int64   // the step the master notices the crash
 	RestartAt  int64   // the step a crashed replica restarts, once removed (0: never)
 
-	configs []timedConfig[C] // published, not yet delivered
+	configs []timedConfig // published, not yet delivered
 }
 
-type timedConfig[C any] struct {
+type timedConfig struct {
 	at  int64
-	cfg C
+	cfg Config
 }
 
 // ID names the incarnation.
-func (n *Replica[C, R]) ID() string { return fmt.Sprintf("%s#%d", n.Name, n.Incarnation) }
+func (n *Replica[R]) ID() string { return fmt.Sprintf("%s#%d", n.Name, n.Incarnation) }
 
 // Restore installs snap, dropping whatever was queued to apply.
-func (n *Replica[C, R]) Restore(snap *KVSnapshot) {
+func (n *Replica[R]) Restore(snap *KVSnapshot) {
 	n.KVStore.Restore(snap)
 	n.Queued, n.Queue = snap.Seq, nil
 }
 
-func (w *World[M, C, R]) newReplica(name string, index, incarnation int) *Replica[C, R] {
-	return &Replica[C, R]{Name: name, Index: index, Incarnation: incarnation, Alive: true, Core: w.Rules.New(name, 0), KVStore: NewKVStore()}
+func (w *World[M, R]) newReplica(name string, index, incarnation int) *Replica[R] {
+	return &Replica[R]{Name: name, Index: index, Incarnation: incarnation, Alive: true, Core: w.Rules.New(name, 0), KVStore: NewKVStore()}
 }
 
 // started shows a new incarnation to Rules.Started.
-func (w *World[M, C, R]) started(n *Replica[C, R]) {
+func (w *World[M, R]) started(n *Replica[R]) {
 	if w.Rules.Started != nil {
 		w.Rules.Started(n)
 	}
@@ -53,9 +52,9 @@ func (w *World[M, C, R]) started(n *Replica[C, R]) {
 
 // snapTransfer is a snapshot transfer: requested (snap == nil) until the
 // source takes it at step at, then in transfer until it is installed.
-type snapTransfer[C any, R any] struct {
+type snapTransfer[R any] struct {
 	at   int64
-	node *Replica[C, R]
+	node *Replica[R]
 	from string
 	snap *KVSnapshot
 }
@@ -63,12 +62,16 @@ type snapTransfer[C any, R any] struct {
 // Drain plays the runtime's part after every call into n's core: it sends
 // the messages, queues the entries to apply, releases replies up to the
 // commit point and starts snapshot transfers.
-func (w *World[M, C, R]) Drain(n *Replica[C, R]) error {
+func (w *World[M, R]) Drain(n *Replica[R]) error {
 	if !n.Core.HasReady() {
 		return nil
 	}
-	rd := w.Rules.Ready(n.Core)
-	for _, m := range rd.Messages {
+	rd := n.Core.Ready()
+	msgs, err := w.Rules.messages(rd.Messages)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	for _, m := range msgs {
 		if from := w.Rules.From(m); from != n.Name {
 			return Violation("%s sends a message from %q", n.Name, from)
 		}
@@ -91,7 +94,7 @@ func (w *World[M, C, R]) Drain(n *Replica[C, R]) error {
 			return err
 		}
 		at := w.Step + int64(w.Rng.IntN(4))
-		w.snaps = append(w.snaps, snapTransfer[C, R]{at: at, node: n, from: rd.NeedSnapshot})
+		w.snaps = append(w.snaps, snapTransfer[R]{at: at, node: n, from: rd.NeedSnapshot})
 		w.Trace.Logf("%s needs a snapshot from %s", n.Name, rd.NeedSnapshot)
 	}
 	return nil
@@ -99,7 +102,7 @@ func (w *World[M, C, R]) Drain(n *Replica[C, R]) error {
 
 // commit records the entries n committed, checks that no seq is committed
 // twice with different entries, and releases the replies of n's clients.
-func (w *World[M, C, R]) commit(n *Replica[C, R], c uint64) error {
+func (w *World[M, R]) commit(n *Replica[R], c uint64) error {
 	if err := w.Rules.CheckCommit(n, c); err != nil {
 		return err
 	}
@@ -117,7 +120,7 @@ func (w *World[M, C, R]) commit(n *Replica[C, R], c uint64) error {
 	return nil
 }
 
-func (w *World[M, C, R]) recordCommitted(n *Replica[C, R], s uint64) error {
+func (w *World[M, R]) recordCommitted(n *Replica[R], s uint64) error {
 	d := n.Digest[s]
 	settled, ok := w.Writes.Commit(s, d)
 	if !ok {
@@ -138,8 +141,8 @@ func (w *World[M, C, R]) recordCommitted(n *Replica[C, R], s uint64) error {
 // at most (0: in the same step) the requester installs it (Rules.Install).
 // A transfer whose requester or (before taking it) source crashed is
 // dropped: the requester asks again in a new configuration.
-func (w *World[M, C, R]) snapshots() error {
-	var keep []snapTransfer[C, R]
+func (w *World[M, R]) snapshots() error {
+	var keep []snapTransfer[R]
 	for _, r := range w.snaps {
 		if r.at > w.Step || !r.node.Alive {
 			if r.node.Alive {
@@ -172,7 +175,7 @@ func (w *World[M, C, R]) snapshots() error {
 }
 
 // applyAndTick lets each live runtime apply some of its queue, then ticks.
-func (w *World[M, C, R]) applyAndTick() error {
+func (w *World[M, R]) applyAndTick() error {
 	for _, n := range w.Nodes {
 		if !n.Alive {
 			continue
@@ -200,7 +203,7 @@ func (w *World[M, C, R]) applyAndTick() error {
 	return nil
 }
 
-func (w *World[M, C, R]) applyOne(n *Replica[C, R], e Entry) error {
+func (w *World[M, R]) applyOne(n *Replica[R], e Entry) error {
 	if err := n.Apply(e.Seq, e.Data); err != nil {
 		return Violation("%s: %v", n.Name, err)
 	}
@@ -211,16 +214,16 @@ func (w *World[M, C, R]) applyOne(n *Replica[C, R], e Entry) error {
 }
 
 // deliverMessages steps every message due at a live replica. A message
-// of an older epoch (Rules.Expected) is counted and dropped.
-func (w *World[M, C, R]) deliverMessages() error {
+// of another epoch (Refused) is counted and dropped.
+func (w *World[M, R]) deliverMessages() error {
 	for _, p := range w.Net.Due(w.Step) {
 		n := w.By[p.To]
 		if !n.Alive {
 			continue
 		}
-		err := n.Core.Step(p.Msg)
+		err := w.Rules.step(n.Core, p.Msg)
 		switch {
-		case errors.Is(err, w.Rules.Expected):
+		case Refused(err):
 			w.Stats.Stale++
 			continue
 		case err != nil:

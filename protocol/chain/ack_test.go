@@ -35,7 +35,7 @@ func TestTailAcksHeadDirectly(t *testing.T) {
 	c.Config(cfg(1, "", "a", "b", "c"))
 	c.Run()
 	c.Propose("a", "e1")
-	for c.Node("c").Core.Status().Applied < 1 {
+	for c.Node("c").Core.Detail().Applied < 1 {
 		if _, ok, err := c.Deliver(); !ok || err != nil {
 			t.Fatalf("e1 never reached the tail: %v", err)
 		}
@@ -115,7 +115,7 @@ func TestStaleHelloAfterDirectAck(t *testing.T) {
 	if st := c.status("a"); st.Pending != 0 || st.Commit != 3 {
 		t.Fatalf("head %+v: want everything acknowledged and trimmed", st)
 	}
-	if err := c.Node("a").Core.Step(chain.Message{Type: chain.MsgHello, From: "b", To: "a", Epoch: 1, Seq: 1}); err != nil {
+	if err := c.Node("a").Core.StepMessage(chain.Message{Type: chain.MsgHello, From: "b", To: "a", Epoch: 1, Seq: 1}); err != nil {
 		t.Fatal(err)
 	}
 	c.Collect(c.Node("a"))

@@ -266,22 +266,24 @@ func (c *Core) Applied(seq uint64) {
 	c.settle()
 }
 
-// AcceptsSnapshot reports whether Restored(seq) would be accepted: the
-// replica is a joiner or a member that is not complete (see
-// Status.Complete), and seq is not older than its applied seq. A snapshot
+// AcceptsSnapshot reports whether Restored(from, seq) would be accepted:
+// the replica is a joiner or a member that is not complete (see
+// Status.Complete), and seq is not older than its applied seq. Any replica
+// may serve the snapshot (the core chose whom to ask), so from is not
+// checked. A snapshot
 // fetched after Ready.NeedSnapshot may arrive after a reconfiguration; the
 // runtime checks this before installing it.
-func (c *Core) AcceptsSnapshot(seq uint64) bool {
+func (c *Core) AcceptsSnapshot(_ string, seq uint64) bool {
 	return c.role != RoleNone && !c.complete() && seq >= c.applied
 }
 
 // Restored reports that the runtime replaced its state with a snapshot
-// taken at seq, after Ready.NeedSnapshot. The log is dropped, and so must
+// that from took at seq, after Ready.NeedSnapshot. The log is dropped, and so must
 // be any entry of an earlier Ready.Apply the runtime has not applied yet.
 // The replica then says Hello from seq. It is ignored unless
-// AcceptsSnapshot(seq).
-func (c *Core) Restored(seq uint64) {
-	if !c.AcceptsSnapshot(seq) {
+// AcceptsSnapshot(from, seq).
+func (c *Core) Restored(from string, seq uint64) {
+	if !c.AcceptsSnapshot(from, seq) {
 		return
 	}
 	c.log.Reset(seq)
@@ -344,15 +346,17 @@ func (c *Core) HasReady() bool {
 	return len(r.Messages) > 0 || len(r.Apply) > 0 || r.Commit != 0 || r.NeedSnapshot != ""
 }
 
-// Ready takes the effects accumulated since the last call.
-func (c *Core) Ready() Ready {
+// TypedReady takes the effects accumulated since the last call, with the
+// messages as values (Ready is the contract's form).
+func (c *Core) TypedReady() Ready {
 	r := c.ready
 	c.ready = Ready{}
 	return r
 }
 
-// Status summarizes the replica.
-func (c *Core) Status() Status {
+// Detail summarizes the replica in the chain's own terms (Status is the
+// contract's summary).
+func (c *Core) Detail() Status {
 	s := Status{
 		ID:          c.opts.ID,
 		Role:        c.role,
@@ -364,22 +368,29 @@ func (c *Core) Status() Status {
 		Predecessor: c.pred,
 		Successor:   c.succ,
 	}
-	switch {
-	case c.role == RoleNone:
-	case c.pred == "":
-		s.CaughtUp = true
-	default:
-		s.CaughtUp = c.up.heard && !c.up.awaitSnap && c.applied >= c.up.predLast
-	}
+	s.CaughtUp = c.caughtUp()
 	s.Complete = c.complete()
 	s.ReadReady = c.ReadReady()
 	return s
 }
 
-// ReadReady is Status().ReadReady without building the rest of Status,
+// ReadReady is Detail().ReadReady without building the rest of Status,
 // for the runtime's read path.
 func (c *Core) ReadReady() bool {
 	return (c.role == RoleTail || c.role == RoleSingle) && c.complete()
+}
+
+// caughtUp reports whether the replica has applied everything up to its
+// predecessor's last seq as last reported in this epoch; see
+// Status.CaughtUp.
+func (c *Core) caughtUp() bool {
+	switch {
+	case c.role == RoleNone:
+		return false
+	case c.pred == "":
+		return true
+	}
+	return c.up.heard && !c.up.awaitSnap && c.applied >= c.up.predLast
 }
 
 // complete reports whether this replica is a member holding every entry a

@@ -127,7 +127,7 @@ func TestEpochFencing(t *testing.T) {
 		{chain.Message{Type: chain.MsgHello, From: "a", To: "b", Epoch: 2}, chain.ErrUnexpectedMessage},
 		{chain.Message{Type: 99, From: "a", To: "c", Epoch: 2}, chain.ErrUnexpectedMessage},
 	} {
-		if err := c.Node("c").Core.Step(tc.m); !errors.Is(err, tc.want) {
+		if err := c.Node("c").Core.StepMessage(tc.m); !errors.Is(err, tc.want) {
 			t.Errorf("%+v: %v, want %v", tc.m, err, tc.want)
 		}
 	}

@@ -219,7 +219,7 @@ func TestHoldKeepsEntriesForJoiner(t *testing.T) {
 		t.Fatalf("joiner NeedSnapshot %q, want a", j.Need)
 	}
 	j.Applied, j.Need = seqs(1, 3), ""
-	j.Core.Restored(3)
+	j.Core.Restored("", 3)
 	c.Collect(j)
 	c.Run()
 	if j.Need != "" {
@@ -243,7 +243,7 @@ func TestStaleSnapshotNeededIgnored(t *testing.T) {
 	c.Run()
 	c.Restore("j", "a")
 	c.Run()
-	err := c.Node("j").Core.Step(chain.Message{Type: chain.MsgSnapshotNeeded, From: "a", To: "j", Epoch: 2, Seq: 5})
+	err := c.Node("j").Core.StepMessage(chain.Message{Type: chain.MsgSnapshotNeeded, From: "a", To: "j", Epoch: 2, Seq: 5})
 	if err != nil || c.Node("j").Core.Ready().NeedSnapshot != "" {
 		t.Fatalf("a stale MsgSnapshotNeeded: %v, or it asked for another snapshot", err)
 	}
@@ -258,10 +258,10 @@ func TestRestoredRefusedWhenComplete(t *testing.T) {
 	c.Propose("a", "e1")
 	c.Run()
 	before := c.status("b")
-	if c.Node("b").Core.AcceptsSnapshot(9) {
+	if c.Node("b").Core.AcceptsSnapshot("", 9) {
 		t.Fatal("a complete member accepts a snapshot")
 	}
-	c.Node("b").Core.Restored(9)
+	c.Node("b").Core.Restored("", 9)
 	if after := c.status("b"); after != before {
 		t.Fatalf("Restored changed a complete member: %+v -> %+v", before, after)
 	}
@@ -388,7 +388,7 @@ func TestSnapshotWaitEndsByApplying(t *testing.T) {
 	c.ApplyAll(c.Node("j"))
 	c.Run()
 	c.WantApplied("j", seqs(1, 4)...)
-	if st := c.status("j"); !st.Complete || c.Node("a").Commit != 4 || c.Node("j").Core.AcceptsSnapshot(4) {
+	if st := c.status("j"); !st.Complete || c.Node("a").Commit != 4 || c.Node("j").Core.AcceptsSnapshot("", 4) {
 		t.Fatalf("j %+v, head commit %d: want complete, commit 4", st, c.Node("a").Commit)
 	}
 }

@@ -105,7 +105,7 @@ func (w *world) check() error {
 		if !n.Alive || !w.InConfig(n.Name) {
 			continue
 		}
-		st := n.Core.Status()
+		st := n.Core.Detail()
 		if st.Applied != n.Applied {
 			return violation("%s: core applied %d, runtime %d", n.Name, st.Applied, n.Applied)
 		}
@@ -140,10 +140,10 @@ func checkPair(a, b *simNode, member bool) error {
 	if b.Applied > a.Applied || b.Prefix[b.Applied] != a.Prefix[b.Applied] {
 		return violation("history of %s (%d) is not a prefix of %s's (%d)", b.Name, b.Applied, a.Name, a.Applied)
 	}
-	if !member || !b.Core.Status().Complete {
+	if !member || !b.Core.Detail().Complete {
 		return nil
 	}
-	st := a.Core.Status()
+	st := a.Core.Detail()
 	if base := st.Last - uint64(st.Pending); base > b.Applied {
 		return violation("%s's log starts after %d, but successor %s applied only %d", a.Name, base, b.Name, b.Applied)
 	}
@@ -155,7 +155,7 @@ func checkPair(a, b *simNode, member bool) error {
 // survived is still waiting.
 func (w *world) finalCheck() error {
 	head := w.By[w.Cfg.Members[0]]
-	st := head.Core.Status()
+	st := head.Core.Detail()
 	if st.Commit != st.Last || st.Applied != st.Last {
 		return violation("liveness: head %s has last %d, applied %d, commit %d after %d quiet steps", head.Name, st.Last, st.Applied, st.Commit, quietSteps)
 	}

@@ -10,7 +10,7 @@ import (
 // checkNeed checks a request for a snapshot: only a replica that may lack
 // committed entries (a joiner, or a promoted one not yet complete) asks.
 func (w *world) checkNeed(n *simNode, src string) error {
-	if st := n.Core.Status(); st.Complete {
+	if st := n.Core.Detail(); st.Complete {
 		return violation("%s, a complete %s, needs a snapshot from %s", n.Name, st.Role, src)
 	}
 	return nil
@@ -19,7 +19,7 @@ func (w *world) checkNeed(n *simNode, src string) error {
 // checkCommit checks that only the head commits, and nothing it has not
 // applied itself.
 func (w *world) checkCommit(n *simNode, c uint64) error {
-	st := n.Core.Status()
+	st := n.Core.Detail()
 	if st.Role != chain.RoleHead && st.Role != chain.RoleSingle {
 		return violation("%s (%s) reports Commit %d", n.Name, st.Role, c)
 	}
@@ -32,13 +32,13 @@ func (w *world) checkCommit(n *simNode, c uint64) error {
 // install installs a snapshot of the joiner's predecessor at its applied
 // seq, if the joiner still accepts it.
 func (w *world) install(j *simNode, _ string, snap *sim.KVSnapshot) error {
-	if !j.Core.AcceptsSnapshot(snap.Seq) {
+	if !j.Core.AcceptsSnapshot("", snap.Seq) {
 		w.Trace.Logf("%s refuses the snapshot at %d", j.Name, snap.Seq)
 		return nil
 	}
 	j.Restore(snap)
-	j.Core.Restored(snap.Seq)
-	if st := j.Core.Status(); st.Applied != snap.Seq || st.Last != snap.Seq {
+	j.Core.Restored("", snap.Seq)
+	if st := j.Core.Detail(); st.Applied != snap.Seq || st.Last != snap.Seq {
 		return violation("%s restored %d but has applied %d, last %d", j.Name, snap.Seq, st.Applied, st.Last)
 	}
 	w.Stats.Snapshots++
@@ -51,7 +51,7 @@ func (w *world) install(j *simNode, _ string, snap *sim.KVSnapshot) error {
 func (w *world) read(c *simClient, key string) {
 	m := w.Cfg.Members
 	n := w.By[m[len(m)-1]]
-	if !n.Alive || !n.Core.Status().ReadReady {
+	if !n.Alive || !n.Core.Detail().ReadReady {
 		return
 	}
 	id := w.Hist.Invoke(c.ID, sim.KVInput{Op: sim.KVGet, Key: key})
@@ -62,7 +62,7 @@ func (w *world) read(c *simClient, key string) {
 // checkPropose checks that the head refuses a write only when it must,
 // and never lets more than Window entries go unacknowledged.
 func (w *world) checkPropose(n *simNode, err error) (bool, error) {
-	st := n.Core.Status()
+	st := n.Core.Detail()
 	switch {
 	case errors.Is(err, chain.ErrWindowFull):
 		w.Stats.WindowFull++
@@ -94,6 +94,6 @@ func (w *world) master() error {
 // caughtUp reports whether the joiner may become the tail, by its status
 // now.
 func (w *world) caughtUp(j *simNode) bool {
-	st := j.Core.Status()
+	st := j.Core.Detail()
 	return st.Epoch == w.Cfg.Epoch && st.Role == chain.RoleJoining && st.CaughtUp
 }

@@ -64,7 +64,7 @@ func (p simParams) world() sim.WorldParams {
 
 type (
 	// simNode is one replica: a Core and the runtime around it.
-	simNode = sim.Replica[chain.Config, *chain.Core]
+	simNode = sim.Replica[*chain.Core]
 	// simClient runs one operation at a time; a chain's reads are
 	// answered at once by the tail.
 	simClient = sim.Client[*simNode]
@@ -74,7 +74,7 @@ type (
 // removes crashed replicas, adds a restarted one as joiner, and promotes
 // the joiner once it is caught up.
 type world struct {
-	*sim.World[chain.Message, chain.Config, *chain.Core]
+	*sim.World[chain.Message, *chain.Core]
 	p     simParams
 	stats simStats
 }
@@ -106,15 +106,15 @@ func newWorld(seed uint64, trace *sim.Trace) *world {
 }
 
 // rules are the chain's rules of the simulated world (see simnode_test.go).
-func (w *world) rules() sim.Rules[chain.Message, chain.Config, *chain.Core] {
-	return sim.Rules[chain.Message, chain.Config, *chain.Core]{
+func (w *world) rules() sim.Rules[chain.Message, *chain.Core] {
+	return sim.Rules[chain.Message, *chain.Core]{
 		Protocol: protocol(w.p.opts),
 		From:     func(m chain.Message) string { return m.From },
 		Event: func(m chain.Message) string {
 			return fmt.Sprintf("%s e%d seq %d (%d entries)", m.Type, m.Epoch, m.Seq, len(m.Entries))
 		},
-		Role:         func(c *chain.Core) (int, string) { r := c.Status().Role; return int(r), r.String() },
-		Complete:     func(c *chain.Core) bool { return c.Status().Complete },
+		Role:         func(c *chain.Core) (int, string) { r := c.Detail().Role; return int(r), r.String() },
+		Complete:     func(c *chain.Core) bool { return c.Detail().Complete },
 		CheckNeed:    w.checkNeed,
 		CheckCommit:  w.checkCommit,
 		Install:      w.install,

@@ -2,11 +2,11 @@ package chain
 
 import "fmt"
 
-// Step processes a message from a neighbour. Messages of another epoch are
+// StepMessage processes a decoded message from a neighbour. Messages of another epoch are
 // dropped with ErrStaleEpoch, and messages that do not fit this replica's
 // place in the current configuration with ErrUnexpectedMessage; in both
 // cases nothing changes.
-func (c *Core) Step(m Message) error {
+func (c *Core) StepMessage(m Message) error {
 	if err := errs.Admit(c.opts.ID, c.cfg.Epoch, m.envelope()); err != nil {
 		return err
 	}

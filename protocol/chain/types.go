@@ -27,20 +27,18 @@ package chain
 import (
 	"errors"
 
+	"github.com/lockstep/lockstep/protocol"
+
 	"github.com/lockstep/lockstep/protocol/internal/group"
-	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
 // Config is one configuration (view) of a chain group, as the coordinator
-// publishes it. Epoch grows by one with every change.
-type Config struct {
-	Epoch   uint64
-	Members []string // chain order: Members[0] is the head, the last is the tail
-	Joining string   // a node catching up behind the tail, or ""
-}
+// publishes it: Members in chain order (Members[0] is the head, the last
+// is the tail) and at most one joiner behind the tail.
+type Config = protocol.Config
 
 // Entry is one update in the group's history.
-type Entry = wire.Entry
+type Entry = protocol.Entry
 
 // MsgType names the messages replicas exchange.
 type MsgType uint8
@@ -99,15 +97,16 @@ const (
 	RoleJoining             // behind the tail, catching up
 )
 
-// Errors the core returns.
+// Errors the core returns; all but ErrUnexpectedMessage are the
+// contract's (package protocol).
 var (
 	// ErrNotHead: Propose was called on a replica that is not the head.
-	ErrNotHead = errors.New("lockstep: not the chain head")
+	ErrNotHead = protocol.ErrNotLeader
 	// ErrWindowFull: the head holds Window unacknowledged entries; the
 	// caller waits for the commit point to advance and retries.
-	ErrWindowFull = errors.New("lockstep: replication window full")
+	ErrWindowFull = protocol.ErrWindowFull
 	// ErrStaleEpoch: a message from another epoch was refused.
-	ErrStaleEpoch = errors.New("lockstep: stale epoch")
+	ErrStaleEpoch = protocol.ErrStaleEpoch
 	// ErrUnexpectedMessage: a message of the current epoch that does not
 	// fit this replica's place in the chain (another recipient, a sender
 	// that is not the right neighbour, an unknown type, a successor that
@@ -115,18 +114,11 @@ var (
 	ErrUnexpectedMessage = errors.New("lockstep: unexpected chain message")
 	// ErrInvalidConfig: a configuration without members, with an empty or
 	// repeated name, or with epoch 0.
-	ErrInvalidConfig = errors.New("lockstep: invalid chain configuration")
+	ErrInvalidConfig = protocol.ErrInvalidConfig
 )
 
 // errs are the sentinels that package group's checks of a message wrap.
 var errs = group.Errors{StaleEpoch: ErrStaleEpoch, Unexpected: ErrUnexpectedMessage}
-
-// Validate reports whether c is a configuration a coordinator may publish:
-// epoch above 0, at least one member, no empty or repeated names, and a
-// joiner that is not already a member.
-func (c Config) Validate() error {
-	return wire.ValidateConfig(c.Epoch, c.Members, c.Joining, ErrInvalidConfig)
-}
 
 // String names the role for logs and status output.
 func (r Role) String() string {

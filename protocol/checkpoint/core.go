@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	"github.com/lockstep/lockstep/protocol/internal/group"
 )
@@ -14,6 +15,11 @@ const (
 	DefaultMaxChunk    = 1 << 20
 	DefaultResendTicks = group.DefaultResendTicks
 	DefaultHelloTicks  = group.DefaultHelloTicks
+	// DefaultInterval is the epoch length (Remus's epoch is tens of
+	// milliseconds).
+	DefaultInterval = 20 * time.Millisecond
+	// DefaultMaxDirty is the dirty state past which an epoch is cut early.
+	DefaultMaxDirty = 4 << 20
 )
 
 // lineageDirty is the lineage of a replica that left the primary's role
@@ -43,6 +49,23 @@ type Options struct {
 	// while behind it, before a backup or joiner sends Hello again
 	// (default 10).
 	HelloTicks int
+
+	// Clock, if set, is the time the primary's epochs are measured on (a
+	// monotonic reading from any origin): once Interval has passed since
+	// the epoch opened, Ready asks the runtime to close it
+	// (protocol.Ready.TakeDelta). Without it the caller closes epochs
+	// itself, when it likes, with CloseEpoch or Checkpoint (as the
+	// simulator does).
+	Clock func() time.Duration
+	// Interval is the epoch length (default 20 ms).
+	Interval time.Duration
+	// DirtyBytes, if set, reports how much state the primary's writes
+	// changed since the last checkpoint, as the state machine estimates
+	// it. Past MaxDirty (default 4 MiB) the epoch is cut early, and while
+	// the window is full as well, Propose refuses: a slow backup
+	// throttles the primary.
+	DirtyBytes func() int
+	MaxDirty   int
 }
 
 func (o Options) withDefaults() Options {
@@ -50,6 +73,10 @@ func (o Options) withDefaults() Options {
 	o.MaxChunk = group.OrDefault(o.MaxChunk, DefaultMaxChunk)
 	o.ResendTicks = group.OrDefault(o.ResendTicks, DefaultResendTicks)
 	o.HelloTicks = group.OrDefault(o.HelloTicks, DefaultHelloTicks)
+	o.MaxDirty = group.OrDefault(o.MaxDirty, DefaultMaxDirty)
+	if o.Interval <= 0 {
+		o.Interval = DefaultInterval
+	}
 	return o
 }
 
@@ -62,7 +89,9 @@ type Ready struct {
 	// Install holds complete checkpoints from the primary, in order and
 	// continuing those of earlier Readies. The runtime applies each one
 	// atomically (one storage batch) and then reports it with
-	// Core.Installed. The primary's own checkpoints are never listed.
+	// Core.Applied. The primary's own checkpoints are never listed, except
+	// the empty one that a new primary makes over its own state (see
+	// CloseEpoch).
 	Install []Checkpoint
 	// Commit, at the primary, is a store seq such that every backup of
 	// the configuration has installed the primary's state at it or later:
@@ -169,6 +198,8 @@ type Core struct {
 	// Status.Complete.
 	barrier group.Barrier
 
+	ep epochs // the primary's open epoch
+
 	ready Ready
 }
 
@@ -209,7 +240,11 @@ type partial struct {
 // non-empty state is not trusted as a point of anyone's history: it will
 // be replaced by a snapshot.
 func New(opts Options, applied uint64) *Core {
-	return &Core{opts: opts.withDefaults(), view: group.NewView(opts.ID, errs), applied: applied, last: applied, base: applied}
+	c := &Core{opts: opts.withDefaults(), view: group.NewView(opts.ID, errs), applied: applied, last: applied, base: applied}
+	if c.opts.Clock != nil {
+		c.ep.next = c.opts.Clock() + c.opts.Interval
+	}
+	return c
 }
 
 // SetConfig installs cfg if its epoch is newer than the current one and it
@@ -237,6 +272,9 @@ func (c *Core) SetConfig(cfg Config) {
 		}
 	case prev == RolePrimary:
 		c.leaveOffice()
+	}
+	if c.view.Role != prev {
+		c.ep.reset(c.view.Role == RolePrimary, c.applied)
 	}
 	c.barrier.Reconfigure(c.view.Member(), prev == RoleJoining)
 	if c.view.Follows() {
@@ -327,11 +365,20 @@ func (c *Core) heldUpTo(seq uint64) int {
 	return i
 }
 
-// Installed reports that the runtime has applied every checkpoint of
-// Ready.Install up to seq (and made it durable as its policy requires).
-// Values beyond the last checkpoint received are clamped to it; older
-// values are ignored.
-func (c *Core) Installed(seq uint64) {
+// Applied reports that the runtime has applied everything up to seq: at
+// a backup or joiner every checkpoint of Ready.Install up to seq (and made
+// it durable as its policy requires), at the primary its own writes
+// (numbered by Propose) as well. Values beyond the last checkpoint
+// received are clamped to it; older values are ignored.
+func (c *Core) Applied(seq uint64) {
+	if c.view.Role == RolePrimary {
+		c.ep.exec = max(c.ep.exec, seq)
+	}
+	c.installed(seq)
+}
+
+// installed records that the state is at checkpoint seq or later.
+func (c *Core) installed(seq uint64) {
 	seq = min(seq, c.last)
 	if seq <= c.applied {
 		return
@@ -342,10 +389,11 @@ func (c *Core) Installed(seq uint64) {
 
 // AcceptsSnapshot reports whether Restored(from, seq) would be accepted:
 // the replica is a backup or joiner waiting for the snapshot that the
-// primary of its current configuration, from, told it to fetch. A
+// primary of its current configuration, from, told it to fetch, whatever
+// its seq (it may take the replica back; see Restored). A
 // snapshot fetched after Ready.NeedSnapshot may arrive after a
 // reconfiguration; the runtime checks this before installing it.
-func (c *Core) AcceptsSnapshot(from string) bool {
+func (c *Core) AcceptsSnapshot(from string, _ uint64) bool {
 	return c.view.Follows() && c.up.AwaitSnap && from == c.view.Primary
 }
 
@@ -356,9 +404,9 @@ func (c *Core) AcceptsSnapshot(from string) bool {
 // the applied seq: a backup that installed a checkpoint of an old primary
 // which the new one never had goes back to the new primary's history. The
 // replica then says Hello from seq. It is ignored unless
-// AcceptsSnapshot(from).
+// AcceptsSnapshot(from, seq).
 func (c *Core) Restored(from string, seq uint64) {
-	if !c.AcceptsSnapshot(from) {
+	if !c.AcceptsSnapshot(from, seq) {
 		return
 	}
 	if c.complete() {
@@ -432,21 +480,25 @@ func (c *Core) tickUp() {
 	}
 }
 
-// HasReady reports whether Ready would return any effect.
+// HasReady reports whether Ready would return any effect, an epoch to
+// close included.
 func (c *Core) HasReady() bool {
 	r := &c.ready
-	return len(r.Messages) > 0 || len(r.Install) > 0 || r.Commit != 0 || r.NeedSnapshot != ""
+	return len(r.Messages) > 0 || len(r.Install) > 0 || r.Commit != 0 || r.NeedSnapshot != "" || c.epochDue(false)
 }
 
-// Ready takes the effects accumulated since the last call.
-func (c *Core) Ready() Ready {
+// TypedReady takes the effects accumulated since the last call, with the
+// messages as values (Ready is the contract's form, which also asks for
+// epochs to be closed).
+func (c *Core) TypedReady() Ready {
 	r := c.ready
 	c.ready = Ready{}
 	return r
 }
 
-// Status summarizes the replica.
-func (c *Core) Status() Status {
+// Detail summarizes the replica in checkpoint replication's own terms
+// (Status is the contract's summary).
+func (c *Core) Detail() Status {
 	s := Status{
 		ID:      c.opts.ID,
 		Role:    c.view.Role,
@@ -476,7 +528,7 @@ func (c *Core) Status() Status {
 	return s
 }
 
-// ReadReady is Status().ReadReady without building the rest of Status,
+// ReadReady is Detail().ReadReady without building the rest of Status,
 // for the runtime's write and read paths.
 func (c *Core) ReadReady() bool {
 	return c.view.Role == RolePrimary && c.complete() && c.applied >= c.fork

@@ -40,7 +40,7 @@ func newGroup(t *testing.T, opts checkpoint.Options, names ...string) *group {
 
 // collect plays n's runtime for one Ready.
 func (g *group) collect(n string) {
-	rd := g.cores[n].Ready()
+	rd := g.cores[n].TypedReady()
 	g.queue = append(g.queue, rd.Messages...)
 	g.pending[n] = append(g.pending[n], rd.Install...)
 	if rd.Commit != 0 {
@@ -65,7 +65,7 @@ func (g *group) install(n string) {
 	}
 	g.state[n] = append(g.state[n], p...)
 	g.pending[n] = nil
-	g.cores[n].Installed(p[len(p)-1].Seq)
+	g.cores[n].Applied(p[len(p)-1].Seq)
 	g.collect(n)
 }
 
@@ -80,7 +80,7 @@ func (g *group) config(epoch uint64, joining string, members ...string) {
 func (g *group) deliver() checkpoint.Message {
 	m := g.queue[0]
 	g.queue = g.queue[1:]
-	if err := g.cores[m.To].Step(m); err != nil {
+	if err := g.cores[m.To].StepMessage(m); err != nil {
 		g.t.Fatalf("%s %s->%s: %v", m.Type, m.From, m.To, err)
 	}
 	g.collect(m.To)
@@ -115,7 +115,7 @@ func (g *group) tick(n string, times int) {
 	}
 }
 
-func (g *group) status(n string) checkpoint.Status { return g.cores[n].Status() }
+func (g *group) status(n string) checkpoint.Status { return g.cores[n].Detail() }
 
 // wantState checks what n installed, as seq:data pairs.
 func (g *group) wantState(n string, want ...checkpoint.Checkpoint) {
@@ -282,7 +282,7 @@ func TestFailover(t *testing.T) {
 	if g.snap["c"] != "b" {
 		t.Fatalf("c, ahead of the new primary, needs snapshot from %q", g.snap["c"])
 	}
-	if !g.cores["c"].AcceptsSnapshot("b") || g.cores["c"].AcceptsSnapshot("a") {
+	if !g.cores["c"].AcceptsSnapshot("b", 0) || g.cores["c"].AcceptsSnapshot("a", 0) {
 		t.Fatal("AcceptsSnapshot")
 	}
 	g.cores["b"].Hold(5)
@@ -359,7 +359,7 @@ func TestStepRejects(t *testing.T) {
 		{checkpoint.Message{Type: checkpoint.MsgChunk, From: "b", To: "a", Epoch: 2}, checkpoint.ErrUnexpectedMessage},
 		{checkpoint.Message{Type: 9, From: "b", To: "a", Epoch: 2}, checkpoint.ErrUnexpectedMessage},
 	} {
-		if err := a.Step(c.m); !errors.Is(err, c.want) {
+		if err := a.StepMessage(c.m); !errors.Is(err, c.want) {
 			t.Errorf("%+v: %v, want %v", c.m, err, c.want)
 		}
 	}
@@ -424,18 +424,18 @@ func TestStaleSnapshotNeeded(t *testing.T) {
 	refuse := func(prevLineage uint64) checkpoint.Message {
 		return checkpoint.Message{Type: checkpoint.MsgSnapshotNeeded, From: "a", To: "j", Epoch: 3, Seq: 0, Prev: prevLineage, Lineage: 3}
 	}
-	if err := j.Step(refuse(0)); err != nil || !j.AcceptsSnapshot("a") {
-		t.Fatalf("first refusal: %v, accepts %t", err, j.AcceptsSnapshot("a"))
+	if err := j.StepMessage(refuse(0)); err != nil || !j.AcceptsSnapshot("a", 0) {
+		t.Fatalf("first refusal: %v, accepts %t", err, j.AcceptsSnapshot("a", 0))
 	}
 	g.collect("j")
 	j.Restored("a", 0)
 	g.collect("j")
 	delete(g.snap, "j")
-	if err := j.Step(refuse(0)); err != nil || j.AcceptsSnapshot("a") {
+	if err := j.StepMessage(refuse(0)); err != nil || j.AcceptsSnapshot("a", 0) {
 		t.Fatalf("a stale refusal of the Hello from lineage 0 is taken: %v", err)
 	}
 	g.collect("j")
-	if err := j.Step(refuse(3)); err != nil || !j.AcceptsSnapshot("a") {
+	if err := j.StepMessage(refuse(3)); err != nil || !j.AcceptsSnapshot("a", 0) {
 		t.Fatalf("a refusal of the Hello after the restore is ignored: %v", err)
 	}
 	g.collect("j")

@@ -155,7 +155,7 @@ func (w *world) check() error {
 		if !n.alive {
 			continue
 		}
-		st := n.core.Status()
+		st := n.core.Detail()
 		if st.Role == checkpoint.RolePrimary {
 			if st.Applied > n.seq {
 				return violation("%s: core applied %d, store at %d", n.id, st.Applied, n.seq)
@@ -185,7 +185,7 @@ func (w *world) check() error {
 func (w *world) finish() error {
 	p := w.node(w.cfg.Members[0])
 	if !p.alive || !p.core.ReadReady() || p.cfg.Epoch != w.cfg.Epoch {
-		return violation("liveness: primary %s alive %t, status %+v, master in epoch %d", p.id, p.alive, p.core.Status(), w.cfg.Epoch)
+		return violation("liveness: primary %s alive %t, status %+v, master in epoch %d", p.id, p.alive, p.core.Detail(), w.cfg.Epoch)
 	}
 	if p.commit != p.seq {
 		return violation("liveness: primary %s at seq %d has committed %d", p.id, p.seq, p.commit)

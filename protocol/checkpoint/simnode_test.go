@@ -6,6 +6,7 @@ import (
 	"hash/fnv"
 	"strings"
 
+	"github.com/lockstep/lockstep/protocol"
 	"github.com/lockstep/lockstep/protocol/checkpoint"
 	"github.com/lockstep/lockstep/sim"
 )
@@ -51,7 +52,7 @@ func (w *world) newNode(name string, index, inc int) *simNode {
 	opts := w.p.opts
 	opts.ID = name
 	n.core = checkpoint.New(opts, 0)
-	n.report = n.core.Status()
+	n.report = n.core.Detail()
 	return n
 }
 
@@ -180,16 +181,16 @@ func (w *world) closeEpoch(n *simNode) error {
 	}
 	data := w.checkpointData(n)
 	can := n.core.CanCheckpoint()
-	err := n.core.Checkpoint(n.seq, data)
+	err := n.core.CloseEpoch(n.seq, data)
 	if can != (err == nil) {
-		return violation("%s: CanCheckpoint %t, but Checkpoint: %v", n.id, can, err)
+		return violation("%s: CanCheckpoint %t, but CloseEpoch: %v", n.id, can, err)
 	}
 	switch {
 	case errors.Is(err, checkpoint.ErrWindowFull):
 		w.count.Inc("full windows")
 		return w.checkWindow(n)
 	case err != nil:
-		return violation("%s: Checkpoint(%d): %v", n.id, n.seq, err)
+		return violation("%s: CloseEpoch(%d): %v", n.id, n.seq, err)
 	}
 	if err := w.record(stateKey{n.id, n.seq}, n.digest); err != nil {
 		return err
@@ -218,12 +219,12 @@ func (w *world) checkpointData(n *simNode) []byte {
 // checkWindow checks that a refused checkpoint had a reason: some peer
 // that has not acknowledged Window checkpoints.
 func (w *world) checkWindow(n *simNode) error {
-	for _, p := range n.core.Status().Peers {
+	for _, p := range n.core.Detail().Peers {
 		if p.Lag >= w.p.opts.Window {
 			return nil
 		}
 	}
-	return violation("%s: window full, but no peer lags %d: %+v", n.id, w.p.opts.Window, n.core.Status().Peers)
+	return violation("%s: window full, but no peer lags %d: %+v", n.id, w.p.opts.Window, n.core.Detail().Peers)
 }
 
 // record adds a state to the oracle: the same incarnation at the same
@@ -255,7 +256,7 @@ func (w *world) install(n *simNode, k int) error {
 		}
 	}
 	n.pending = n.pending[k:]
-	n.core.Installed(n.seq)
+	n.core.Applied(n.seq)
 	w.logf("%s installs up to %d", n.id, n.seq)
 	return w.drain(n)
 }
@@ -265,7 +266,40 @@ func (w *world) drain(n *simNode) error {
 	if !n.alive || !n.core.HasReady() {
 		return nil
 	}
-	return w.effects(n, n.core.Ready(), -1)
+	rd, err := ready(n)
+	if err != nil {
+		return err
+	}
+	return w.effects(n, rd, -1)
+}
+
+// ready takes n's effects through the contract (protocol.Core.Ready) and
+// decodes the messages its outbox encodes, as a runtime would send them.
+// The simulator closes epochs itself (its cores have no clock), so a core
+// that asks for one breaks the contract.
+func ready(n *simNode) (checkpoint.Ready, error) {
+	rd := n.core.Ready()
+	out := checkpoint.Ready{Install: rd.Apply, Commit: rd.Commit, NeedSnapshot: rd.NeedSnapshot}
+	if rd.TakeDelta {
+		return out, violation("%s asks to close an epoch without a clock or dirty bound", n.id)
+	}
+	for i := range outboxLen(rd.Messages) {
+		to, b := rd.Messages.Encode(i, nil)
+		m, err := checkpoint.DecodeMessage(b)
+		if err != nil || m.To != to {
+			return out, violation("%s: message %d to %s decodes as %+v, %v", n.id, i, to, m, err)
+		}
+		out.Messages = append(out.Messages, m)
+	}
+	return out, nil
+}
+
+// outboxLen is the number of messages in o, which may be nil.
+func outboxLen(o protocol.Outbox) int {
+	if o == nil {
+		return 0
+	}
+	return o.Len()
 }
 
 // effects sends the first send messages of rd (all if send < 0), then
@@ -302,7 +336,7 @@ func (w *world) effects(n *simNode, rd checkpoint.Ready, send int) error {
 // committed checks invariants 3 and 4 when n's commit point grows to c
 // and releases the replies it covers.
 func (w *world) committed(n *simNode, c uint64) error {
-	st := n.core.Status()
+	st := n.core.Detail()
 	if st.Role != checkpoint.RolePrimary || c <= n.commit || c > n.seq {
 		return violation("%s (%s) commits %d after %d at store seq %d", n.id, st.Role, c, n.commit, n.seq)
 	}

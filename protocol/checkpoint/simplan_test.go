@@ -31,7 +31,10 @@ type crashPlan struct {
 // afterCheckpoint plays the runtime's Ready after a checkpoint was made,
 // sometimes scheduling a crash of the primary at some point of it.
 func (w *world) afterCheckpoint(n *simNode) error {
-	rd := n.core.Ready()
+	rd, err := ready(n)
+	if err != nil {
+		return err
+	}
 	if w.plan.node != nil && w.step > w.plan.until {
 		w.plan = crashPlan{}
 	}
@@ -91,7 +94,9 @@ func (w *world) fetchLater(n *simNode, from string) {
 // still a primary that has installed all it received (the runtime serves
 // snapshots only then); it retries while from cannot serve.
 func (w *world) fetch(n *simNode, from string) error {
-	if !n.alive || w.nodes[n.index] != n || !n.core.AcceptsSnapshot(from) {
+	// The snapshot's seq is not known before it is taken; checkpoint
+	// replication accepts a snapshot by its source alone.
+	if !n.alive || w.nodes[n.index] != n || !n.core.AcceptsSnapshot(from, 0) {
 		return nil
 	}
 	src := w.node(from)
@@ -103,7 +108,7 @@ func (w *world) fetch(n *simNode, from string) error {
 	if err := w.record(s.at, s.digest); err != nil {
 		return err
 	}
-	if src.seq > src.core.Status().Applied {
+	if src.seq > src.core.Detail().Applied {
 		w.count.Inc("snapshots inside an open epoch")
 	}
 	src.core.Hold(src.seq)
@@ -117,10 +122,10 @@ func (w *world) fetch(n *simNode, from string) error {
 
 // restore installs snapshot s at n, if n still accepts it.
 func (w *world) restore(n *simNode, from string, s *simSnapshot) error {
-	if !n.alive || w.nodes[n.index] != n || !n.core.AcceptsSnapshot(from) {
+	if !n.alive || w.nodes[n.index] != n || !n.core.AcceptsSnapshot(from, s.at.seq) {
 		return nil
 	}
-	role := n.core.Status().Role
+	role := n.core.Detail().Role
 	w.count.Inc("snapshots installed by a " + role.String())
 	if s.at.seq < n.seq {
 		w.count.Inc("states sent back by a snapshot")

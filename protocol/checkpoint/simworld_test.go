@@ -236,7 +236,7 @@ func (w *world) victim(must *simNode) *simNode {
 		if !n.alive || n.suspected || !w.inConfig(n.name) {
 			continue
 		}
-		if slices.Contains(w.cfg.Members, n.name) && n.core.Status().Complete {
+		if slices.Contains(w.cfg.Members, n.name) && n.core.Detail().Complete {
 			complete = append(complete, n)
 		}
 		if must == nil || n == must {
@@ -260,7 +260,7 @@ func (w *world) victim(must *simNode) *simNode {
 // and, on some links, from it; its clients give up. The master notices
 // after a while, and once it has removed n, n comes back empty.
 func (w *world) crash(n *simNode, why string) {
-	role := n.core.Status().Role
+	role := n.core.Detail().Role
 	w.count.Inc("crashes of a " + role.String())
 	if !n.suspected {
 		n.detectAt = w.step + 1 + int64(w.rng.IntN(int(w.p.detect)))
@@ -303,10 +303,10 @@ func (w *world) restart(old *simNode) error {
 // its lease, not its links): the master removes it, and n restarts empty
 // once a configuration without it reaches it.
 func (w *world) suspect(n *simNode) {
-	w.count.Inc("suspicions of a " + n.core.Status().Role.String())
+	w.count.Inc("suspicions of a " + n.core.Detail().Role.String())
 	n.suspected = true
 	n.detectAt = w.step + 1 + int64(w.rng.IntN(int(w.p.detect)))
-	w.logf("suspect %s (%s)", n.id, n.core.Status().Role)
+	w.logf("suspect %s (%s)", n.id, n.core.Detail().Role)
 }
 
 // failed reports whether the master has noticed that n crashed, or takes
@@ -322,7 +322,7 @@ func (w *world) failed(n *simNode) bool {
 func (w *world) master() error {
 	for _, n := range w.nodes {
 		if n.alive && (w.step+int64(n.index))%w.p.report == 0 {
-			n.report = n.core.Status()
+			n.report = n.core.Detail()
 		}
 	}
 	cfg := w.cfg
@@ -400,18 +400,18 @@ func (w *world) configure(n *simNode, cfg checkpoint.Config) error {
 	if !n.alive || w.nodes[n.index] != n {
 		return nil
 	}
-	was := n.core.Status().Role
+	was := n.core.Detail().Role
 	n.core.SetConfig(cfg)
 	if cfg.Epoch > n.cfg.Epoch {
 		n.cfg = cfg
 	}
-	if was != checkpoint.RolePrimary && n.core.Status().Role == checkpoint.RolePrimary {
+	if was != checkpoint.RolePrimary && n.core.Detail().Role == checkpoint.RolePrimary {
 		n.commit = 0 // the commit point starts again on taking office
 	}
 	if err := w.drain(n); err != nil {
 		return err
 	}
-	if n.suspected && n.core.Status().Role == checkpoint.RoleNone {
+	if n.suspected && n.core.Detail().Role == checkpoint.RoleNone {
 		w.crash(n, "learns it was removed")
 	}
 	return nil
@@ -434,7 +434,7 @@ func (w *world) deliver() error {
 		if err != nil || !sameMessage(m, p.Msg) {
 			return violation("%s %s: codec round trip gives %+v, %v", p.Msg.Type, p.Msg.From, m, err)
 		}
-		err = n.core.Step(m)
+		err = n.core.Step(checkpoint.AppendMessage(nil, p.Msg))
 		switch {
 		case errors.Is(err, checkpoint.ErrStaleEpoch):
 			w.count.Inc("stale messages")

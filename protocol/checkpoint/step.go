@@ -6,13 +6,13 @@ import (
 	"github.com/lockstep/lockstep/protocol/internal/group"
 )
 
-// Step processes a message from a peer. Messages of another epoch are
-// dropped with ErrStaleEpoch (a backup still in an older configuration
-// thus refuses a newer primary's checkpoints until it has the
-// configuration), and messages that do not fit this replica's role in the
+// StepMessage processes a decoded message from a peer. Messages of another
+// epoch are dropped with ErrStaleEpoch (a backup still in an older
+// configuration thus refuses a newer primary's checkpoints until it has
+// the configuration), and messages that do not fit this replica's role in the
 // current configuration with ErrUnexpectedMessage; in both cases nothing
 // changes.
-func (c *Core) Step(m Message) error {
+func (c *Core) StepMessage(m Message) error {
 	if err := c.view.Admit(m.envelope()); err != nil {
 		return err
 	}

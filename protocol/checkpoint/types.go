@@ -7,9 +7,12 @@
 //
 // The primary does not ship updates one by one. Its runtime executes
 // client writes at once on the primary's store (speculatively: their
-// replies wait), tracks the keys they dirty, and at the end of every epoch
-// (a few milliseconds, or earlier when the dirty state grows large) hands
-// the core a checkpoint: the final value or tombstone of every key
+// replies wait; Propose only numbers them), tracks the keys they dirty,
+// and at the end of every epoch hands the core a checkpoint. The core
+// decides when an epoch ends (Options.Interval on its injected clock, or
+// earlier when the dirty state its runtime reports passes MaxDirty) and
+// asks for it with protocol.Ready.TakeDelta; the runtime answers with
+// CloseEpoch. A checkpoint is the final value or tombstone of every key
 // dirtied in the epoch, as opaque bytes, named by the store seq the
 // epoch's writes end at. The core sends the checkpoint to every backup in
 // chunks followed by a commit marker (the Final flag of the last chunk);
@@ -48,26 +51,22 @@ package checkpoint
 import (
 	"errors"
 
+	"github.com/lockstep/lockstep/protocol"
+
 	"github.com/lockstep/lockstep/protocol/internal/group"
-	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
 // Config is one configuration (view) of a checkpoint-replicated group, as
-// the coordinator publishes it. Epoch grows by one with every change.
-type Config struct {
-	Epoch   uint64
-	Members []string // Members[0] is the primary, the rest are backups
-	Joining string   // a node catching up to become a backup, or ""
-}
+// the coordinator publishes it: Members[0] is the primary, the rest are
+// backups, and at most one node catches up to become a backup.
+type Config = protocol.Config
 
 // Checkpoint is the state an epoch of the primary's writes left: Data is
 // the runtime's encoding of the final value or tombstone of every key the
 // epoch dirtied, opaque to the core, and Seq the store seq the epoch's
-// writes end at.
-type Checkpoint struct {
-	Seq  uint64
-	Data []byte
-}
+// writes end at. It is the contract's Entry: a backup applies a checkpoint
+// as one entry, in one batch.
+type Checkpoint = protocol.Entry
 
 // MsgType names the messages replicas exchange.
 type MsgType uint8
@@ -138,21 +137,22 @@ const (
 	RoleJoining = group.RoleJoining // the configuration's joiner, catching up
 )
 
-// Errors the core returns.
+// Errors the core returns; ErrNotPrimary, ErrWindowFull, ErrStaleEpoch
+// and ErrInvalidConfig are the contract's (package protocol).
 var (
-	// ErrNotPrimary: Checkpoint was called on a replica that is not a
-	// complete primary, or has not installed what it received before
+	// ErrNotPrimary: Propose or Checkpoint was called on a replica that is
+	// not a complete primary, or has not installed what it received before
 	// taking office.
-	ErrNotPrimary = errors.New("lockstep: not the primary")
+	ErrNotPrimary = protocol.ErrNotLeader
 	// ErrWindowFull: some peer has not acknowledged Window checkpoints.
 	// The runtime keeps the dirty state, lets it grow, and retries later.
-	ErrWindowFull = errors.New("lockstep: checkpoint window full")
+	ErrWindowFull = protocol.ErrWindowFull
 	// ErrCheckpointOrder: Checkpoint was called with a seq not above the
 	// previous checkpoint's, which would break the order backups install
 	// in. It is a runtime bug.
 	ErrCheckpointOrder = errors.New("lockstep: checkpoint seq out of order")
 	// ErrStaleEpoch: a message from another epoch was refused.
-	ErrStaleEpoch = errors.New("lockstep: stale epoch")
+	ErrStaleEpoch = protocol.ErrStaleEpoch
 	// ErrUnexpectedMessage: a message of the current epoch that does not
 	// fit this replica's role (another recipient, a sender that is not
 	// the primary or one of its peers, an unknown type, an ack for a link
@@ -160,18 +160,11 @@ var (
 	ErrUnexpectedMessage = errors.New("lockstep: unexpected checkpoint message")
 	// ErrInvalidConfig: a configuration without members, with an empty or
 	// repeated name, or with epoch 0.
-	ErrInvalidConfig = errors.New("lockstep: invalid checkpoint configuration")
+	ErrInvalidConfig = protocol.ErrInvalidConfig
 )
 
 // errs are the sentinels that package group's checks of a message wrap.
 var errs = group.Errors{StaleEpoch: ErrStaleEpoch, Unexpected: ErrUnexpectedMessage}
-
-// Validate reports whether c is a configuration a coordinator may publish:
-// epoch above 0, at least one member, no empty or repeated names, and a
-// joiner that is not already a member.
-func (c Config) Validate() error {
-	return wire.ValidateConfig(c.Epoch, c.Members, c.Joining, ErrInvalidConfig)
-}
 
 // String names the message type for logs.
 func (t MsgType) String() string {

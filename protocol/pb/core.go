@@ -260,10 +260,11 @@ func (c *Core) Applied(seq uint64) {
 
 // AcceptsSnapshot reports whether Restored(from, seq) would be accepted:
 // the replica is a backup or joiner waiting for the snapshot that the
-// primary of its current configuration, from, told it to fetch. A
+// primary of its current configuration, from, told it to fetch, whatever
+// its seq (it may take the replica back; see Restored). A
 // snapshot fetched after Ready.NeedSnapshot may arrive after a
 // reconfiguration; the runtime checks this before installing it.
-func (c *Core) AcceptsSnapshot(from string) bool {
+func (c *Core) AcceptsSnapshot(from string, _ uint64) bool {
 	return c.view.Follows() && c.up.AwaitSnap && from == c.view.Primary
 }
 
@@ -274,9 +275,9 @@ func (c *Core) AcceptsSnapshot(from string) bool {
 // entries of an old primary which the new one never had goes back to the
 // new primary's history (a runtime whose storage cannot go back must
 // start the replica again empty instead). The replica then says Hello
-// from seq. It is ignored unless AcceptsSnapshot(from).
+// from seq. It is ignored unless AcceptsSnapshot(from, seq).
 func (c *Core) Restored(from string, seq uint64) {
-	if !c.AcceptsSnapshot(from) {
+	if !c.AcceptsSnapshot(from, seq) {
 		return
 	}
 	if c.complete() {
@@ -349,15 +350,17 @@ func (c *Core) HasReady() bool {
 	return len(r.Messages) > 0 || len(r.Apply) > 0 || r.Commit != 0 || r.NeedSnapshot != ""
 }
 
-// Ready takes the effects accumulated since the last call.
-func (c *Core) Ready() Ready {
+// TypedReady takes the effects accumulated since the last call, with the
+// messages as values (Ready is the contract's form).
+func (c *Core) TypedReady() Ready {
 	r := c.ready
 	c.ready = Ready{}
 	return r
 }
 
-// Status summarizes the replica.
-func (c *Core) Status() Status {
+// Detail summarizes the replica in primary-backup's own terms (Status is
+// the contract's summary).
+func (c *Core) Detail() Status {
 	s := Status{
 		ID:      c.opts.ID,
 		Role:    c.view.Role,
@@ -385,7 +388,7 @@ func (c *Core) Status() Status {
 	return s
 }
 
-// ReadReady is Status().ReadReady without building the rest of Status,
+// ReadReady is Detail().ReadReady without building the rest of Status,
 // for the runtime's read path.
 func (c *Core) ReadReady() bool { return c.view.Role == RolePrimary && c.complete() }
 

@@ -143,15 +143,15 @@ func TestNotPrimary(t *testing.T) {
 	if st := c.status("x"); st.Role != pb.RoleNone || st.Complete || st.ReadReady {
 		t.Fatalf("a replica outside the configuration: %+v", st)
 	}
-	err := c.Node("b").Core.Step(pb.Message{Type: pb.MsgHello, From: "x", To: "b", Epoch: 1})
+	err := c.Node("b").Core.StepMessage(pb.Message{Type: pb.MsgHello, From: "x", To: "b", Epoch: 1})
 	if !errors.Is(err, pb.ErrUnexpectedMessage) {
 		t.Fatalf("Hello to a backup: %v, want ErrUnexpectedMessage", err)
 	}
-	err = c.Node("a").Core.Step(pb.Message{Type: pb.MsgEntries, From: "b", To: "a", Epoch: 1})
+	err = c.Node("a").Core.StepMessage(pb.Message{Type: pb.MsgEntries, From: "b", To: "a", Epoch: 1})
 	if !errors.Is(err, pb.ErrUnexpectedMessage) {
 		t.Fatalf("entries to the primary: %v, want ErrUnexpectedMessage", err)
 	}
-	err = c.Node("a").Core.Step(pb.Message{Type: pb.MsgHello, From: "x", To: "a", Epoch: 1})
+	err = c.Node("a").Core.StepMessage(pb.Message{Type: pb.MsgHello, From: "x", To: "a", Epoch: 1})
 	if !errors.Is(err, pb.ErrUnexpectedMessage) {
 		t.Fatalf("Hello from a stranger: %v, want ErrUnexpectedMessage", err)
 	}
@@ -169,13 +169,13 @@ func TestEpochFencing(t *testing.T) {
 	c.Run()
 	c.Config(cfg(2, "", "b", "c"), "b")
 	for _, m := range old {
-		if err := c.Node("b").Core.Step(m); !errors.Is(err, pb.ErrStaleEpoch) {
+		if err := c.Node("b").Core.StepMessage(m); !errors.Is(err, pb.ErrStaleEpoch) {
 			t.Fatalf("epoch-1 %s at b in epoch 2: %v, want ErrStaleEpoch", m.Type, err)
 		}
 	}
 	next := pb.Message{Type: pb.MsgEntries, From: "b", To: "c", Epoch: 2, Seq: 2, Lineage: 2,
 		Entries: []pb.Entry{{Seq: 2, Data: []byte("f2")}}}
-	if err := c.Node("c").Core.Step(next); !errors.Is(err, pb.ErrStaleEpoch) {
+	if err := c.Node("c").Core.StepMessage(next); !errors.Is(err, pb.ErrStaleEpoch) {
 		t.Fatalf("epoch-2 entries at c in epoch 1: %v, want ErrStaleEpoch", err)
 	}
 	c.WantApplied("c", "e1")

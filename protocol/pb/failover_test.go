@@ -275,15 +275,15 @@ func TestStaleSnapshotRefused(t *testing.T) {
 	c.Config(cfg(2, "j", "a", "b"))
 	c.Run()
 	j := c.Node("j").Core
-	if j.AcceptsSnapshot("b") || !j.AcceptsSnapshot("a") {
+	if j.AcceptsSnapshot("b", 1) || !j.AcceptsSnapshot("a", 1) {
 		t.Fatal("the joiner accepts a snapshot from a backup, or not from the primary")
 	}
 	c.Config(cfg(3, "j", "b"), "j")
-	if j.AcceptsSnapshot("a") {
+	if j.AcceptsSnapshot("a", 1) {
 		t.Fatal("the joiner accepts a snapshot of the old primary in a new configuration")
 	}
 	j.Restored("a", 1)
-	if st := j.Status(); st.Applied != 0 || st.Lineage != 0 {
+	if st := j.Detail(); st.Applied != 0 || st.Lineage != 0 {
 		t.Fatalf("a refused snapshot was installed: %+v", st)
 	}
 }

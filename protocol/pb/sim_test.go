@@ -100,7 +100,7 @@ func (w *world) check() error {
 		if !n.Alive {
 			continue
 		}
-		st := n.Core.Status()
+		st := n.Core.Detail()
 		if st.Applied != n.Applied {
 			return violation("%s: core applied %d, runtime %d", n.Name, st.Applied, n.Applied)
 		}
@@ -125,7 +125,7 @@ func (w *world) checkPrefixes() error {
 	if !p.Alive {
 		return nil
 	}
-	ps := p.Core.Status()
+	ps := p.Core.Detail()
 	if ps.Role != pb.RolePrimary {
 		return nil
 	}
@@ -133,7 +133,7 @@ func (w *world) checkPrefixes() error {
 		if n == p || !n.Alive {
 			continue
 		}
-		st := n.Core.Status()
+		st := n.Core.Detail()
 		if st.Epoch != ps.Epoch || !st.Synced {
 			continue
 		}
@@ -151,7 +151,7 @@ func (w *world) checkPrefixes() error {
 // still waits.
 func (w *world) finalCheck() error {
 	p := w.By[w.Cfg.Members[0]]
-	st := p.Core.Status()
+	st := p.Core.Detail()
 	if !p.Alive || st.Role != pb.RolePrimary || st.Epoch != w.Cfg.Epoch {
 		return violation("liveness: primary %s alive %t, %s in epoch %d, master in %d", p.Name, p.Alive, st.Role, st.Epoch, w.Cfg.Epoch)
 	}

@@ -10,7 +10,7 @@ import (
 // checkNeed checks that a replica asks for a snapshot only from its
 // primary.
 func (w *world) checkNeed(n *simNode, src string) error {
-	if st := n.Core.Status(); src != st.Primary {
+	if st := n.Core.Detail(); src != st.Primary {
 		return violation("%s needs a snapshot from %s, not from its primary %s", n.Name, src, st.Primary)
 	}
 	return nil
@@ -20,7 +20,7 @@ func (w *world) checkNeed(n *simNode, src string) error {
 // replica acts as primary in an epoch, and that the commit point only
 // grows, up to what the primary applied.
 func (w *world) checkCommit(n *simNode, c uint64) error {
-	st := n.Core.Status()
+	st := n.Core.Detail()
 	if st.Role != pb.RolePrimary {
 		return violation("%s (%s) reports Commit %d", n.Name, st.Role, c)
 	}
@@ -66,21 +66,21 @@ func (w *world) committed(n *simNode, s, digest uint64) error {
 // entries that were never committed until it learns of its removal and
 // restarts empty.
 func isMember(n *simNode) bool {
-	r := n.Core.Status().Role
+	r := n.Core.Detail().Role
 	return !n.Suspected && (r == pb.RolePrimary || r == pb.RoleBackup)
 }
 
 // install installs a snapshot of n's primary, if n still accepts it: a
 // joiner, or a backup whose log diverged from the new primary's.
 func (w *world) install(n *simNode, from string, snap *sim.KVSnapshot) error {
-	if !n.Core.AcceptsSnapshot(from) {
+	if !n.Core.AcceptsSnapshot(from, snap.Seq) {
 		w.Trace.Logf("%s refuses the snapshot of %s at %d", n.Name, from, snap.Seq)
 		return nil
 	}
-	role := n.Core.Status().Role
+	role := n.Core.Detail().Role
 	n.Restore(snap)
 	n.Core.Restored(from, snap.Seq)
-	if st := n.Core.Status(); st.Applied != snap.Seq || st.Last != snap.Seq {
+	if st := n.Core.Detail(); st.Applied != snap.Seq || st.Last != snap.Seq {
 		return violation("%s restored %d but has applied %d, last %d", n.Name, snap.Seq, st.Applied, st.Last)
 	}
 	w.Stats.Snapshots++
@@ -97,7 +97,7 @@ func (w *world) install(n *simNode, from string, snap *sim.KVSnapshot) error {
 // Status.ReadReady documents.
 func (w *world) read(c *simClient, key string) {
 	n := w.By[w.Cfg.Members[0]]
-	if !n.Alive || !n.Core.Status().ReadReady {
+	if !n.Alive || !n.Core.Detail().ReadReady {
 		return
 	}
 	c.Op = w.Hist.Invoke(c.ID, sim.KVInput{Op: sim.KVGet, Key: key})
@@ -112,7 +112,7 @@ func (w *world) read(c *simClient, key string) {
 // checkPropose checks that the primary refuses a write only when a peer
 // lags Window entries, and never lets one lag more.
 func (w *world) checkPropose(n *simNode, err error) (bool, error) {
-	st := n.Core.Status()
+	st := n.Core.Detail()
 	switch {
 	case errors.Is(err, pb.ErrWindowFull):
 		w.Stats.WindowFull++

@@ -14,7 +14,7 @@ import (
 func (w *world) master() error {
 	for _, n := range w.Nodes {
 		if n.Alive && (w.Step+int64(n.Index))%w.p.report == 0 {
-			w.reports[n.Index] = n.Core.Status()
+			w.reports[n.Index] = n.Core.Detail()
 		}
 	}
 	if p := w.By[w.Cfg.Members[0]]; !p.Alive || p.Suspected {
@@ -57,14 +57,14 @@ func (w *world) failover() {
 		return
 	}
 	next := sim.Config{Members: []string{best.Name}, Joining: cfg.Joining}
-	last := best.Core.Status().Last
+	last := best.Core.Detail().Last
 	for _, name := range cfg.Members[1:] {
 		if name == best.Name {
 			continue
 		}
 		next.Members = append(next.Members, name)
 		if n := w.By[name]; n.Alive {
-			switch st := n.Core.Status(); {
+			switch st := n.Core.Detail(); {
 			case st.Last < last:
 				w.stats.behind++
 			case st.Last > last:

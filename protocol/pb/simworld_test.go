@@ -68,7 +68,7 @@ func (p simParams) world() sim.WorldParams {
 
 type (
 	// simNode is one replica incarnation: a Core and the runtime around it.
-	simNode = sim.Replica[pb.Config, *pb.Core]
+	simNode = sim.Replica[*pb.Core]
 	// simClient runs one operation at a time: a write, or a read whose
 	// reply waits, like a write's, for the commit point to reach the seq
 	// it read at.
@@ -84,7 +84,7 @@ type (
 // simParams.report steps, so the backup it promotes may no longer be the
 // most caught-up one when it takes office.
 type world struct {
-	*sim.World[pb.Message, pb.Config, *pb.Core]
+	*sim.World[pb.Message, *pb.Core]
 	p         simParams
 	stats     simStats
 	reports   []pb.Status       // by node index: the status as last reported to the master
@@ -130,15 +130,15 @@ func newWorld(seed uint64, trace *sim.Trace) *world {
 
 // rules are primary-backup's rules of the simulated world (see
 // simnode_test.go).
-func (w *world) rules() sim.Rules[pb.Message, pb.Config, *pb.Core] {
-	return sim.Rules[pb.Message, pb.Config, *pb.Core]{
+func (w *world) rules() sim.Rules[pb.Message, *pb.Core] {
+	return sim.Rules[pb.Message, *pb.Core]{
 		Protocol: protocol(w.p.opts),
 		From:     func(m pb.Message) string { return m.From },
 		Event: func(m pb.Message) string {
 			return fmt.Sprintf("%s e%d seq %d (%d entries)", m.Type, m.Epoch, m.Seq, len(m.Entries))
 		},
-		Role:         func(c *pb.Core) (int, string) { r := c.Status().Role; return int(r), r.String() },
-		Complete:     func(c *pb.Core) bool { return c.Status().Complete },
+		Role:         func(c *pb.Core) (int, string) { r := c.Detail().Role; return int(r), r.String() },
+		Complete:     func(c *pb.Core) bool { return c.Detail().Complete },
 		CheckNeed:    w.checkNeed,
 		CheckCommit:  w.checkCommit,
 		Committed:    w.committed,
@@ -146,7 +146,7 @@ func (w *world) rules() sim.Rules[pb.Message, pb.Config, *pb.Core] {
 		Install:      w.install,
 		Read:         w.read,
 		CheckPropose: w.checkPropose,
-		Started:      func(n *simNode) { w.reports[n.Index] = n.Core.Status() },
+		Started:      func(n *simNode) { w.reports[n.Index] = n.Core.Detail() },
 		Master:       w.master,
 		Check:        w.check,
 		Final:        w.finalCheck,

@@ -45,20 +45,18 @@ package pb
 import (
 	"errors"
 
+	"github.com/lockstep/lockstep/protocol"
+
 	"github.com/lockstep/lockstep/protocol/internal/group"
-	"github.com/lockstep/lockstep/protocol/internal/wire"
 )
 
 // Config is one configuration (view) of a primary-backup group, as the
-// coordinator publishes it. Epoch grows by one with every change.
-type Config struct {
-	Epoch   uint64
-	Members []string // Members[0] is the primary, the rest are backups
-	Joining string   // a node catching up to become a backup, or ""
-}
+// coordinator publishes it: Members[0] is the primary, the rest are
+// backups, and at most one node catches up to become a backup.
+type Config = protocol.Config
 
 // Entry is one update in the group's history.
-type Entry = wire.Entry
+type Entry = protocol.Entry
 
 // MsgType names the messages replicas exchange.
 type MsgType uint8
@@ -115,16 +113,17 @@ const (
 	RoleJoining = group.RoleJoining // the configuration's joiner, catching up
 )
 
-// Errors the core returns.
+// Errors the core returns; all but ErrUnexpectedMessage are the
+// contract's (package protocol).
 var (
 	// ErrNotPrimary: Propose was called on a replica that is not a
 	// primary ready to order updates.
-	ErrNotPrimary = errors.New("lockstep: not the primary")
+	ErrNotPrimary = protocol.ErrNotLeader
 	// ErrWindowFull: some peer has Window unacknowledged entries; the
 	// caller waits for acknowledgements (the commit point) and retries.
-	ErrWindowFull = errors.New("lockstep: replication window full")
+	ErrWindowFull = protocol.ErrWindowFull
 	// ErrStaleEpoch: a message from another epoch was refused.
-	ErrStaleEpoch = errors.New("lockstep: stale epoch")
+	ErrStaleEpoch = protocol.ErrStaleEpoch
 	// ErrUnexpectedMessage: a message of the current epoch that does not
 	// fit this replica's role (another recipient, a sender that is not
 	// the primary or one of its peers, an unknown type, an ack for a link
@@ -132,18 +131,11 @@ var (
 	ErrUnexpectedMessage = errors.New("lockstep: unexpected primary-backup message")
 	// ErrInvalidConfig: a configuration without members, with an empty or
 	// repeated name, or with epoch 0.
-	ErrInvalidConfig = errors.New("lockstep: invalid primary-backup configuration")
+	ErrInvalidConfig = protocol.ErrInvalidConfig
 )
 
 // errs are the sentinels that package group's checks of a message wrap.
 var errs = group.Errors{StaleEpoch: ErrStaleEpoch, Unexpected: ErrUnexpectedMessage}
-
-// Validate reports whether c is a configuration a coordinator may publish:
-// epoch above 0, at least one member, no empty or repeated names, and a
-// joiner that is not already a member.
-func (c Config) Validate() error {
-	return wire.ValidateConfig(c.Epoch, c.Members, c.Joining, ErrInvalidConfig)
-}
 
 // String names the message type for logs.
 func (t MsgType) String() string {

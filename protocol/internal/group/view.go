@@ -2,6 +2,7 @@ package group
 
 import (
 	"fmt"
+	"github.com/lockstep/lockstep/protocol"
 	"slices"
 )
 
@@ -49,9 +50,14 @@ type Envelope struct {
 // Admit is the check every message passes before its handler at replica
 // id in epoch (0 before its first configuration): a message of another
 // epoch is stale (a replica still in an older configuration thus refuses
-// a newer one's messages until it has the configuration), and one for
-// another replica unexpected.
+// a newer one's messages until it has the configuration, and says so with
+// protocol.ErrFutureEpoch), and one for another replica unexpected.
 func (e Errors) Admit(id string, epoch uint64, m Envelope) error {
+	if m.Epoch > epoch {
+		// The sender installed a configuration this replica has not
+		// received yet: the runtime keeps the message for it.
+		return fmt.Errorf("%w (%w): %s from %s in epoch %d, current %d", e.StaleEpoch, protocol.ErrFutureEpoch, m.Type, m.From, m.Epoch, epoch)
+	}
 	if epoch == 0 || m.Epoch != epoch {
 		return fmt.Errorf("%w: %s from %s in epoch %d, current %d", e.StaleEpoch, m.Type, m.From, m.Epoch, epoch)
 	}

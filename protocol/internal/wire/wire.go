@@ -8,14 +8,11 @@ package wire
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
+	"github.com/lockstep/lockstep/protocol"
 )
 
-// Entry is one update in a group's history.
-type Entry struct {
-	Seq  uint64
-	Data []byte // an encoded statemachine.Update; opaque to the core
-}
+// Entry is one update in a group's history (the contract's entry).
+type Entry = protocol.Entry
 
 // Log holds the consecutive entries Base+1 .. Last() that a replica must
 // keep (which ones depends on the protocol).
@@ -324,26 +321,4 @@ func (d *Decoder) Finish() error {
 		d.Fail("trailing bytes")
 	}
 	return d.err
-}
-
-// ValidateConfig checks a configuration as every protocol's coordinator
-// must publish it: epoch above 0, at least one member, and no empty or
-// repeated name among the members and the joiner. Errors wrap sentinel.
-func ValidateConfig(epoch uint64, members []string, joining string, sentinel error) error {
-	if epoch == 0 {
-		return fmt.Errorf("%w: epoch 0", sentinel)
-	}
-	if len(members) == 0 {
-		return fmt.Errorf("%w: no members", sentinel)
-	}
-	names := slices.Clip(members)
-	if joining != "" {
-		names = append(names, joining)
-	}
-	for i, n := range names {
-		if n == "" || slices.Contains(names[:i], n) {
-			return fmt.Errorf("%w: empty or repeated name %q", sentinel, n)
-		}
-	}
-	return nil
 }
