@@ -40,11 +40,18 @@ func testSeed(t *testing.T) uint64 {
 // serves in it. The cluster is closed when the test ends.
 func startGroup(t *testing.T, ctx context.Context, protocol string) *Cluster {
 	t.Helper()
+	return startCluster(t, ctx, protocol, []string{"r1", "r2", "r3"})
+}
+
+// startCluster starts replicas of names and makes the first three the
+// group; any others wait outside it.
+func startCluster(t *testing.T, ctx context.Context, protocol string, names []string) *Cluster {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 	if testing.Verbose() && os.Getenv("LOCKSTEP_LOG") != "" {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	c, err := Start(Options{Protocol: protocol, Seed: testSeed(t), Logger: logger})
+	c, err := Start(Options{Protocol: protocol, Names: names, Seed: testSeed(t), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}
