@@ -28,7 +28,7 @@ func TestLapsedLeaseRefusesService(t *testing.T) {
 			expect(t, "read at "+old.Name+" with a valid lease", "$old")(old.Read(ctx, "lockstep.read", "GET", "k"))
 
 			old.Lease.Lapse()
-			refusesReads(t, ctx, old)
+			refusesReads(t, ctx, old, "its lease lapsed")
 			if protocol == replica.ProtocolChain {
 				// A chain's tail orders no writes; its head's lease
 				// guards them.
@@ -47,7 +47,7 @@ func TestLapsedLeaseRefusesService(t *testing.T) {
 			reconfigure(t, ctx, c, View{Members: rest, To: rest})
 			expect(t, "write in the new configuration", "+OK")(c.Node(rest[0]).Write(ctx, "SET", "k", "new"))
 			expect(t, "read at the new "+reader(protocol, rest), "$new")(c.Node(reader(protocol, rest)).Read(ctx, "lockstep.read", "GET", "k"))
-			refusesReads(t, ctx, old)
+			refusesReads(t, ctx, old, "the group moved on to \"new\" without it (a stale read)")
 			if st := old.Replica.Status(); st.Epoch != 1 {
 				t.Fatalf("%s installed epoch %d while cut off; the test meant it to keep epoch 1", old.Name, st.Epoch)
 			}
@@ -58,18 +58,18 @@ func TestLapsedLeaseRefusesService(t *testing.T) {
 // refusesReads checks that n answers no read from its state: not to a
 // replica's forwarded read, not to a client's read through Replica.Read
 // (which forwards and gives up), and not over its RESP server.
-func refusesReads(t *testing.T, ctx context.Context, n *Node) {
+func refusesReads(t *testing.T, ctx context.Context, n *Node, when string) {
 	t.Helper()
 	pctx, cancel := probeCtx(ctx)
 	defer cancel()
 	if v, err := n.Read(pctx, "lockstep.read", "GET", "k"); isValue(v, err) {
-		t.Fatalf("%s answered a forwarded read with %s after its lease lapsed", n.Name, show(v, err))
+		t.Fatalf("%s answered a forwarded read with %s after %s", n.Name, show(v, err), when)
 	}
 	if v, err := n.Read(pctx, "GET", "k"); isValue(v, err) {
-		t.Fatalf("%s answered a read with %s after its lease lapsed", n.Name, show(v, err))
+		t.Fatalf("%s answered a read with %s after %s", n.Name, show(v, err), when)
 	}
 	if v, err := n.Do(pctx, "GET", "k"); isValue(v, err) {
-		t.Fatalf("%s answered a client's GET with %s after its lease lapsed", n.Name, show(v, err))
+		t.Fatalf("%s answered a client's GET with %s after %s", n.Name, show(v, err), when)
 	}
 }
 
