@@ -9,7 +9,7 @@ import "sync"
 type link struct {
 	net *Network
 	p   pair
-	h   Handler
+	dst *node
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -18,8 +18,8 @@ type link struct {
 	done    chan struct{} // closed by stop
 }
 
-func newLink(n *Network, p pair, h Handler) *link {
-	return &link{net: n, p: p, h: h, ready: make(chan struct{}, 1), done: make(chan struct{})}
+func newLink(n *Network, p pair, dst *node) *link {
+	return &link{net: n, p: p, dst: dst, ready: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
 // push queues msg and reports false if the queue is full or the link
@@ -75,10 +75,10 @@ func (l *link) deliver(burst [][]byte) {
 		return
 	}
 	for _, m := range burst {
-		l.h.Deliver(l.p.from, m)
+		l.dst.h.Deliver(l.p.from, m)
 	}
 	l.net.stats.delivered.Add(uint64(len(burst)))
-	l.h.BurstDone(l.p.from)
+	l.dst.h.BurstDone(l.p.from)
 }
 
 func (l *link) dropQueued() {

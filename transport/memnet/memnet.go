@@ -57,7 +57,7 @@ type Network struct {
 	wg     sync.WaitGroup
 
 	mu       sync.Mutex
-	nodes    map[string]Handler
+	nodes    map[string]*node
 	links    map[pair]*link
 	cut      map[pair]bool // directed links that drop everything
 	isolated map[string]bool
@@ -65,6 +65,10 @@ type Network struct {
 
 	stats counters
 }
+
+// node is one registration of a name; a new one (Add again) gets new
+// links, so nothing queued for the old handler reaches the new one.
+type node struct{ h Handler }
 
 // pair is a directed link, from a sender to a receiver.
 type pair struct{ from, to string }
@@ -91,7 +95,7 @@ func New(queue int) *Network {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Network{
 		ctx: ctx, cancel: cancel, queue: queue,
-		nodes: map[string]Handler{}, links: map[pair]*link{}, cut: map[pair]bool{},
+		nodes: map[string]*node{}, links: map[pair]*link{}, cut: map[pair]bool{},
 		isolated: map[string]bool{}, streams: map[pair]map[*io.PipeWriter]struct{}{},
 	}
 }
@@ -109,7 +113,7 @@ func (n *Network) Stats() Stats {
 // handler, as a restarted process replaces the old one at its address.
 func (n *Network) Add(name string, h Handler) *Endpoint {
 	n.mu.Lock()
-	n.nodes[name] = h
+	n.nodes[name] = &node{h: h}
 	n.mu.Unlock()
 	return &Endpoint{net: n, name: name}
 }
@@ -198,13 +202,13 @@ func (e *Endpoint) Send(to string, payload []byte) bool {
 		n.stats.dropped.Add(1)
 		return false
 	}
-	h, ok := n.nodes[to]
+	dst, ok := n.nodes[to]
 	if !ok {
 		n.mu.Unlock()
 		n.stats.dropped.Add(1)
 		return false
 	}
-	l := n.linkLocked(pair{e.name, to}, h)
+	l := n.linkLocked(pair{e.name, to}, dst)
 	n.mu.Unlock()
 	if !l.push(append([]byte(nil), payload...)) {
 		n.stats.dropped.Add(1)
@@ -215,13 +219,13 @@ func (e *Endpoint) Send(to string, payload []byte) bool {
 
 // linkLocked returns the link for p, starting its goroutine the first
 // time; mu is held.
-func (n *Network) linkLocked(p pair, h Handler) *link {
-	if l := n.links[p]; l != nil && l.h == h {
+func (n *Network) linkLocked(p pair, dst *node) *link {
+	if l := n.links[p]; l != nil && l.dst == dst {
 		return l
 	} else if l != nil {
 		l.stop() // the receiver was replaced: the old link's queue is lost
 	}
-	l := newLink(n, p, h)
+	l := newLink(n, p, dst)
 	n.links[p] = l
 	n.wg.Add(1)
 	go func() {
@@ -239,7 +243,7 @@ func (e *Endpoint) OpenStream(ctx context.Context, to string, req []byte) (io.Re
 	p := pair{e.name, to}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	switch h, ok := n.nodes[to]; {
+	switch dst, ok := n.nodes[to]; {
 	case n.ctx.Err() != nil:
 		return nil, ErrClosed
 	case !ok:
@@ -249,7 +253,7 @@ func (e *Endpoint) OpenStream(ctx context.Context, to string, req []byte) (io.Re
 		return nil, fmt.Errorf("%w: %s to %s", ErrUnreachable, e.name, to)
 	default:
 		n.stats.streams.Add(1)
-		return n.startStreamLocked(ctx, p, h, append([]byte(nil), req...)), nil
+		return n.startStreamLocked(ctx, p, dst.h, append([]byte(nil), req...)), nil
 	}
 }
 

@@ -172,3 +172,22 @@ func TestStream(t *testing.T) {
 		t.Fatalf("stream cut in progress: %v, want ErrUnreachable", err)
 	}
 }
+
+// TestAddAgainReplacesHandler checks that a node added again (a
+// restarted process) receives what is sent afterwards, and its old
+// handler nothing more.
+func TestAddAgainReplacesHandler(t *testing.T) {
+	n := New(0)
+	defer n.Close()
+	var old, restarted recorder
+	a := n.Add("a", &recorder{})
+	n.Add("b", &old)
+	a.Send("b", []byte("1"))
+	waitFor(t, "delivery to the first handler", func() bool { got, _ := old.snapshot(); return len(got) == 1 })
+	n.Add("b", &restarted)
+	a.Send("b", []byte("2"))
+	waitFor(t, "delivery to the new handler", func() bool { got, _ := restarted.snapshot(); return len(got) == 1 })
+	if got, _ := old.snapshot(); len(got) != 1 {
+		t.Fatalf("the replaced handler got %q", got)
+	}
+}
