@@ -75,8 +75,12 @@ type Options struct {
 	// WaitTimeout bounds how long a write's reply waits for commit; the
 	// client then gets an error (outcome unknown). Default 30s.
 	WaitTimeout time.Duration
-	Now         func() time.Time
-	Logger      *slog.Logger
+	// ForwardBudget bounds how long a forwarded request waits, across
+	// retries, for a head or tail to answer. Default 15s; in-process
+	// tests shorten it so a refused request fails in milliseconds.
+	ForwardBudget time.Duration
+	Now           func() time.Time
+	Logger        *slog.Logger
 }
 
 // Replica runs one replica of a group.
@@ -177,6 +181,9 @@ func New(opts Options) (*Replica, error) {
 func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
 	r.send, r.fetch, r.lease = send, fetch, lease
 	r.forward = newForwarder(r.opts.Name+"/"+r.opts.Incarnation, r.routes, r.log)
+	if r.opts.ForwardBudget > 0 {
+		r.forward.budget = r.opts.ForwardBudget
+	}
 }
 
 // Deliver steps an inbound protocol message on the calling goroutine, the

@@ -1,0 +1,118 @@
+package replicatest
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/lockstep/lockstep/replica"
+	"github.com/lockstep/lockstep/resp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// protocols are the replication protocols every test runs under.
+var protocols = []string{replica.ProtocolChain, replica.ProtocolPrimaryBackup, replica.ProtocolCheckpoint}
+
+// testSeed returns LOCKSTEP_SEED if set, else one from the clock, and
+// logs the command that replays it. The seed fixes the harness's choices
+// (incarnations, the order of concurrent clients' operations); goroutine
+// scheduling stays the machine's.
+func testSeed(t *testing.T) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("LOCKSTEP_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test -race -count=1 -run '^%s$' ./replica/replicatest/)", seed, seed, t.Name())
+	return seed
+}
+
+// startGroup starts a three-replica group running protocol, installs
+// the first configuration (r1 first) and waits until every replica
+// serves in it. The cluster is closed when the test ends.
+func startGroup(t *testing.T, ctx context.Context, protocol string) *Cluster {
+	t.Helper()
+	return startCluster(t, ctx, protocol, []string{"r1", "r2", "r3"})
+}
+
+// startCluster starts replicas of names and makes the first three the
+// group; any others wait outside it.
+func startCluster(t *testing.T, ctx context.Context, protocol string, names []string) *Cluster {
+	t.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	if testing.Verbose() && os.Getenv("LOCKSTEP_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	c, err := Start(Options{Protocol: protocol, Names: names, Seed: testSeed(t), Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	reconfigure(t, ctx, c, View{Members: []string{"r1", "r2", "r3"}})
+	return c
+}
+
+// reconfigure hands out v and waits until its members serve in it.
+func reconfigure(t *testing.T, ctx context.Context, c *Cluster, v View) {
+	t.Helper()
+	cfg, err := c.Configure(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitRoles(ctx, cfg.Epoch, c.Roles(cfg)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reader is the member of members that answers reads: a chain's tail or
+// the primary.
+func reader(protocol string, members []string) string {
+	if protocol == replica.ProtocolChain {
+		return members[len(members)-1]
+	}
+	return members[0]
+}
+
+// show renders a reply or an error for messages.
+func show(v resp.Value, err error) string {
+	switch {
+	case err != nil:
+		return "error " + err.Error()
+	case v.Type == ':':
+		return ":" + strconv.FormatInt(v.Int, 10)
+	case v.Null:
+		return "(nil)"
+	default:
+		return string(v.Type) + string(v.Str)
+	}
+}
+
+// isValue reports whether a reply carries data: not an error of either
+// kind (a Go error, or a RESP error line such as TRYAGAIN).
+func isValue(v resp.Value, err error) bool { return err == nil && v.Type != '-' }
+
+// expect returns a check that fails the test unless a reply is exactly
+// want (as show renders it); it takes a request's results directly:
+// expect(t, "read", "$v")(n.Read(ctx, "GET", "k")).
+func expect(t *testing.T, what string, want string) func(resp.Value, error) {
+	return func(v resp.Value, err error) {
+		t.Helper()
+		if got := show(v, err); got != want {
+			t.Fatalf("%s: got %s, want %s", what, got, want)
+		}
+	}
+}
+
+// probeCtx bounds one request that should be refused: under a bug it may
+// instead wait for a commit that cannot come.
+func probeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, time.Second)
+}
