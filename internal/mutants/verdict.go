@@ -19,9 +19,9 @@ func Apply(m Mutant, src string) (string, error) {
 	case 1:
 		return strings.Replace(src, m.Old, m.New, 1), nil
 	case 0:
-		return "", fmt.Errorf("%w: %s: old text not found in %s", ErrStale, m.Name, m.File)
+		return "", fmt.Errorf("%w: old text not found in %s", ErrStale, m.File)
 	default:
-		return "", fmt.Errorf("%w: %s: old text occurs %d times in %s", ErrStale, m.Name, n, m.File)
+		return "", fmt.Errorf("%w: old text occurs %d times in %s", ErrStale, n, m.File)
 	}
 }
 
