@@ -45,17 +45,19 @@ const (
 func (s Status) Fails() bool { return s == Survived || s == Stale || s == Broken }
 
 // Verdict is what a `go test` run says about a mutant: its status, the
-// test that caught it, and the first line naming a seed or replay command
-// so that a caught simulation can be replayed by hand.
+// test that caught it, and the first lines naming a seed and a replay
+// command, so that a caught simulation can be replayed by hand.
 type Verdict struct {
 	Status Status
 	Test   string // first failing test, or what hung, or the compile error
 	Seed   string // first output line that mentions a seed or replay
+	Replay string // first line that mentions a replay, if not Seed itself
 }
 
 var (
 	failLine     = regexp.MustCompile(`^\s*--- FAIL: (\S+)`)
 	seedLine     = regexp.MustCompile(`(?i)\b(seed|replay)\b`)
+	replayLine   = regexp.MustCompile(`(?i)\breplay\b`)
 	noTests      = regexp.MustCompile(`\[no tests to run\]|no tests to run`)
 	buildFailed  = regexp.MustCompile(`\[(build|setup) failed\]`)
 	compileError = regexp.MustCompile(`^\S+\.go:\d+:\d+: `)
@@ -67,7 +69,10 @@ var (
 // the test binary's -timeout is TIMEOUT, any other failure CAUGHT.
 func Judge(out string, passed bool) Verdict {
 	lines := strings.Split(out, "\n")
-	v := Verdict{Seed: seedOf(lines)}
+	v := Verdict{Seed: seedOf(lines, seedLine)}
+	if r := seedOf(lines, replayLine); r != v.Seed {
+		v.Replay = r
+	}
 	switch {
 	case passed && noTests.MatchString(out):
 		v.Status, v.Test = Stale, "no test matches the -run pattern"
@@ -93,11 +98,11 @@ func firstMatch(lines []string, re *regexp.Regexp) string {
 	return ""
 }
 
-// seedOf is the first line that mentions a seed or replay and is not a
-// test's FAIL line (subtests are often named after their seed).
-func seedOf(lines []string) string {
+// seedOf is the first line re matches that is not a test's FAIL line
+// (subtests are often named after their seed).
+func seedOf(lines []string, re *regexp.Regexp) string {
 	for _, l := range lines {
-		if seedLine.MatchString(l) && !failLine.MatchString(l) {
+		if re.MatchString(l) && !failLine.MatchString(l) {
 			return strings.TrimSpace(l)
 		}
 	}

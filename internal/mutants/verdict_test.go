@@ -39,6 +39,8 @@ func TestJudge(t *testing.T) {
 			Verdict{Status: Stale, Test: "no test matches the -run pattern"}},
 		{"subtest", "--- FAIL: TestSim (1.00s)\n    --- FAIL: TestSim/seed=7 (0.5s)\n        sim.go:1: replay: go test -run TestSim -seed 7\n    --- FAIL: TestSim/seed=9 (0.5s)\n--- FAIL: TestOther\nFAIL\n", false,
 			Verdict{Status: Caught, Test: "TestSim/seed=7", Seed: "sim.go:1: replay: go test -run TestSim -seed 7"}},
+		{"seed and replay", "--- FAIL: TestSim (1.00s)\n    sim_test.go:24: seed 3: step 9: invariant violated\n    trace\n    replay: go test ./p -run 'TestSim$' -seed 3 -v\nFAIL\n", false,
+			Verdict{Status: Caught, Test: "TestSim", Seed: "sim_test.go:24: seed 3: step 9: invariant violated", Replay: "replay: go test ./p -run 'TestSim$' -seed 3 -v"}},
 		{"panic", "panic: runtime error: index out of range\n\ngoroutine 7 [running]:\nFAIL\tgithub.com/x/p\t0.1s\n", false,
 			Verdict{Status: Caught, Test: "panic: runtime error: index out of range"}},
 		{"timeout", "panic: test timed out after 1m0s\n\trunning tests:\n\t\tTestSlow (1m0s)\n\ngoroutine 1\n", false,

@@ -123,8 +123,12 @@ func checkAll(root string, sel []mutants.Mutant) []mutants.Result {
 // progress prints one finished mutant to stderr as the run goes.
 func progress(w io.Writer, i, n int, r mutants.Result, out string, verbose bool) {
 	fmt.Fprintf(w, "[%d/%d] %-9s %s  %s (%.0fs)\n", i, n, r.Status, r.Name, r.Test, r.Elapsed.Seconds())
-	if r.Seed != "" && (r.Status == mutants.Caught || r.Status == mutants.Timeout) {
-		fmt.Fprintf(w, "          %s\n", r.Seed)
+	if r.Status == mutants.Caught || r.Status == mutants.Timeout {
+		for _, l := range []string{r.Seed, r.Replay} {
+			if l != "" {
+				fmt.Fprintf(w, "          %s\n", l)
+			}
+		}
 	}
 	if verbose && out != "" {
 		fmt.Fprintf(w, "%s\n", out)
