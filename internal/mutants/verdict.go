@@ -56,6 +56,8 @@ type Verdict struct {
 
 var (
 	failLine     = regexp.MustCompile(`^\s*--- FAIL: (\S+)`)
+	passLine     = regexp.MustCompile(`^--- PASS: `)
+	skipLine     = regexp.MustCompile(`^--- SKIP: `)
 	seedLine     = regexp.MustCompile(`(?i)\b(seed|replay)\b`)
 	replayLine   = regexp.MustCompile(`(?i)\breplay\b`)
 	noTests      = regexp.MustCompile(`\[no tests to run\]|no tests to run`)
@@ -63,19 +65,19 @@ var (
 	compileError = regexp.MustCompile(`^\S+\.go:\d+:\d+: `)
 )
 
-// Judge reads the combined output of `go test` and whether it passed.
-// A run that compiles nothing is BROKEN, one that matched no test is
-// STALE (the -run pattern no longer names a test), a hang reported by
-// the test binary's -timeout is TIMEOUT, any other failure CAUGHT.
+// Judge reads the combined output of `go test -v` and whether it passed.
+// A run that compiles nothing is BROKEN; one that matched no test, or
+// whose every test skipped (an e2e test without redis-cli, say), is STALE,
+// since it tested nothing; a hang reported by the test binary's -timeout
+// is TIMEOUT; any other failure CAUGHT.
 func Judge(out string, passed bool) Verdict {
 	lines := strings.Split(out, "\n")
-	v := Verdict{Seed: seedOf(lines, seedLine)}
-	if r := seedOf(lines, replayLine); r != v.Seed {
-		v.Replay = r
-	}
+	var v Verdict
 	switch {
 	case passed && noTests.MatchString(out):
 		v.Status, v.Test = Stale, "no test matches the -run pattern"
+	case passed && firstMatch(lines, passLine) == "" && firstMatch(lines, skipLine) != "":
+		v.Status, v.Test = Stale, "every test skipped: "+firstMatch(lines, skipLine)
 	case passed:
 		v.Status = Survived
 	case buildFailed.MatchString(out):
@@ -85,7 +87,27 @@ func Judge(out string, passed bool) Verdict {
 	default:
 		v.Status, v.Test = Caught, firstFailure(lines)
 	}
+	if v.Status == Caught || v.Status == Timeout {
+		sec := section(lines, v.Test)
+		v.Seed = seedOf(sec, seedLine)
+		if r := seedOf(sec, replayLine); r != v.Seed {
+			v.Replay = r
+		}
+	}
 	return v
+}
+
+// section is the output from the start of test's top-level test on, so
+// that the seed reported is the failing test's, not one a passing test
+// logged before it; all of lines if the start is not found.
+func section(lines []string, test string) []string {
+	top, _, _ := strings.Cut(test, "/")
+	for i, l := range lines {
+		if f := strings.Fields(l); len(f) == 3 && f[0] == "===" && f[1] == "RUN" && f[2] == top {
+			return lines[i:]
+		}
+	}
+	return lines
 }
 
 // firstMatch is the first line re matches, trimmed, or "".

@@ -34,11 +34,15 @@ func TestJudge(t *testing.T) {
 		passed bool
 		want   Verdict
 	}{
-		{"survived", "ok  \tgithub.com/x/p\t1.2s\n", true, Verdict{Status: Survived}},
+		{"survived", "=== RUN   TestA\n--- PASS: TestA (0.00s)\n=== RUN   TestB\n--- SKIP: TestB (0.00s)\nok  \tgithub.com/x/p\t1.2s\n", true, Verdict{Status: Survived}},
+		{"all skipped", "=== RUN   TestB\n    b_test.go:3: no redis-cli\n--- SKIP: TestB (0.00s)\nok  \tgithub.com/x/p\t1.2s\n", true,
+			Verdict{Status: Stale, Test: "every test skipped: --- SKIP: TestB (0.00s)"}},
 		{"no tests", "ok  \tgithub.com/x/p\t0.01s [no tests to run]\n", true,
 			Verdict{Status: Stale, Test: "no test matches the -run pattern"}},
 		{"subtest", "--- FAIL: TestSim (1.00s)\n    --- FAIL: TestSim/seed=7 (0.5s)\n        sim.go:1: replay: go test -run TestSim -seed 7\n    --- FAIL: TestSim/seed=9 (0.5s)\n--- FAIL: TestOther\nFAIL\n", false,
 			Verdict{Status: Caught, Test: "TestSim/seed=7", Seed: "sim.go:1: replay: go test -run TestSim -seed 7"}},
+		{"seed of the failing test", "=== RUN   TestA\n    a_test.go:1: seed 1\n--- PASS: TestA (0.00s)\n=== RUN   TestB\n    b_test.go:1: seed 2 broke\n--- FAIL: TestB (0.00s)\nFAIL\n", false,
+			Verdict{Status: Caught, Test: "TestB", Seed: "b_test.go:1: seed 2 broke"}},
 		{"seed and replay", "--- FAIL: TestSim (1.00s)\n    sim_test.go:24: seed 3: step 9: invariant violated\n    trace\n    replay: go test ./p -run 'TestSim$' -seed 3 -v\nFAIL\n", false,
 			Verdict{Status: Caught, Test: "TestSim", Seed: "sim_test.go:24: seed 3: step 9: invariant violated", Replay: "replay: go test ./p -run 'TestSim$' -seed 3 -v"}},
 		{"panic", "panic: runtime error: index out of range\n\ngoroutine 7 [running]:\nFAIL\tgithub.com/x/p\t0.1s\n", false,

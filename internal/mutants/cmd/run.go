@@ -95,7 +95,9 @@ func worker(ctx context.Context, dir string, jobs <-chan job, done chan<- finish
 }
 
 // testOne applies m in dir, checks that the package still compiles, runs
-// its tests and puts the file back, whatever happened.
+// its tests and puts the file back, whatever happened. A file that cannot
+// be put back would leave the mutant in every later test of this copy, so
+// that ends the run.
 func testOne(ctx context.Context, dir string, m mutants.Mutant) (mutants.Verdict, string) {
 	orig, err := applyIn(dir, m, true)
 	if err != nil {
@@ -105,13 +107,19 @@ func testOne(ctx context.Context, dir string, m mutants.Mutant) (mutants.Verdict
 		return mutants.Verdict{Status: mutants.Broken, Test: err.Error()}, ""
 	}
 	file := filepath.Join(dir, filepath.FromSlash(m.File))
-	defer os.WriteFile(file, orig, 0o644)
+	defer func() {
+		if err := os.WriteFile(file, orig, 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "mutants: cannot undo %s in %s: %v\n", m.Name, dir, err)
+			os.Exit(2)
+		}
+	}()
 	build := []string{"build", "./" + path.Dir(m.File)}
 	if out, err := goCmd(ctx, dir, compileTimeout, build); err != nil {
 		v := mutants.Judge(out+"\n[build failed]", false)
 		return mutants.Verdict{Status: mutants.Broken, Test: v.Test}, out
 	}
-	args := []string{"test", "-count=1", "-timeout", m.Timeout.String()}
+	// -v, so that a run whose every test skipped is told from a pass.
+	args := []string{"test", "-v", "-count=1", "-timeout", m.Timeout.String()}
 	if m.Run != "" {
 		args = append(args, "-run", m.Run)
 	}
