@@ -97,17 +97,25 @@ func Judge(out string, passed bool) Verdict {
 	return v
 }
 
-// section is the output from the start of test's top-level test on, so
-// that the seed reported is the failing test's, not one a passing test
-// logged before it; all of lines if the start is not found.
+// section is the output of test's top-level test, from its RUN line to
+// its result line, so that the seed reported is the failing test's, not
+// one another test logged; all of lines if the RUN line is not found.
 func section(lines []string, test string) []string {
 	top, _, _ := strings.Cut(test, "/")
+	start := -1
 	for i, l := range lines {
-		if f := strings.Fields(l); len(f) == 3 && f[0] == "===" && f[1] == "RUN" && f[2] == top {
-			return lines[i:]
+		f := strings.Fields(l)
+		switch {
+		case start < 0 && len(f) == 3 && f[0] == "===" && f[1] == "RUN" && f[2] == top:
+			start = i
+		case start >= 0 && len(f) >= 3 && f[0] == "---" && f[2] == top:
+			return lines[start : i+1]
 		}
 	}
-	return lines
+	if start < 0 {
+		return lines
+	}
+	return lines[start:]
 }
 
 // firstMatch is the first line re matches, trimmed, or "".
