@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,33 @@ type Options struct {
 	WaitTimeout time.Duration
 	Now         func() time.Time
 	Logger      *slog.Logger
+
+	// Rand is the source of the randomness Prepare records on the head
+	// (nil: one seeded from the runtime's). A simulation passes its own,
+	// so that a seed replays exactly.
+	Rand *rand.Rand
+	// Forward, when set, replaces the forwarder that sends requests this
+	// replica cannot answer to the head or tail over TCP.
+	Forward Forwarder
+	// Spawn starts background work, a snapshot fetch (nil: a goroutine).
+	// A simulation runs it as one of its own events.
+	Spawn func(func())
+	// NoWindowWait makes a write that finds the replication window full
+	// fail at once with ErrNotServing instead of waiting for room: a
+	// simulation drives the replica on one goroutine and cannot block.
+	NoWindowWait bool
+	// Sleep waits between the attempts of a snapshot transfer (nil: a
+	// timer). A simulation cannot wait inside an event: its Sleep fails,
+	// and the transfer is retried as the runtime retries a failed one.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Forwarder sends a request this replica cannot answer to the replica
+// that can, and appends its reply to out. A write carries the client's
+// request id (client "" for none: the forwarder numbers it).
+type Forwarder interface {
+	Write(client string, num uint64, args [][]byte, out []byte) ([]byte, error)
+	Read(args [][]byte, out []byte) ([]byte, error)
 }
 
 // Replica runs one replica of a group.
@@ -87,7 +115,7 @@ type Replica struct {
 	fetch   SnapshotFetcher
 	lease   Lease
 	routes  *routes
-	forward *forwarder
+	forward Forwarder
 
 	// mu guards the core and serializes Prepare, Apply and Restore; reads
 	// of the state machine take it shared.
@@ -139,6 +167,12 @@ func New(opts Options) (*Replica, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
+	if opts.Spawn == nil {
+		opts.Spawn = func(f func()) { go f() }
+	}
 	core, err := newCore(opts.Protocol, opts.Name, opts.Core, opts.Machine)
 	if err != nil {
 		return nil, err
@@ -149,7 +183,7 @@ func New(opts Options) (*Replica, error) {
 		store:   opts.Store,
 		log:     opts.Logger,
 		core:    core,
-		env:     newEnv(),
+		env:     newEnv(opts.Rand),
 		configs: make(chan coord.Config, 16),
 		kick:    make(chan struct{}, 1),
 		routes:  newRoutes(),
@@ -164,7 +198,10 @@ func New(opts Options) (*Replica, error) {
 // They are created after the replica because the transport delivers into it.
 func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
 	r.send, r.fetch, r.lease = send, fetch, lease
-	r.forward = newForwarder(r.opts.Name+"/"+r.opts.Incarnation, r.routes, r.log)
+	r.forward = r.opts.Forward
+	if r.forward == nil {
+		r.forward = newForwarder(r.opts.Name+"/"+r.opts.Incarnation, r.routes, r.log)
+	}
 }
 
 // Deliver steps an inbound protocol message on the calling goroutine, the
@@ -235,58 +272,47 @@ func (r *Replica) Protocol() string { return r.core.Protocol() }
 // Epoch is the configuration epoch the replica runs in.
 func (r *Replica) Epoch() uint64 { return r.epoch.Load() }
 
-// Run drives the core until ctx ends.
+// Run drives the core until ctx ends: it is a loop over the stepping
+// calls in drive.go, fed by the coordinator's configurations, a ticker and
+// the writers' kicks.
 func (r *Replica) Run(ctx context.Context) {
 	r.runCtx.Store(&ctx)
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
-	timeout := r.errWaitTimeout()
-	closer, epochs := r.epochTicker()
+	epochs := r.epochTicker()
 	for {
 		select {
 		case <-ctx.Done():
 			r.commit.fail(ErrNotServing)
 			return
 		case cfg := <-r.configs:
-			r.applyConfig(cfg)
+			r.InstallConfig(ctx, cfg)
 		case <-r.kick:
 			// Let writers that are already runnable propose too, so one
 			// batch carries them all: under load this turns one message
 			// per write into one per burst of writes, for a few
 			// microseconds of latency.
 			runtime.Gosched()
-			r.mu.Lock()
-			r.flushHeadAppliedLocked()
-			if closer != nil && closer.dirtyPastBound() {
-				r.closeEpochLocked(closer)
-			}
-			r.mu.Unlock()
+			r.Flush(ctx)
 		case <-epochs:
-			r.mu.Lock()
-			r.closeEpochLocked(closer)
-			r.mu.Unlock()
+			r.CloseEpoch(ctx)
 		case now := <-t.C:
-			r.mu.Lock()
-			r.core.Tick()
-			r.mu.Unlock()
-			r.commit.expire(now, timeout)
+			r.TickAt(ctx, now)
 		}
-		r.handleReady(ctx)
 	}
 }
 
-// epochTicker returns the core's epoch closer and a channel that ticks
-// every checkpoint interval, or nils for protocols without epochs.
-func (r *Replica) epochTicker() (epochCloser, <-chan time.Time) {
-	closer, ok := r.core.(epochCloser)
-	if !ok {
-		return nil, nil
+// epochTicker returns a channel that ticks every checkpoint interval, or
+// nil for protocols without epochs.
+func (r *Replica) epochTicker() <-chan time.Time {
+	if _, ok := r.core.(epochCloser); !ok {
+		return nil
 	}
 	every := r.opts.Core.CheckpointInterval
 	if every <= 0 {
 		every = DefaultCheckpointInterval
 	}
-	return closer, time.NewTicker(every).C
+	return time.NewTicker(every).C
 }
 
 // closeEpochLocked makes the open epoch a checkpoint; a local error stops
@@ -304,6 +330,18 @@ func (r *Replica) flushHeadAppliedLocked() {
 	if r.headApplied > 0 {
 		r.core.Applied(r.headApplied)
 		r.headApplied = 0
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

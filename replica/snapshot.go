@@ -152,13 +152,13 @@ func (r *Replica) startFetch(ctx context.Context, from string) {
 	if r.fetch == nil || !r.fetching.CompareAndSwap(false, true) {
 		return
 	}
-	go func() {
+	r.opts.Spawn(func() {
 		defer r.fetching.Store(false)
 		if err := r.fetchSnapshot(ctx, from); err != nil {
 			r.log.Warn("snapshot transfer failed; the core will ask again", "from", from, "err", err)
 		}
 		r.kickLoop()
-	}()
+	})
 }
 
 // fetchSnapshot downloads the whole snapshot, resuming a broken transfer
@@ -182,10 +182,8 @@ func (r *Replica) fetchSnapshot(ctx context.Context, from string) error {
 			return err
 		}
 		r.log.Info("snapshot transfer broken; resuming", "from", from, "seq", seq, "have", buf.Len(), "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		if err := r.opts.Sleep(ctx, time.Duration(attempt)*50*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return r.install(from, seq, &buf, start)
