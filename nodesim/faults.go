@@ -1,0 +1,126 @@
+package nodesim
+
+// Faults strike at random while World.faulty is set. Each kind has its
+// own chance per step, scaled by Params.Faults; durations are drawn per
+// fault. A crash never takes the last live complete member of the
+// group's configuration, since lockstep's replicas restart empty and the
+// group would rightly stay down (coord.Plan never re-forms a group from
+// empty nodes).
+
+// injectFaults draws this step's faults. A fault that takes a node out
+// strikes only a node whose loss leaves the group a healthy complete
+// member (see victim).
+func (w *World) injectFaults() {
+	p := w.p.Faults
+	chance := func(perSecond float64) bool { return w.rng.Float64() < p*perSecond/1000 }
+	switch {
+	case chance(0.4):
+		if n := w.victim(); n != nil {
+			n.crash("killed")
+		}
+	case chance(0.3):
+		if n := w.victim(); n != nil {
+			d := 50 + w.rng.Int64N(3000)
+			n.pauseTill = w.now + d
+			w.stats.Inc("pause")
+			w.logf("%s paused for %d ms", n.name, d)
+		}
+	case chance(0.3):
+		w.cut(w.victim(), true, false, "from its peers")
+	case chance(0.3):
+		w.cut(w.victim(), false, true, "from the coordinator")
+	case chance(0.3):
+		w.cut(w.victim(), true, true, "from peers and coordinator")
+	case chance(0.1):
+		w.coord.outage(100 + w.rng.Int64N(4000))
+	case chance(1):
+		a, b := w.anyUp(), w.anyUp()
+		if a != b {
+			w.stats.Add("msg reset", w.net.Reset(a.name, b.name))
+		}
+	}
+}
+
+// cut isolates n from its peers, the coordinator, or both, for a while;
+// clients still reach it.
+func (w *World) cut(n *node, peers, coordinator bool, what string) {
+	if n == nil {
+		return
+	}
+	d := 100 + w.rng.Int64N(4000)
+	n.peerCut = n.peerCut || peers
+	n.coordCut = n.coordCut || coordinator
+	if peers {
+		for _, o := range w.nodes {
+			w.net.Reset(n.name, o.name)
+		}
+	}
+	w.stats.Inc("cut " + what)
+	w.logf("%s cut off %s for %d ms", n.name, what, d)
+	w.after(d, func() {
+		n.peerCut = n.peerCut && !peers
+		n.coordCut = n.coordCut && !coordinator
+		w.logf("%s reconnected", n.name)
+	})
+}
+
+// anyUp is a random node that has not crashed.
+func (w *World) anyUp() *node {
+	var up []*node
+	for _, n := range w.nodes {
+		if !n.down {
+			up = append(up, n)
+		}
+	}
+	return up[w.rng.IntN(len(up))]
+}
+
+// victim picks a node to take out, or nil if taking it out could leave
+// the configuration without a healthy complete member: one that runs, is
+// not paused or cut off, and holds every acknowledged write. Without one
+// the group would rightly stay down, since lockstep's replicas restart
+// empty (a member cut off from the coordinator loses its lease and
+// restarts too).
+func (w *World) victim() *node {
+	n := w.anyUp()
+	cfg := w.coord.cfg
+	if cfg == nil {
+		return nil
+	}
+	for _, m := range cfg.Members {
+		o := w.byName(m.Name)
+		if o != nil && o != n && o.healthy() && o.inc == m.Incarnation && o.rep.Status().Complete {
+			return n
+		}
+	}
+	return nil
+}
+
+func (n *node) healthy() bool { return !n.down && !n.paused() && !n.peerCut && !n.coordCut }
+
+// restartLater starts a new process in n's place after d milliseconds.
+func (w *World) restartLater(n *node, d int64) {
+	w.after(d, func() {
+		for i, o := range w.nodes {
+			if o == n {
+				w.nodes[i] = w.startNode(n.name)
+			}
+		}
+	})
+}
+
+// healAll ends every fault: partitions heal, pauses end, the coordinator
+// comes back. Crashed nodes restart on their own schedule.
+func (w *World) healAll() {
+	for _, n := range w.nodes {
+		n.peerCut, n.coordCut = false, false
+		n.pauseTill = min(n.pauseTill, w.now)
+	}
+	if w.coord.down() {
+		w.coord.outageTill = w.now
+		for _, l := range w.coord.leases {
+			l.expires = max(l.expires, w.now+w.coord.ttl)
+		}
+	}
+	w.logf("faults healed")
+}
