@@ -55,7 +55,9 @@ func (c *client) step() {
 		c.begin(o.write, o.key, o.val)
 	case c.op == nil && !c.quiet && w.rng.IntN(20) == 0:
 		key := fmt.Sprintf("k%d", w.rng.IntN(w.p.Keys))
-		write := w.rng.IntN(2) == 0
+		// Client 0 only reads: it keeps its routes while its reads are
+		// answered, so it is the one that asks a deposed node.
+		write := c.id != 0 && w.rng.IntN(2) == 0
 		c.begin(write, key, fmt.Sprintf("%s.%d", c.name, c.num+1))
 	case c.op != nil && w.now >= c.op.timeout:
 		if w.now-c.op.started >= giveUpAfter {

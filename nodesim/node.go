@@ -223,6 +223,13 @@ func (f fetcher) OpenStream(ctx context.Context, to string, req []byte) (io.Read
 		return nil, fmt.Errorf("%w: %s", errUnreachable, to)
 	}
 	var buf bytes.Buffer
+	if n.w.faulty && n.w.rng.IntN(4) == 0 {
+		// The transfer breaks part way: the joiner has some of it.
+		cut := &cutWriter{w: &buf, left: n.w.rng.IntN(256)}
+		_ = src.rep.ServeSnapshot(ctx, n.name, req, cut)
+		n.w.stats.Inc("snapshot transfer broken")
+		return io.NopCloser(io.MultiReader(&buf, errReader{})), nil
+	}
 	if err := src.rep.ServeSnapshot(ctx, n.name, req, &buf); err != nil {
 		n.w.stats.Inc("snapshot refused")
 		return nil, err
@@ -243,3 +250,24 @@ func (noForward) Write(_ string, _ uint64, _ [][]byte, out []byte) ([]byte, erro
 func (noForward) Read(_ [][]byte, out []byte) ([]byte, error) {
 	return append(out, "-TRYAGAIN nodesim: not forwarded\r\n"...), nil
 }
+
+// cutWriter takes left bytes, then fails like a broken connection.
+type cutWriter struct {
+	w    io.Writer
+	left int
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if len(p) > c.left {
+		n, _ := c.w.Write(p[:c.left])
+		c.left = 0
+		return n, errUnreachable
+	}
+	c.left -= len(p)
+	return c.w.Write(p)
+}
+
+// errReader fails every read, as a connection reset mid-transfer does.
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errUnreachable }
