@@ -33,6 +33,7 @@ type client struct {
 type op struct {
 	hid     sim.OpID
 	write   bool
+	append  bool // APPEND rather than SET: applied twice, it shows
 	key     string
 	val     string
 	num     uint64
@@ -52,13 +53,13 @@ func (c *client) step() {
 	case c.op == nil && len(c.script) > 0:
 		o := c.script[0]
 		c.script = c.script[1:]
-		c.begin(o.write, o.key, o.val)
+		c.begin(o.write, o.append, o.key, o.val)
 	case c.op == nil && !c.quiet && w.rng.IntN(20) == 0:
 		key := fmt.Sprintf("k%d", w.rng.IntN(w.p.Keys))
 		// Client 0 only reads: it keeps its routes while its reads are
 		// answered, so it is the one that asks a deposed node.
 		write := c.id != 0 && w.rng.IntN(2) == 0
-		c.begin(write, key, fmt.Sprintf("%s.%d", c.name, c.num+1))
+		c.begin(write, write && w.rng.IntN(2) == 0, key, fmt.Sprintf("%s.%d;", c.name, c.num+1))
 	case c.op != nil && w.now >= c.op.timeout:
 		if w.now-c.op.started >= giveUpAfter {
 			w.stats.Inc("client gave up")
@@ -71,13 +72,18 @@ func (c *client) step() {
 	}
 }
 
-func (c *client) begin(write bool, key, val string) {
-	o := &op{write: write, key: key, val: val, started: c.w.now}
-	if write {
+func (c *client) begin(write, app bool, key, val string) {
+	o := &op{write: write, append: app, key: key, val: val, started: c.w.now}
+	switch {
+	case app:
+		c.num++
+		o.num = c.num
+		o.hid = c.w.hist.Invoke(c.id, sim.KVInput{Op: sim.KVAppend, Key: key, Value: val})
+	case write:
 		c.num++
 		o.num = c.num
 		o.hid = c.w.hist.Invoke(c.id, sim.KVInput{Op: sim.KVPut, Key: key, Value: val})
-	} else {
+	default:
 		o.hid = c.w.hist.Invoke(c.id, sim.KVInput{Op: sim.KVGet, Key: key})
 	}
 	c.op = o
@@ -85,6 +91,9 @@ func (c *client) begin(write bool, key, val string) {
 }
 
 func (c *client) describe() string {
+	if c.op.append {
+		return fmt.Sprintf("append(%s, %s) #%d", c.op.key, c.op.val, c.op.num)
+	}
 	if c.op.write {
 		return fmt.Sprintf("set(%s, %s) #%d", c.op.key, c.op.val, c.op.num)
 	}
@@ -149,6 +158,10 @@ func (c *client) arrive(to string, o *op, attempt int) {
 		out, gate, err = n.rep.Read([][]byte{[]byte("GET"), []byte(o.key)}, nil)
 	}
 	back := func(err error) {
+		if w.faulty && w.rng.IntN(50) == 0 {
+			w.stats.Inc("reply lost")
+			return // the connection broke: the client retries on its timeout
+		}
 		w.after(1+w.rng.Int64N(2), func() { c.reply(o, attempt, out, err) })
 	}
 	if err != nil || gate == 0 || !n.rep.OnCommit(gate, back) {
@@ -159,9 +172,13 @@ func (c *client) arrive(to string, o *op, attempt int) {
 // request is the write as a retrying client sends it: lockstep.req with
 // the client's id and request number, so a retry applies at most once.
 func (c *client) request(o *op) [][]byte {
+	cmd := "SET"
+	if o.append {
+		cmd = "APPEND"
+	}
 	return [][]byte{
 		[]byte("lockstep.req"), []byte(c.name), strconv.AppendUint(nil, o.num, 10),
-		[]byte("SET"), []byte(o.key), []byte(o.val),
+		[]byte(cmd), []byte(o.key), []byte(o.val),
 	}
 }
 

@@ -20,13 +20,15 @@ func (r *Replica) InstallConfig(ctx context.Context, cfg coord.Config) {
 	r.handleReady(ctx)
 }
 
-// TickAt advances the core's timers by one tick and releases the commit
-// waiters whose deadline is before now with a timeout.
+// TickAt advances the core's timers by one tick, releases the commit
+// waiters whose deadline is before now with a timeout, and retries a
+// failed snapshot transfer whose backoff has passed.
 func (r *Replica) TickAt(ctx context.Context, now time.Time) {
 	r.mu.Lock()
 	r.core.Tick()
 	r.mu.Unlock()
 	r.commit.expire(now, r.errWaitTimeout())
+	r.retryFetch(ctx, now)
 	r.handleReady(ctx)
 }
 
