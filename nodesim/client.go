@@ -26,6 +26,8 @@ type client struct {
 	op     *op
 	routes coord.Config // possibly stale
 	quiet  bool         // starts no new operation
+	// cutFrom names the nodes a partition keeps this client from.
+	cutFrom map[string]bool
 	script []op         // operations to run before choosing at random
 }
 
@@ -43,7 +45,7 @@ type op struct {
 }
 
 func newClient(w *World, i int) *client {
-	return &client{w: w, id: i, name: fmt.Sprintf("c%d", i)}
+	return &client{w: w, id: i, name: fmt.Sprintf("c%d", i), cutFrom: map[string]bool{}}
 }
 
 // step starts an operation now and then, and retries one that timed out.
@@ -141,7 +143,7 @@ func (c *client) send() {
 func (c *client) arrive(to string, o *op, attempt int) {
 	w := c.w
 	n := w.byName(to)
-	if n == nil || n.down {
+	if n == nil || n.down || c.cutFrom[to] {
 		return
 	}
 	if n.paused() {
@@ -158,7 +160,7 @@ func (c *client) arrive(to string, o *op, attempt int) {
 		out, gate, err = n.rep.Read([][]byte{[]byte("GET"), []byte(o.key)}, nil)
 	}
 	back := func(err error) {
-		if w.faulty && w.rng.IntN(50) == 0 {
+		if (w.faulty && w.rng.IntN(50) == 0) || c.cutFrom[to] {
 			w.stats.Inc("reply lost")
 			return // the connection broke: the client retries on its timeout
 		}

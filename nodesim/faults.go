@@ -50,6 +50,20 @@ func (w *World) cut(n *node, peers, coordinator bool, what string) {
 	d := 100 + w.rng.Int64N(4000)
 	n.peerCut = n.peerCut || peers
 	n.coordCut = n.coordCut || coordinator
+	// A partition splits the clients too: each may be on either side, the
+	// reader (client 0) more often on the node's, so that a node deposed
+	// while cut off is asked by someone who cannot see the new one.
+	var away []*client
+	for _, c := range w.clients {
+		p := 4 // in 4, the chance of being cut off from the node
+		if c.id == 0 {
+			p = 1
+		}
+		if w.rng.IntN(4) < p-1 && !c.cutFrom[n.name] {
+			away = append(away, c)
+			c.cutFrom[n.name] = true
+		}
+	}
 	if peers {
 		for _, o := range w.nodes {
 			w.net.Reset(n.name, o.name)
@@ -60,6 +74,9 @@ func (w *World) cut(n *node, peers, coordinator bool, what string) {
 	w.after(d, func() {
 		n.peerCut = n.peerCut && !peers
 		n.coordCut = n.coordCut && !coordinator
+		for _, c := range away {
+			delete(c.cutFrom, n.name)
+		}
 		w.logf("%s reconnected", n.name)
 	})
 }
@@ -112,6 +129,9 @@ func (w *World) restartLater(n *node, d int64) {
 // healAll ends every fault: partitions heal, pauses end, the coordinator
 // comes back. Crashed nodes restart on their own schedule.
 func (w *World) healAll() {
+	for _, c := range w.clients {
+		clear(c.cutFrom)
+	}
 	for _, n := range w.nodes {
 		n.peerCut, n.coordCut = false, false
 		n.pauseTill = min(n.pauseTill, w.now)
