@@ -1,5 +1,7 @@
 package nodesim
 
+import "github.com/lockstep/lockstep/coord"
+
 // Faults strike at random while World.faulty is set. Each kind has its
 // own chance per step, scaled by Params.Faults; durations are drawn per
 // fault. A crash never takes the last live complete member of the
@@ -30,7 +32,13 @@ func (w *World) injectFaults() {
 	case chance(0.3):
 		w.cut(w.victim(), false, true, "from the coordinator")
 	case chance(0.3):
-		w.cut(w.victim(), true, true, "from peers and coordinator")
+		// Most often the node that answers reads: deposed while cut off,
+		// it must stop answering before the group moves on without it.
+		n := w.victim()
+		if r := w.reader(); r != nil && w.rng.IntN(3) > 0 {
+			n = w.victimIf(r)
+		}
+		w.cut(n, true, true, "from peers and coordinator")
 	case chance(0.1):
 		w.coord.outage(100 + w.rng.Int64N(4000))
 	case chance(1):
@@ -98,8 +106,27 @@ func (w *World) anyUp() *node {
 // the group would rightly stay down, since lockstep's replicas restart
 // empty (a member cut off from the coordinator loses its lease and
 // restarts too).
-func (w *World) victim() *node {
-	n := w.anyUp()
+func (w *World) victim() *node { return w.victimIf(w.anyUp()) }
+
+// reader is the node the configuration says answers reads, if it runs.
+func (w *World) reader() *node {
+	cfg := w.coord.cfg
+	if cfg == nil || len(cfg.Members) == 0 {
+		return nil
+	}
+	m := cfg.Members[0]
+	if cfg.Protocol == coord.ProtocolChain {
+		m = cfg.Members[len(cfg.Members)-1]
+	}
+	if n := w.byName(m.Name); n != nil && !n.down && n.inc == m.Incarnation {
+		return n
+	}
+	return nil
+}
+
+// victimIf returns n if taking it out leaves the configuration a healthy
+// complete member, else nil.
+func (w *World) victimIf(n *node) *node {
 	cfg := w.coord.cfg
 	if cfg == nil {
 		return nil
