@@ -1,6 +1,7 @@
 package nodesim
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -36,13 +37,47 @@ func (w *World) settle() error {
 	if err := w.until(w.now+w.p.Settle.Milliseconds(), done); err != nil {
 		return err
 	}
+	return w.checkHistory()
+}
+
+// checkHistory checks the clients' history for linearizability, per key.
+func (w *World) checkHistory() error {
 	return sim.CheckLinearizable(&w.hist, 30*time.Second, sim.VisualizationPath("nodesim-"+w.p.Protocol, w.seed))
+}
+
+// errGroupLost: the faults left no live complete member, none that holds
+// every acknowledged write and could carry the group on, so it rightly
+// stays down; lockstep's replicas restart empty.
+var errGroupLost = errors.New("nodesim: group lost for good")
+
+// groupLost reports whether the configuration has no member left that
+// holds the group's state and could serve.
+func (w *World) groupLost() bool {
+	cfg := w.coord.cfg
+	if cfg == nil {
+		return false
+	}
+	for _, m := range cfg.Members {
+		n := w.byName(m.Name)
+		if n == nil || n.down || n.inc != m.Incarnation {
+			continue
+		}
+		if n.rep.Status().Complete {
+			return false
+		}
+	}
+	return true
 }
 
 // until steps until cond holds, or fails at deadline with a liveness
 // violation that says what is stuck.
 func (w *World) until(deadline int64, cond func() bool) error {
 	for !cond() {
+		// A lost group stays lost: restarted replicas are empty. Five
+		// seconds after the heal every crashed process has restarted.
+		if (w.now >= deadline || w.now-w.healedAt == 5000) && w.groupLost() {
+			return errGroupLost
+		}
 		if w.now >= deadline {
 			return sim.Violation("liveness: at %d ms, %d ms after the faults healed, the group has not settled: %s",
 				w.now, w.now-w.healedAt, w.describe())

@@ -28,7 +28,7 @@ type client struct {
 	quiet  bool         // starts no new operation
 	// cutFrom names the nodes a partition keeps this client from.
 	cutFrom map[string]bool
-	script []op         // operations to run before choosing at random
+	script  []op // operations to run before choosing at random
 }
 
 // op is one operation of the history in flight.

@@ -43,7 +43,7 @@ func (w *World) injectFaults() {
 		w.coord.outage(100 + w.rng.Int64N(4000))
 	case chance(1):
 		a, b := w.anyUp(), w.anyUp()
-		if a != b {
+		if a != nil && b != nil && a != b {
 			w.stats.Add("msg reset", w.net.Reset(a.name, b.name))
 		}
 	}
@@ -89,13 +89,16 @@ func (w *World) cut(n *node, peers, coordinator bool, what string) {
 	})
 }
 
-// anyUp is a random node that has not crashed.
+// anyUp is a random node that has not crashed, or nil.
 func (w *World) anyUp() *node {
 	var up []*node
 	for _, n := range w.nodes {
 		if !n.down {
 			up = append(up, n)
 		}
+	}
+	if len(up) == 0 {
+		return nil
 	}
 	return up[w.rng.IntN(len(up))]
 }
@@ -126,10 +129,18 @@ func (w *World) reader() *node {
 
 // victimIf returns n if taking it out leaves the configuration a healthy
 // complete member, else nil.
+//
+// Now and then it returns n all the same: the group may then be lost for
+// good, which the correct code must survive safely (it stays down), and
+// which a planner that promotes an incomplete backup does not.
 func (w *World) victimIf(n *node) *node {
 	cfg := w.coord.cfg
-	if cfg == nil {
+	if cfg == nil || n == nil {
 		return nil
+	}
+	if w.rng.IntN(8) == 0 {
+		w.stats.Inc("unguarded fault")
+		return n
 	}
 	for _, m := range cfg.Members {
 		o := w.byName(m.Name)

@@ -2,6 +2,7 @@ package nodesim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -113,7 +114,13 @@ func (w *World) Run(faulty int) (Stats, error) {
 	w.faulty = false
 	w.healAll()
 	w.healedAt = w.now
-	if err := w.settle(); err != nil {
+	if err := w.settle(); errors.Is(err, errGroupLost) {
+		// Nothing can be served any more; what was served must still
+		// have been linearizable.
+		w.stats.Inc("group lost")
+		w.logf("group lost: %s", w.describe())
+		return *w.stats, w.checkHistory()
+	} else if err != nil {
 		return *w.stats, err
 	}
 	if err := w.checkReplicas(); err != nil {
