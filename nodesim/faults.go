@@ -41,6 +41,13 @@ func (w *World) injectFaults() {
 		w.cut(n, true, true, "from peers and coordinator")
 	case chance(0.1):
 		w.coord.outage(100 + w.rng.Int64N(4000))
+	case chance(0.5):
+		// A slow node: a joiner lags, a backup falls behind its window.
+		if n := w.anyUp(); n != nil {
+			n.slow, n.slowTill = 20+w.rng.Int64N(300), w.now+500+w.rng.Int64N(3000)
+			w.stats.Inc("slow node")
+			w.logf("%s slow by %d ms until %d", n.name, n.slow, n.slowTill)
+		}
 	case chance(1):
 		a, b := w.anyUp(), w.anyUp()
 		if a != nil && b != nil && a != b {
@@ -171,6 +178,7 @@ func (w *World) healAll() {
 		clear(c.cutFrom)
 	}
 	for _, n := range w.nodes {
+		n.slowTill = min(n.slowTill, w.now)
 		n.peerCut, n.coordCut = false, false
 		n.pauseTill = min(n.pauseTill, w.now)
 	}

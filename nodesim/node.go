@@ -42,6 +42,8 @@ type node struct {
 	inbox     []sim.Packet[[]byte]
 	phase     int64 // its ticks fall on steps = phase mod tickMillis
 
+	slow     int64 // extra delay of its links, in ms, until slowTill
+	slowTill int64
 	peerCut  bool // cut off from every other replica
 	coordCut bool // cut off from the coordinator
 
@@ -208,7 +210,28 @@ func (s sender) Send(to string, payload []byte) bool {
 		w.stats.Inc("msg dropped")
 		return true // lost on the way: the sender cannot tell
 	}
-	return w.net.Send(w.now, n.name, to, bytes.Clone(payload))
+	msg := bytes.Clone(payload)
+	extra := max(n.slowBy(), dst.slowBy())
+	if extra == 0 && w.slowLinks[n.name+">"+to] <= w.now {
+		return w.net.Send(w.now, n.name, to, msg)
+	}
+	// A slow link: later messages wait behind earlier ones, as on TCP.
+	at := max(w.now+extra, w.slowLinks[n.name+">"+to])
+	w.slowLinks[n.name+">"+to] = at
+	w.agenda.Add(at, func() {
+		if !n.down && !n.peerCut && !dst.peerCut {
+			w.net.Send(w.now, n.name, to, msg)
+		}
+	})
+	return true
+}
+
+// slowBy is the extra delay of the node's links while it is slow.
+func (n *node) slowBy() int64 {
+	if n.w.now < n.slowTill {
+		return n.slow
+	}
+	return 0
 }
 
 // fetcher is a node's replica.SnapshotFetcher: the source serves its

@@ -61,7 +61,10 @@ type World struct {
 	nodes   []*node // by slot; a restart replaces the node in its slot
 	clients []*client
 	hist    sim.History
-	faulty  bool // faults may strike (false while settling)
+	// slowLinks holds, per "from>to" link, when its last delayed message
+	// is sent, so that messages on a slow link keep their order.
+	slowLinks map[string]int64
+	faulty    bool // faults may strike (false while settling)
 }
 
 // Stats count what a run did, for coverage and the summary line.
@@ -81,7 +84,8 @@ func NewWorld(seed uint64, p Params, tr *sim.Trace) *World {
 	rng := sim.NewRand(seed)
 	w := &World{
 		p: p, seed: seed, rng: rng, tr: tr, ctx: context.Background(), stats: &Stats{},
-		net: sim.NewNetwork[[]byte](rng, sim.NetworkOptions{MinDelay: 0, MaxDelay: 2}),
+		net:       sim.NewNetwork[[]byte](rng, sim.NetworkOptions{MinDelay: 0, MaxDelay: 2}),
+		slowLinks: map[string]int64{},
 	}
 	w.coord = newCoordinator(w)
 	for i := range p.Nodes {
