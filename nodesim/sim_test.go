@@ -15,7 +15,7 @@ import (
 
 var (
 	flagSeed  = flag.Uint64("seed", 0, "TestSim: run only this seed, tracing every event with -v")
-	flagSeeds = flag.Int("seeds", 0, "TestSim: how many seeds per protocol (default 12, 4 with -short)")
+	flagSeeds = flag.Int("seeds", 0, "TestSim: how many seeds per protocol (default 100, 25 with -short)")
 	flagSteps = flag.Int("steps", 3000, "TestSim: faulty milliseconds per seed")
 	flagFirst = flag.Uint64("firstseed", 1, "TestSim: the first seed")
 )
@@ -49,9 +49,9 @@ func runProtocol(t *testing.T, proto string) {
 	}
 	seeds := *flagSeeds
 	if seeds == 0 {
-		seeds = 12
+		seeds = 100
 		if testing.Short() {
-			seeds = 4
+			seeds = 25
 		}
 	}
 	var (
@@ -82,3 +82,19 @@ func replay(proto string, seed uint64) string {
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// TestSimDeterministic: a seed gives the same run twice, event for event,
+// or a failing seed could not be replayed.
+func TestSimDeterministic(t *testing.T) {
+	for _, proto := range protocols {
+		for _, seed := range []uint64{1, 2, 3} {
+			err := sim.Replays(seed, 200, func(seed uint64, tr *sim.Trace) error {
+				_, err := NewWorld(seed, DefaultParams(proto), tr).Run(3000)
+				return err
+			})
+			if err != nil {
+				t.Errorf("%s: %v", proto, err)
+			}
+		}
+	}
+}

@@ -172,6 +172,9 @@ func (w *World) deliver() {
 			n.inbox = append(n.inbox, pk)
 			continue
 		}
+		if w.tr.Enabled() {
+			w.logf("%s -> %s: %d bytes %x", pk.From, pk.To, len(pk.Msg), sim.EntryDigest(pk.Msg))
+		}
 		n.rep.Deliver(pk.From, pk.Msg)
 		if _, ok := burst[n]; !ok {
 			order = append(order, n)
