@@ -88,7 +88,7 @@ func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
 func TestSimDeterministic(t *testing.T) {
 	for _, proto := range protocols {
 		for _, seed := range []uint64{1, 2, 3} {
-			err := sim.Replays(seed, 200, func(seed uint64, tr *sim.Trace) error {
+			err := sim.Replays(seed, 100, func(seed uint64, tr *sim.Trace) error {
 				_, err := NewWorld(seed, DefaultParams(proto), tr).Run(3000)
 				return err
 			})

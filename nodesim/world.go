@@ -37,7 +37,7 @@ func DefaultParams(protocol string) Params {
 	return Params{
 		Protocol: protocol, Nodes: 3, Clients: 4, Keys: 3, Window: 16,
 		TTL: 2 * time.Second, ExpiryCheck: 100 * time.Millisecond,
-		Faults: 1, Loss: 0.01, Settle: 20 * time.Second,
+		Faults: 0.6, Loss: 0.01, Settle: 20 * time.Second,
 	}
 }
 
