@@ -3,6 +3,8 @@ package dedup
 import (
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/lockstep/lockstep/statemachine"
 )
@@ -63,7 +65,9 @@ func (m *Machine) TakeDelta() (statemachine.Update, error) {
 	m.mu.Lock()
 	b := []byte{tagDelta}
 	b = binary.AppendUvarint(b, uint64(len(m.dirty)))
-	for c := range m.dirty {
+	// In client order, so that the same changes give the same bytes, as
+	// the inner delta does: a simulation replays a seed byte for byte.
+	for _, c := range slices.Sorted(maps.Keys(m.dirty)) {
 		r, ok := m.table[c]
 		if !ok {
 			r = record{} // evicted since: num 0 tells the backup to forget it

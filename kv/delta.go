@@ -108,8 +108,14 @@ func (d *dirtySet) record(seq uint64, ops []storage.Op) {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// TakeDelta empties keys, not written: a write whose epoch was cut
+	// stays speculative until Committed says its checkpoint is on every
+	// backup.
 	if d.keys == nil {
-		d.keys, d.written = make(map[string]int), make(map[string]uint64)
+		d.keys = make(map[string]int)
+	}
+	if d.written == nil {
+		d.written = make(map[string]uint64)
 	}
 	d.newest = seq
 	for i := range ops {

@@ -73,7 +73,7 @@ func (r *Replica) writeOrForward(client string, num uint64, args [][]byte, out [
 		}
 	}
 	r.stats.forwarded.Add(1)
-	out, err := r.forward.write(client, num, args, out)
+	out, err := r.forward.Write(client, num, args, out)
 	return out, 0, err
 }
 
@@ -133,9 +133,13 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 			return out, 0, r.fail(err)
 		}
 		seq, err := r.core.Propose(u)
+		if errors.Is(err, protocol.ErrWindowFull) && r.opts.NoWindowWait {
+			r.mu.Unlock()
+			return out, 0, fmt.Errorf("%w: replication window full", ErrNotServing)
+		}
 		if errors.Is(err, protocol.ErrWindowFull) {
 			if deadline.IsZero() {
-				deadline = time.Now().Add(r.opts.WaitTimeout)
+				deadline = r.opts.Now().Add(r.opts.WaitTimeout)
 			}
 			ch := r.commit.windowChanged(deadline)
 			r.mu.Unlock()
@@ -194,7 +198,7 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 		return resp.AppendError(out, tryAgain("not the replica that answers reads")), 0, nil
 	}
 	r.stats.forwarded.Add(1)
-	out, err := r.forward.read(args, out)
+	out, err := r.forward.Read(args, out)
 	return out, 0, err
 }
 
@@ -249,7 +253,7 @@ func (r *Replica) Wait(ctx context.Context, gate uint64) error {
 	if gate == 0 || r.commit.seq.Load() >= gate {
 		return nil
 	}
-	deadline := time.Now().Add(r.opts.WaitTimeout)
+	deadline := r.opts.Now().Add(r.opts.WaitTimeout)
 	for {
 		done, changed, err := r.commit.wait(gate, deadline)
 		if err != nil {
@@ -288,7 +292,7 @@ func (r *Replica) OnCommit(gate uint64, done func(error)) bool {
 	if gate == 0 || r.commit.seq.Load() >= gate {
 		return false
 	}
-	if !r.commit.onCommit(gate, time.Now().Add(r.opts.WaitTimeout), done) {
+	if !r.commit.onCommit(gate, r.opts.Now().Add(r.opts.WaitTimeout), done) {
 		return false
 	}
 	if !r.Role().Orders() {

@@ -62,11 +62,15 @@ func newCore(proto, id string, opts CoreOptions, sm statemachine.StateMachine) (
 		if !ok {
 			return nil, fmt.Errorf("%w: checkpoint replication needs a state machine that tracks its changes (%T does not)", ErrUnknownProtocol, sm)
 		}
-		start := time.Now()
+		now := opts.now
+		if now == nil {
+			now = time.Now
+		}
+		start := now()
 		return checkpoint.New(checkpoint.Options{
 			ID:         id,
 			Window:     opts.CheckpointWindow,
-			Clock:      func() time.Duration { return time.Since(start) },
+			Clock:      func() time.Duration { return now().Sub(start) },
 			Interval:   opts.CheckpointInterval,
 			DirtyBytes: t.DirtyBytes,
 			MaxDirty:   opts.CheckpointBytes,
@@ -89,6 +93,10 @@ type CoreOptions struct {
 	CheckpointInterval time.Duration
 	CheckpointBytes    int
 	CheckpointWindow   int
+
+	// now is the runtime's clock (Options.Now), on which a checkpoint core
+	// times its epochs; nil is time.Now.
+	now func() time.Time
 }
 
 // setCoreConfig hands core the coordinator's configuration in core ids and

@@ -115,7 +115,7 @@ func (l *lane) close() {
 
 // write forwards a write to the head or primary, tagged with the client's
 // own request id, or with the lane's next one when client is "".
-func (f *forwarder) write(client string, num uint64, args [][]byte, out []byte) ([]byte, error) {
+func (f *forwarder) Write(client string, num uint64, args [][]byte, out []byte) ([]byte, error) {
 	l := <-f.lanes
 	defer func() { f.lanes <- l }()
 	if client == "" {
@@ -128,7 +128,7 @@ func (f *forwarder) write(client string, num uint64, args [][]byte, out []byte) 
 	return f.do(l, true, fwd, out)
 }
 
-func (f *forwarder) read(args [][]byte, out []byte) ([]byte, error) {
+func (f *forwarder) Read(args [][]byte, out []byte) ([]byte, error) {
 	l := <-f.lanes
 	defer func() { f.lanes <- l }()
 	fwd := make([][]byte, 0, len(args)+1)

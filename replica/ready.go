@@ -327,7 +327,12 @@ type env struct {
 	rnd       *rand.Rand
 }
 
-func newEnv() env { return env{rnd: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))} }
+func newEnv(rnd *rand.Rand) env {
+	if rnd == nil {
+		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return env{rnd: rnd}
+}
 
 func (e *env) NowMillis() int64 { return e.nowMillis }
 func (e *env) Rand() uint64     { return e.rnd.Uint64() }

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -81,6 +82,33 @@ type Options struct {
 	ForwardBudget time.Duration
 	Now           func() time.Time
 	Logger        *slog.Logger
+
+	// Rand is the source of the randomness Prepare records on the head
+	// (nil: one seeded from the runtime's). A simulation passes its own,
+	// so that a seed replays exactly.
+	Rand *rand.Rand
+	// Forward, when set, replaces the forwarder that sends requests this
+	// replica cannot answer to the head or tail over TCP.
+	Forward Forwarder
+	// Spawn starts background work, a snapshot fetch (nil: a goroutine).
+	// A simulation runs it as one of its own events.
+	Spawn func(func())
+	// NoWindowWait makes a write that finds the replication window full
+	// fail at once with ErrNotServing instead of waiting for room: a
+	// simulation drives the replica on one goroutine and cannot block.
+	NoWindowWait bool
+	// Sleep waits between the attempts of a snapshot transfer (nil: a
+	// timer). A simulation cannot wait inside an event: its Sleep fails,
+	// and the transfer is retried as the runtime retries a failed one.
+	Sleep func(ctx context.Context, d time.Duration) error
+}
+
+// Forwarder sends a request this replica cannot answer to the replica
+// that can, and appends its reply to out. A write carries the client's
+// request id (client "" for none: the forwarder numbers it).
+type Forwarder interface {
+	Write(client string, num uint64, args [][]byte, out []byte) ([]byte, error)
+	Read(args [][]byte, out []byte) ([]byte, error)
 }
 
 // Replica runs one replica of a group.
@@ -94,7 +122,7 @@ type Replica struct {
 	fetch   SnapshotFetcher
 	lease   Lease
 	routes  *routes
-	forward *forwarder
+	forward Forwarder
 
 	// mu guards the core and serializes Prepare, Apply and Restore; reads
 	// of the state machine take it shared.
@@ -126,7 +154,7 @@ type Replica struct {
 	sendBuf  []byte // guarded by readyMu
 	configs  chan coord.Config
 	kick     chan struct{}
-	fetching atomic.Bool
+	fetching fetchState
 	kept     keptSnapshots
 	failed   atomic.Pointer[error]
 	failedCh chan struct{}
@@ -150,6 +178,13 @@ func New(opts Options) (*Replica, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.Sleep == nil {
+		opts.Sleep = sleep
+	}
+	if opts.Spawn == nil {
+		opts.Spawn = func(f func()) { go f() }
+	}
+	opts.Core.now = opts.Now
 	core, err := newCore(opts.Protocol, opts.Name, opts.Core, opts.Machine)
 	if err != nil {
 		return nil, err
@@ -165,7 +200,7 @@ func New(opts Options) (*Replica, error) {
 		log:     opts.Logger,
 		core:    core,
 		proto:   proto,
-		env:     newEnv(),
+		env:     newEnv(opts.Rand),
 		configs: make(chan coord.Config, 16),
 		kick:    make(chan struct{}, 1),
 		routes:  newRoutes(),
@@ -180,9 +215,12 @@ func New(opts Options) (*Replica, error) {
 // They are created after the replica because the transport delivers into it.
 func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
 	r.send, r.fetch, r.lease = send, fetch, lease
-	r.forward = newForwarder(r.opts.Name+"/"+r.opts.Incarnation, r.routes, r.log)
-	if r.opts.ForwardBudget > 0 {
-		r.forward.budget = r.opts.ForwardBudget
+	if r.forward = r.opts.Forward; r.forward == nil {
+		f := newForwarder(r.opts.Name+"/"+r.opts.Incarnation, r.routes, r.log)
+		if r.opts.ForwardBudget > 0 {
+			f.budget = r.opts.ForwardBudget
+		}
+		r.forward = f
 	}
 }
 
@@ -256,12 +294,13 @@ func (r *Replica) Protocol() string { return r.proto }
 // Epoch is the configuration epoch the replica runs in.
 func (r *Replica) Epoch() uint64 { return r.epoch.Load() }
 
-// Run drives the core until ctx ends.
+// Run drives the core until ctx ends: it is a loop over the stepping
+// calls in drive.go, fed by the coordinator's configurations, a ticker and
+// the writers' kicks.
 func (r *Replica) Run(ctx context.Context) {
 	r.runCtx.Store(&ctx)
 	t := time.NewTicker(r.opts.Tick)
 	defer t.Stop()
-	timeout := r.errWaitTimeout()
 	epochs := r.epochTicker()
 	for {
 		select {
@@ -269,27 +308,21 @@ func (r *Replica) Run(ctx context.Context) {
 			r.commit.fail(ErrNotServing)
 			return
 		case cfg := <-r.configs:
-			r.applyConfig(cfg)
+			r.InstallConfig(ctx, cfg)
 		case <-r.kick:
 			// Let writers that are already runnable propose too, so one
 			// batch carries them all: under load this turns one message
 			// per write into one per burst of writes, for a few
 			// microseconds of latency.
 			runtime.Gosched()
-			r.mu.Lock()
-			r.flushHeadAppliedLocked()
-			r.mu.Unlock()
+			r.Flush(ctx)
 		case <-epochs:
 			// The core closes its epoch on its own clock; this only makes
-			// sure it is asked (handleReady) once per epoch when nothing
-			// else happens.
+			// sure it is asked once per epoch when nothing else happens.
+			r.CloseEpoch(ctx)
 		case now := <-t.C:
-			r.mu.Lock()
-			r.core.Tick()
-			r.mu.Unlock()
-			r.commit.expire(now, timeout)
+			r.TickAt(ctx, now)
 		}
-		r.handleReady(ctx)
 	}
 }
 
@@ -311,6 +344,18 @@ func (r *Replica) flushHeadAppliedLocked() {
 	if r.headApplied > 0 {
 		r.core.Applied(r.headApplied)
 		r.headApplied = 0
+	}
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

@@ -29,7 +29,7 @@ import (
 const keepBroken = 2 * time.Minute
 
 // fetchAttempts bounds how often a joiner resumes one transfer before it
-// gives up and lets the core ask again.
+// gives it up; fetchLoop then starts a new one after a backoff.
 const fetchAttempts = 8
 
 // keptSnapshots holds snapshots whose transfer broke, by joiner name.
@@ -147,18 +147,140 @@ func (s *skipWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// startFetch fetches a snapshot from the predecessor once at a time.
+// A core asks for a snapshot once, when its upstream answers
+// SnapshotNeeded, and then waits for it without saying Hello again. A
+// transfer that fails, every resumption included, is therefore retried by
+// the runtime, with a backoff from fetchRetryMin doubling to fetchRetryMax,
+// for as long as the core still wants that snapshot: otherwise the joiner
+// would wait forever, and a primary-backup group with such a backup would
+// stop committing.
+const (
+	fetchRetryMin = 50 * time.Millisecond
+	fetchRetryMax = 2 * time.Second
+)
+
+// fetchWant is a snapshot the core asked for: its source, and the epoch
+// it asked in. A new configuration resets the core's link upstream, so a
+// core that still needs a snapshot then asks again.
+type fetchWant struct {
+	from  string
+	epoch uint64
+}
+
+// fetchState is the snapshot the core asked for last, whether a transfer
+// of it is under way, and when a failed one may be tried again. One
+// transfer runs at a time; a request that arrives meanwhile replaces what
+// is fetched next. The retry is started by the run loop's tick (retryFetch)
+// rather than by a goroutine that sleeps, so a simulation that steps the
+// replica by hand retries as the real runtime does.
+type fetchState struct {
+	mu      sync.Mutex
+	running bool
+	want    fetchWant // from is "" when nothing is wanted
+	wait    time.Duration
+	nextAt  time.Time
+}
+
+// fetchWanted is the source of the snapshot the replica still wants, or "".
+func (r *Replica) fetchWanted() string {
+	r.fetching.mu.Lock()
+	defer r.fetching.mu.Unlock()
+	return r.fetching.want.from
+}
+
+// busy reports whether a transfer is under way.
+func (f *fetchState) busy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running
+}
+
+// startFetch fetches a snapshot from the source the core named. A request
+// while a transfer runs replaces the one to retry.
 func (r *Replica) startFetch(ctx context.Context, from string) {
-	if r.fetch == nil || !r.fetching.CompareAndSwap(false, true) {
+	if r.fetch == nil {
 		return
 	}
-	go func() {
-		defer r.fetching.Store(false)
-		if err := r.fetchSnapshot(ctx, from); err != nil {
-			r.log.Warn("snapshot transfer failed; the core will ask again", "from", from, "err", err)
-		}
-		r.kickLoop()
-	}()
+	r.mu.RLock()
+	want := fetchWant{from: from, epoch: r.core.Status().Epoch}
+	r.mu.RUnlock()
+	f := &r.fetching
+	f.mu.Lock()
+	if f.want != want {
+		f.want, f.wait, f.nextAt = want, fetchRetryMin, time.Time{}
+	}
+	start := !f.running
+	f.running = true
+	f.mu.Unlock()
+	if start {
+		r.opts.Spawn(func() { r.fetchOne(ctx, want) })
+	}
+}
+
+// fetchOne runs one transfer of want, resumptions included. If it failed
+// while the core still wants it, the next tick after the backoff tries
+// again; if another request replaced it meanwhile, that one starts now.
+func (r *Replica) fetchOne(ctx context.Context, want fetchWant) {
+	err := r.fetchSnapshot(ctx, want.from)
+	r.kickLoop()
+	f := &r.fetching
+	f.mu.Lock()
+	next := f.want
+	switch {
+	case next != want:
+		f.mu.Unlock()
+		r.opts.Spawn(func() { r.fetchOne(ctx, next) })
+		return
+	case err == nil:
+		f.want = fetchWant{} // installed, or no longer wanted
+	default:
+		r.log.Warn("snapshot transfer failed; retrying", "from", want.from, "in", f.wait, "err", err)
+		f.nextAt = r.opts.Now().Add(f.wait)
+		f.wait = min(2*f.wait, fetchRetryMax)
+	}
+	f.running = false
+	f.mu.Unlock()
+}
+
+// retryFetch starts the wanted transfer again once its backoff has passed,
+// if the core still waits for it; the run loop calls it every tick.
+func (r *Replica) retryFetch(ctx context.Context, now time.Time) {
+	f := &r.fetching
+	f.mu.Lock()
+	want := f.want
+	due := want.from != "" && !f.running && !now.Before(f.nextAt)
+	f.mu.Unlock()
+	if !due {
+		return
+	}
+	wanted := r.wantsSnapshot(ctx, want)
+	f.mu.Lock()
+	if f.running || f.want != want {
+		f.mu.Unlock()
+		return
+	}
+	if !wanted {
+		f.want = fetchWant{}
+		f.mu.Unlock()
+		return
+	}
+	f.running = true
+	f.mu.Unlock()
+	r.opts.Spawn(func() { r.fetchOne(ctx, want) })
+}
+
+// wantsSnapshot reports whether the core still waits for the snapshot w:
+// the run and the replica are alive, the configuration it was asked in
+// still holds, and the core would accept a snapshot from w.from that is
+// not behind its state. Only the protocol-neutral core methods decide.
+func (r *Replica) wantsSnapshot(ctx context.Context, w fetchWant) bool {
+	if ctx.Err() != nil || r.Err() != nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	st := r.core.Status()
+	return st.Epoch == w.epoch && r.core.AcceptsSnapshot(w.from, st.Applied)
 }
 
 // fetchSnapshot downloads the whole snapshot, resuming a broken transfer
@@ -182,10 +304,8 @@ func (r *Replica) fetchSnapshot(ctx context.Context, from string) error {
 			return err
 		}
 		r.log.Info("snapshot transfer broken; resuming", "from", from, "seq", seq, "have", buf.Len(), "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Duration(attempt) * 50 * time.Millisecond):
+		if err := r.opts.Sleep(ctx, time.Duration(attempt)*50*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return r.install(from, seq, &buf, start)

@@ -1,0 +1,296 @@
+package nodesim
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/lockstep/lockstep/coord"
+	"github.com/lockstep/lockstep/dedup"
+	"github.com/lockstep/lockstep/kv"
+	"github.com/lockstep/lockstep/replica"
+	"github.com/lockstep/lockstep/sim"
+	"github.com/lockstep/lockstep/storage"
+)
+
+// errNoWait is the simulated Sleep: an event cannot wait, so a snapshot
+// transfer that would pause between attempts gives up instead.
+var errNoWait = errors.New("nodesim: no waiting inside a simulated event")
+
+// errUnreachable is a snapshot source a node cannot reach.
+var errUnreachable = errors.New("nodesim: peer unreachable")
+
+// tickMillis is the replicas' tick.
+const tickMillis = 10
+
+// node is one server process: a replica, its store, its view of its
+// lease, and the faults it suffers.
+type node struct {
+	w     *World
+	name  string
+	inc   string
+	rep   *replica.Replica
+	store storage.Store
+
+	down      bool  // crashed (until restarted in a new node)
+	pauseTill int64 // paused until this step (a GC pause, SIGSTOP)
+	inbox     []sim.Packet[[]byte]
+	phase     int64 // its ticks fall on steps = phase mod tickMillis
+
+	slow     int64 // extra delay of its links, in ms, until slowTill
+	slowTill int64
+	peerCut  bool // cut off from every other replica
+	coordCut bool // cut off from the coordinator
+
+	// validUntil is the node's own view of its lease (coord.Session's
+	// ValidUntil): the last renewal it sent that succeeded, plus the TTL,
+	// minus the fencing margin.
+	validUntil int64
+	nextRenew  int64
+	leaseLost  bool
+	registered bool
+
+	watchDue  int64  // a configuration is on its way (0: none)
+	seenEpoch uint64 // the newest configuration delivered
+
+	published coord.NodeInfo
+	pubAt     int64
+}
+
+// startNode starts a new process under name: a new incarnation with an
+// empty store, registered with the coordinator.
+func (w *World) startNode(name string) *node {
+	n := &node{w: w, name: name, inc: fmt.Sprintf("%s-%x", name, w.rng.Uint32()), phase: w.rng.Int64N(tickMillis)}
+	n.store = storage.NewMemory()
+	machine := dedup.Wrap(kv.New(n.store, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
+	rep, err := replica.New(replica.Options{
+		Name: name, Incarnation: n.inc, Machine: machine, Store: n.store, Protocol: w.p.Protocol,
+		Core:         replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, CheckpointInterval: 20 * time.Millisecond},
+		Tick:         tickMillis * time.Millisecond,
+		WaitTimeout:  2 * time.Second,
+		Now:          w.Now,
+		Logger:       slog.New(slog.DiscardHandler),
+		Rand:         rand.New(rand.NewPCG(w.rng.Uint64(), 2)),
+		Forward:      noForward{},
+		Spawn:        func(f func()) { w.after(1+w.rng.Int64N(5), func() { n.spawned(f) }) },
+		Sleep:        func(context.Context, time.Duration) error { return errNoWait },
+		NoWindowWait: true,
+	})
+	if err != nil {
+		panic(err) // the parameters are the simulator's own
+	}
+	rep.Attach(sender{n}, fetcher{n}, n)
+	n.rep = rep
+	w.coord.register(n)
+	w.logf("%s started as %s", name, n.inc)
+	return n
+}
+
+func (n *node) up() bool     { return !n.down }
+func (n *node) paused() bool { return n.w.now < n.pauseTill }
+
+// Valid is the replica's lease check (replica.Lease).
+func (n *node) Valid() bool { return !n.leaseLost && n.w.now < n.validUntil }
+
+// spawned runs background work the replica started (a snapshot fetch)
+// if the process still runs, then carries out its effects.
+func (n *node) spawned(f func()) {
+	if n.down {
+		return
+	}
+	if n.paused() {
+		n.w.agenda.Add(n.pauseTill, func() { n.spawned(f) })
+		return
+	}
+	f()
+	n.rep.Flush(n.w.ctx)
+}
+
+// step runs one millisecond of the process: messages held during a
+// pause, a tick, a checkpoint epoch, and its coordinator session.
+func (n *node) step() error {
+	if n.down || n.paused() {
+		return nil
+	}
+	w := n.w
+	if len(n.inbox) > 0 {
+		for _, pk := range n.inbox {
+			n.rep.Deliver(pk.From, pk.Msg)
+		}
+		n.inbox = nil
+		n.rep.BurstDone("")
+	}
+	if (w.now+n.phase)%tickMillis == 0 {
+		n.rep.TickAt(w.ctx, w.Now())
+	}
+	if (w.now+n.phase)%20 == 0 {
+		n.rep.CloseEpoch(w.ctx)
+	}
+	if err := n.rep.Err(); err != nil {
+		w.stats.Inc("replica failed")
+		w.logf("%s failed: %v", n.name, err)
+		n.crash("replica failed")
+		return nil
+	}
+	n.session()
+	return nil
+}
+
+// crash ends the process. Its watchdog fences it at once, unless the
+// fault took the watchdog too.
+func (n *node) crash(why string) {
+	if n.down {
+		return
+	}
+	n.down = true
+	n.inbox = nil
+	n.w.logf("%s (%s) crashed: %s", n.name, n.inc, why)
+	n.w.stats.Inc("crash")
+	if n.w.rng.IntN(3) > 0 {
+		n.w.after(1+n.w.rng.Int64N(3), func() { n.w.coord.fence(n) })
+	}
+	n.w.restartLater(n, 200+n.w.rng.Int64N(1500))
+}
+
+// session is the node's side of its coordinator session: renewals, a
+// lease found lost (the process then exits, as a real one does), and
+// status reports, which is how the planner learns of progress.
+func (n *node) session() {
+	w := n.w
+	if n.registered && w.now >= n.nextRenew {
+		w.coord.renew(n)
+	}
+	if n.leaseLost {
+		n.crash("its lease was lost")
+		return
+	}
+	if n.registered && (w.now+n.phase)%50 == 0 {
+		n.publish()
+	}
+}
+
+// publish reports the replica's state: a change of state, role, epoch or
+// completeness at once, progress at most once a second.
+func (n *node) publish() {
+	st := n.rep.Status()
+	info := coord.NodeInfo{
+		Name: n.name, Incarnation: n.inc, State: st.State, Role: st.Role, Epoch: st.Epoch,
+		Applied: st.Applied, Complete: st.Complete, Lag: st.Lag, Commit: st.Commit,
+	}
+	last := n.published
+	changed := info.State != last.State || info.Role != last.Role || info.Epoch != last.Epoch || info.Complete != last.Complete
+	progress := info.Applied != last.Applied || info.Lag != last.Lag || info.Commit != last.Commit
+	if !changed && (!progress || n.w.now-n.pubAt < 1000) {
+		return
+	}
+	if n.w.coord.publish(n, info) {
+		n.published, n.pubAt = info, n.w.now
+	}
+}
+
+// sender is a node's replica.Sender.
+type sender struct{ n *node }
+
+func (s sender) Send(to string, payload []byte) bool {
+	n := s.n
+	w := n.w
+	if n.down {
+		return false
+	}
+	dst := w.byName(to)
+	if dst == nil || n.peerCut || dst.peerCut {
+		return false
+	}
+	if w.p.Loss > 0 && w.rng.Float64() < w.p.Loss && w.faulty {
+		w.stats.Inc("msg dropped")
+		return true // lost on the way: the sender cannot tell
+	}
+	msg := bytes.Clone(payload)
+	extra := max(n.slowBy(), dst.slowBy())
+	if extra == 0 && w.slowLinks[n.name+">"+to] <= w.now {
+		return w.net.Send(w.now, n.name, to, msg)
+	}
+	// A slow link: later messages wait behind earlier ones, as on TCP.
+	at := max(w.now+extra, w.slowLinks[n.name+">"+to])
+	w.slowLinks[n.name+">"+to] = at
+	w.agenda.Add(at, func() {
+		if !n.down && !n.peerCut && !dst.peerCut {
+			w.net.Send(w.now, n.name, to, msg)
+		}
+	})
+	return true
+}
+
+// slowBy is the extra delay of the node's links while it is slow.
+func (n *node) slowBy() int64 {
+	if n.w.now < n.slowTill {
+		return n.slow
+	}
+	return 0
+}
+
+// fetcher is a node's replica.SnapshotFetcher: the source serves its
+// snapshot at once if it is up and reachable.
+type fetcher struct{ n *node }
+
+func (f fetcher) OpenStream(ctx context.Context, to string, req []byte) (io.ReadCloser, error) {
+	n := f.n
+	src := n.w.byName(to)
+	if src == nil || src.down || src.paused() || n.peerCut || src.peerCut {
+		n.w.stats.Inc("snapshot fetch failed")
+		return nil, fmt.Errorf("%w: %s", errUnreachable, to)
+	}
+	var buf bytes.Buffer
+	if n.w.faulty && n.w.rng.IntN(4) == 0 {
+		// The transfer breaks part way: the joiner has some of it.
+		cut := &cutWriter{w: &buf, left: n.w.rng.IntN(256)}
+		_ = src.rep.ServeSnapshot(ctx, n.name, req, cut)
+		n.w.stats.Inc("snapshot transfer broken")
+		return io.NopCloser(io.MultiReader(&buf, errReader{})), nil
+	}
+	if err := src.rep.ServeSnapshot(ctx, n.name, req, &buf); err != nil {
+		n.w.stats.Inc("snapshot refused")
+		return nil, err
+	}
+	n.w.stats.Inc("snapshot served")
+	return io.NopCloser(&buf), nil
+}
+
+// noForward answers for the forwarder: a request this replica cannot
+// answer goes back to the client as TRYAGAIN, and the simulated client
+// finds the right node itself (its routes may be stale).
+type noForward struct{}
+
+func (noForward) Write(_ string, _ uint64, _ [][]byte, out []byte) ([]byte, error) {
+	return append(out, "-TRYAGAIN nodesim: not forwarded\r\n"...), nil
+}
+
+func (noForward) Read(_ [][]byte, out []byte) ([]byte, error) {
+	return append(out, "-TRYAGAIN nodesim: not forwarded\r\n"...), nil
+}
+
+// cutWriter takes left bytes, then fails like a broken connection.
+type cutWriter struct {
+	w    io.Writer
+	left int
+}
+
+func (c *cutWriter) Write(p []byte) (int, error) {
+	if len(p) > c.left {
+		n, _ := c.w.Write(p[:c.left])
+		c.left = 0
+		return n, errUnreachable
+	}
+	c.left -= len(p)
+	return c.w.Write(p)
+}
+
+// errReader fails every read, as a connection reset mid-transfer does.
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errUnreachable }
