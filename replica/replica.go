@@ -115,7 +115,7 @@ type Replica struct {
 	sendBuf  []byte // guarded by readyMu
 	configs  chan coord.Config
 	kick     chan struct{}
-	fetching atomic.Bool
+	fetching fetchState
 	kept     keptSnapshots
 	failed   atomic.Pointer[error]
 	failedCh chan struct{}

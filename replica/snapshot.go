@@ -29,7 +29,7 @@ import (
 const keepBroken = 2 * time.Minute
 
 // fetchAttempts bounds how often a joiner resumes one transfer before it
-// gives up and lets the core ask again.
+// gives it up; fetchLoop then starts a new one after a backoff.
 const fetchAttempts = 8
 
 // keptSnapshots holds snapshots whose transfer broke, by joiner name.
@@ -147,18 +147,122 @@ func (s *skipWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// startFetch fetches a snapshot from the predecessor once at a time.
+// A core asks for a snapshot once, when its upstream answers
+// SnapshotNeeded, and then waits for it without saying Hello again. A
+// transfer that fails, every resumption included, is therefore retried by
+// the runtime, with a backoff from fetchRetryMin doubling to fetchRetryMax,
+// for as long as the core still wants that snapshot: otherwise the joiner
+// would wait forever, and a primary-backup group with such a backup would
+// stop committing.
+const (
+	fetchRetryMin = 50 * time.Millisecond
+	fetchRetryMax = 2 * time.Second
+)
+
+// fetchWant is a snapshot the core asked for: its source, and the epoch
+// it asked in. A new configuration resets the core's link upstream, so a
+// core that still needs a snapshot then asks again.
+type fetchWant struct {
+	from  string
+	epoch uint64
+}
+
+// fetchState is the snapshot the core asked for last and whether a
+// goroutine is fetching. One goroutine fetches at a time; a request that
+// arrives meanwhile replaces what it fetches next.
+type fetchState struct {
+	mu      sync.Mutex
+	running bool
+	want    fetchWant
+}
+
+// busy reports whether a goroutine is fetching or retrying.
+func (f *fetchState) busy() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.running
+}
+
+// startFetch fetches a snapshot from the source the core named, until it
+// is installed or no longer wanted. A request while a fetch runs replaces
+// the one being retried.
 func (r *Replica) startFetch(ctx context.Context, from string) {
-	if r.fetch == nil || !r.fetching.CompareAndSwap(false, true) {
+	if r.fetch == nil {
 		return
 	}
-	go func() {
-		defer r.fetching.Store(false)
-		if err := r.fetchSnapshot(ctx, from); err != nil {
-			r.log.Warn("snapshot transfer failed; the core will ask again", "from", from, "err", err)
-		}
+	r.mu.RLock()
+	want := fetchWant{from: from, epoch: r.core.Status().Epoch}
+	r.mu.RUnlock()
+	f := &r.fetching
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.want = want
+	if f.running {
+		return
+	}
+	f.running = true
+	go r.fetchLoop(ctx, want)
+}
+
+// fetchLoop fetches want, and whatever replaces it, until fetchNext says
+// to stop.
+func (r *Replica) fetchLoop(ctx context.Context, want fetchWant) {
+	wait := fetchRetryMin
+	for {
+		err := r.fetchSnapshot(ctx, want.from)
 		r.kickLoop()
-	}()
+		next, ok := r.fetchNext(ctx, want, err)
+		if !ok {
+			return
+		}
+		if next == want {
+			r.log.Warn("snapshot transfer failed; retrying", "from", want.from, "in", wait, "err", err)
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+			case <-r.failedCh:
+			case <-t.C:
+			}
+			t.Stop()
+			wait = min(2*wait, fetchRetryMax)
+			if next, ok = r.fetchNext(ctx, want, err); !ok {
+				return
+			}
+		}
+		if next != want {
+			want, wait = next, fetchRetryMin
+		}
+	}
+}
+
+// fetchNext decides, after a fetch of last ended with err, what to fetch
+// next: a newer request at once, or last again while it failed and the
+// core still waits for it. Otherwise it marks the fetching done (under
+// the same lock a new request takes, so none is lost) and reports false.
+func (r *Replica) fetchNext(ctx context.Context, last fetchWant, err error) (fetchWant, bool) {
+	f := &r.fetching
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := f.want
+	if (next != last || err != nil) && r.wantsSnapshot(ctx, next) {
+		return next, true
+	}
+	f.running = false
+	return fetchWant{}, false
+}
+
+// wantsSnapshot reports whether the core still waits for the snapshot w:
+// the run and the replica are alive, the configuration it was asked in
+// still holds, and the core would accept a snapshot from w.from that is
+// not behind its state. Only the protocol-neutral core methods decide.
+func (r *Replica) wantsSnapshot(ctx context.Context, w fetchWant) bool {
+	if ctx.Err() != nil || r.Err() != nil {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	st := r.core.Status()
+	return st.Epoch == w.epoch && r.core.AcceptsSnapshot(w.from, st.Applied)
 }
 
 // fetchSnapshot downloads the whole snapshot, resuming a broken transfer

@@ -8,10 +8,12 @@ import (
 	"io"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/dedup"
 	"github.com/lockstep/lockstep/kv"
+	"github.com/lockstep/lockstep/protocol/pb"
 	"github.com/lockstep/lockstep/storage"
 )
 
@@ -124,4 +126,106 @@ func toArgs(s ...string) [][]byte {
 		out[i] = []byte(a)
 	}
 	return out
+}
+
+// failingFetcher fails the first fails opens, as an unreachable source
+// would, then serves src's snapshots.
+type failingFetcher struct {
+	src   *Replica
+	fails int
+
+	mu    sync.Mutex
+	opens int
+}
+
+var errUnreachable = errors.New("source unreachable")
+
+func (f *failingFetcher) OpenStream(ctx context.Context, to string, req []byte) (io.ReadCloser, error) {
+	f.mu.Lock()
+	f.opens++
+	fail := f.fails < 0 || f.opens <= f.fails
+	f.mu.Unlock()
+	if fail {
+		return nil, errUnreachable
+	}
+	return (&flakyFetcher{src: f.src}).OpenStream(ctx, to, req)
+}
+
+func (f *failingFetcher) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.opens
+}
+
+// sourceWithKeys is a replica named name holding n keys at seq n.
+func sourceWithKeys(t *testing.T, name string, n int) *Replica {
+	t.Helper()
+	src := newTestReplica(t, name)
+	for i := range n {
+		u, err := src.sm.Prepare(toArgs("SET", fmt.Sprintf("key:%05d", i), "v"), fixedEnv{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := src.sm.Apply(uint64(i+1), u, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return src
+}
+
+// pbJoinerAskedForSnapshot is a primary-backup joiner "b" of primary "a"
+// that a has told to fetch a snapshot, with its effects carried out: its
+// one request for the snapshot has reached the runtime.
+func pbJoinerAskedForSnapshot(ctx context.Context, t *testing.T, fetch SnapshotFetcher) *Replica {
+	t.Helper()
+	store := storage.NewMemory()
+	r, err := New(Options{Name: "b", Incarnation: "i", Protocol: ProtocolPrimaryBackup,
+		Machine: dedup.Wrap(kv.New(store, kv.Options{}), 0), Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(dropAll{}, fetch, nil)
+	r.applyConfig(coord.Config{Epoch: 1, Protocol: ProtocolPrimaryBackup,
+		Members: []coord.Member{{Name: "a", Incarnation: "x"}}, Joining: &coord.Member{Name: "b", Incarnation: "i"}})
+	r.Deliver("a", pb.AppendMessage(nil, pb.Message{Type: pb.MsgSnapshotNeeded, From: "a", To: "b", Epoch: 1, Lineage: 1}))
+	r.handleReady(ctx)
+	return r
+}
+
+// TestFailedSnapshotFetchIsRetried: a core asks for a snapshot once per
+// SnapshotNeeded and then waits for it, saying no more Hellos, so a
+// transfer that fails (every resumption included) must be tried again by
+// the runtime, or the joiner waits forever and a primary-backup group
+// with such a backup stops committing.
+func TestFailedSnapshotFetchIsRetried(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := &failingFetcher{src: sourceWithKeys(t, "a", 100), fails: fetchAttempts + 2}
+	r := pbJoinerAskedForSnapshot(ctx, t, f)
+	waitFor(t, "the snapshot at seq 100 to be installed", func() bool { return r.sm.AppliedSeq() == 100 })
+	if got := f.count(); got != fetchAttempts+3 {
+		t.Fatalf("%d opens, want %d failed then one that succeeded", got, fetchAttempts+3)
+	}
+}
+
+// TestSnapshotRetryStopsWhenUnwanted checks that the retries end once a
+// new configuration means the core no longer waits for that snapshot.
+func TestSnapshotRetryStopsWhenUnwanted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := &failingFetcher{fails: -1}
+	r := pbJoinerAskedForSnapshot(ctx, t, f)
+	waitFor(t, "a first failed transfer", func() bool { return f.count() >= fetchAttempts })
+	r.applyConfig(coord.Config{Epoch: 2, Protocol: ProtocolPrimaryBackup, Members: []coord.Member{{Name: "a", Incarnation: "x"}}})
+	waitFor(t, "the retries to stop", func() bool { return !r.fetching.busy() })
+}
+
+// waitFor polls cond until it holds or 20 seconds pass.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
 }
