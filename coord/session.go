@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
@@ -41,6 +42,13 @@ type SessionConfig struct {
 	Now func() time.Time
 	// Logger receives renewal problems; nil discards them.
 	Logger *slog.Logger
+	// RegisterWait bounds how long NewSession waits for another process's
+	// registration of the same name to end (its lease to expire, or to be
+	// fenced) before it fails with ErrNameInUse. Zero means three TTLs of
+	// the longer of the two leases: long enough for a process that died
+	// unfenced to be forgotten, short enough to tell an operator soon
+	// that the name belongs to a process that is alive.
+	RegisterWait time.Duration
 }
 
 // Session is one node process's registration with the coordinator: a lease,
@@ -59,9 +67,10 @@ type Session struct {
 	now     func() time.Time
 	log     *slog.Logger
 
-	stopLoop context.CancelFunc // ends renewals without revoking
-	loopDone chan struct{}
-	done     chan struct{}
+	stopLoop  context.CancelFunc // ends renewals without revoking
+	loopDone  chan struct{}
+	watchDone chan struct{}
+	done      chan struct{}
 
 	reconfiguring atomic.Bool // a RunReconfigurator is using the session
 
@@ -72,11 +81,14 @@ type Session struct {
 }
 
 // NewSession grants a lease, registers cfg.Node under nodes/<name> with it
-// and starts renewing it. ctx bounds only this setup; the session lives
-// until Close or until its lease is lost. A key left by an earlier
-// incarnation of the same name is replaced, so a restarted process is
-// visible at once as a new incarnation (and its registration order,
-// NodeInfo.CreateRevision, is that of the new incarnation).
+// and starts renewing it and watching the registration. ctx bounds only
+// this setup; the session lives until Close or until its lease is lost.
+// A name registered by another process is not taken over while that
+// process's lease lives (see register): NewSession waits up to
+// cfg.RegisterWait for it to end, then fails with ErrNameInUse. A process
+// that exited cleanly, or was fenced after it died, left no registration,
+// so its restart registers at once as a new incarnation (with a new
+// registration order, NodeInfo.CreateRevision).
 func NewSession(ctx context.Context, cli *clientv3.Client, cfg SessionConfig) (*Session, error) {
 	if err := validateSessionConfig(&cfg); err != nil {
 		return nil, err
@@ -92,11 +104,12 @@ func NewSession(ctx context.Context, cli *clientv3.Client, cfg SessionConfig) (*
 		cli: cli, cluster: cfg.Cluster, group: cfg.Group,
 		member: cfg.Node.Member(), lease: grant.ID,
 		ttl: ttl, margin: fencingMargin(ttl), now: cfg.Now, log: cfg.Logger,
-		loopDone: make(chan struct{}), done: make(chan struct{}),
+		loopDone: make(chan struct{}), watchDone: make(chan struct{}), done: make(chan struct{}),
 		info: cfg.Node,
 	}
 	s.validUntil = sent.Add(s.ttl - s.margin)
-	if err := s.register(ctx); err != nil {
+	rev, err := s.register(ctx, cfg.RegisterWait)
+	if err != nil {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 		_, _ = cli.Revoke(rctx, grant.ID)
 		cancel()
@@ -105,6 +118,7 @@ func NewSession(ctx context.Context, cli *clientv3.Client, cfg SessionConfig) (*
 	loopCtx, stop := context.WithCancel(context.Background())
 	s.stopLoop = stop
 	go s.renewLoop(loopCtx)
+	go s.watchRegistration(loopCtx, rev)
 	return s, nil
 }
 
@@ -141,22 +155,175 @@ func fencingMargin(ttl time.Duration) time.Duration {
 	return max(ttl/10, 100*time.Millisecond)
 }
 
-// register replaces nodes/<name> with this incarnation's NodeInfo. Deleting
-// first gives the key a fresh CreateRevision; a put alone would keep the
-// previous incarnation's.
-func (s *Session) register(ctx context.Context) error {
+// register creates nodes/<name> with this incarnation's NodeInfo, only if
+// the key does not exist, and returns the revision it was created at. A
+// registration that exists belongs to another process and is attached to
+// that process's lease: while the lease lives the process may be serving,
+// and replacing its registration would get it removed from its group
+// while it goes on answering reads. So register waits for the
+// registration to vanish (the process exits, is fenced, or its lease
+// expires) and fails with ErrNameInUse if it outlives the wait.
+func (s *Session) register(ctx context.Context, wait time.Duration) (int64, error) {
 	key := nodeKey(s.cluster, s.member.Name)
-	if _, err := s.cli.Delete(ctx, key); err != nil {
-		return fmt.Errorf("coord: register %s: %w", s.member, err)
-	}
 	val, err := json.Marshal(s.info)
 	if err != nil {
-		return fmt.Errorf("coord: encode node info: %w", err)
+		return 0, fmt.Errorf("coord: encode node info: %w", err)
 	}
-	if _, err := s.cli.Put(ctx, key, string(val), clientv3.WithLease(s.lease)); err != nil {
-		return fmt.Errorf("coord: register %s: %w", s.member, err)
+	var wctx context.Context
+	for {
+		resp, err := s.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
+			Then(clientv3.OpPut(key, string(val), clientv3.WithLease(s.lease))).
+			Else(clientv3.OpGet(key)).
+			Commit()
+		if err != nil {
+			return 0, fmt.Errorf("coord: register %s: %w", s.member, err)
+		}
+		if resp.Succeeded {
+			return resp.Header.Revision, nil
+		}
+		kvs := resp.Responses[0].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue // gone between the compare and the read: try again
+		}
+		var holder NodeInfo
+		_ = json.Unmarshal(kvs[0].Value, &holder) // an unreadable record is still a live registration
+		if wctx == nil {
+			wait = s.registerWait(ctx, wait, clientv3.LeaseID(kvs[0].Lease))
+			var cancel context.CancelFunc
+			wctx, cancel = context.WithTimeout(ctx, wait)
+			defer cancel()
+			s.log.Warn(fmt.Sprintf("waiting for the registration of %s held by incarnation %s (pid %d) to end",
+				s.member.Name, holder.Incarnation, holder.Pid), "host", holder.Host, "up_to", wait)
+		}
+		if err := s.awaitVacant(wctx, key, resp.Header.Revision); err != nil {
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("coord: register %s: waiting for incarnation %s to end: %w", s.member, holder.Incarnation, ctx.Err())
+			}
+			return 0, nameInUse(s.member.Name, holder, wait)
+		}
 	}
-	return nil
+}
+
+// nameInUse is the error for a name whose registration outlived the wait:
+// it tells the operator which process holds it and how to proceed.
+func nameInUse(name string, holder NodeInfo, waited time.Duration) error {
+	host := holder.Host
+	if host == "" {
+		host = "an unknown host"
+	}
+	return fmt.Errorf("%w: %s is registered by incarnation %s (pid %d on %s), whose lease was still renewed after %v: "+
+		"another process runs under this name; stop it (or, if it is dead, run 'lockstep fence --name %s' on %s) and start this one again",
+		ErrNameInUse, name, holder.Incarnation, holder.Pid, host, waited.Round(time.Millisecond), name, host)
+}
+
+// registerWait is how long to wait for the registration held under lease
+// to end: wait if set, else three TTLs of the longer of the two leases.
+func (s *Session) registerWait(ctx context.Context, wait time.Duration, lease clientv3.LeaseID) time.Duration {
+	if wait > 0 {
+		return wait
+	}
+	ttl := s.ttl
+	if resp, err := s.cli.TimeToLive(ctx, lease); err == nil {
+		ttl = max(ttl, time.Duration(resp.GrantedTTL)*time.Second)
+	}
+	return 3 * ttl
+}
+
+// awaitVacant returns nil once key is deleted after revision rev, or
+// ctx's error if it ends first. It renews this session's own lease
+// meanwhile, which has no renewal loop yet and must outlive the wait.
+func (s *Session) awaitVacant(ctx context.Context, key string, rev int64) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	watch := s.cli.Watch(wctx, key, clientv3.WithRev(rev+1))
+	renew := time.NewTicker(s.ttl / 3)
+	defer renew.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-renew.C:
+			if err := s.renewOnce(ctx, s.ttl/3); err != nil && ctx.Err() == nil {
+				s.log.Warn("coordinator lease renewal failed", "member", s.member.String(), "err", err)
+			}
+		case resp, ok := <-watch:
+			if !ok || resp.Err() != nil {
+				// Ended with ctx, or compacted or broken: then the caller
+				// reads the key again.
+				return ctx.Err()
+			}
+			for _, ev := range resp.Events {
+				if ev.Type == mvccpb.DELETE {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// watchRegistration ends the session, with ErrLeaseLost, as soon as
+// nodes/<name> is deleted or attached to another lease: the lease was
+// revoked (fenced) or expired, or the key was removed. A renewal would
+// notice a revoked lease only up to TTL/3 later, and a removed key never,
+// while the node went on serving as if it were still a member.
+func (s *Session) watchRegistration(ctx context.Context, rev int64) {
+	defer close(s.watchDone)
+	key := nodeKey(s.cluster, s.member.Name)
+	for {
+		var lost bool
+		if rev, lost = s.watchOwnKey(ctx, key, rev); !lost {
+			// The watch broke (a compaction, the connection, or the
+			// end): read the key for what it missed, then watch again.
+			rev, lost = s.readOwnKey(ctx, key)
+		}
+		if lost {
+			s.log.Warn("registration gone: no longer serving", "member", s.member.String())
+			s.finish(fmt.Errorf("%w: %s is no longer registered under this lease", ErrLeaseLost, s.member))
+			return
+		}
+		if ctx.Err() != nil || s.cli.Ctx().Err() != nil {
+			return
+		}
+	}
+}
+
+// readOwnKey reads key until it succeeds or the session stops, and
+// reports its revision and whether it is no longer this lease's.
+func (s *Session) readOwnKey(ctx context.Context, key string) (int64, bool) {
+	for ctx.Err() == nil && s.cli.Ctx().Err() == nil {
+		g, err := s.cli.Get(ctx, key)
+		if err == nil {
+			return g.Header.Revision, len(g.Kvs) == 0 || g.Kvs[0].Lease != int64(s.lease)
+		}
+		t := time.NewTimer(s.ttl / 10)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return 0, false
+}
+
+// watchOwnKey watches key after rev until an event shows it deleted or
+// re-attached to another lease (lost), or the watch ends; it returns the
+// last revision it saw.
+func (s *Session) watchOwnKey(ctx context.Context, key string, rev int64) (int64, bool) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for resp := range s.cli.Watch(wctx, key, clientv3.WithRev(rev+1)) {
+		if resp.Err() != nil {
+			break
+		}
+		for _, ev := range resp.Events {
+			if ev.Type == mvccpb.DELETE || ev.Kv.Lease != int64(s.lease) {
+				return rev, true
+			}
+		}
+		rev = max(rev, resp.Header.Revision)
+	}
+	return rev, false
 }
 
 // renewLoop renews the lease every TTL/3 until stopped or the lease is lost.
@@ -230,6 +397,7 @@ func (s *Session) finish(err error) {
 func (s *Session) stopRenewing() {
 	s.stopLoop()
 	<-s.loopDone
+	<-s.watchDone
 }
 
 // ValidUntil is the fencing deadline: the local time read just before the
@@ -268,8 +436,9 @@ func (s *Session) Err() error {
 // UpdateInfo republishes the node's status (state, role, epoch, applied,
 // lag, addresses) under the same lease. Name and Incarnation always stay
 // the session's. It fails with ErrLeaseLost if nodes/<name> is no longer
-// attached to this session's lease (the lease expired, or a newer
-// incarnation of the same name registered).
+// attached to this session's lease (the lease expired or was revoked, or
+// the key was removed), and then ends the session: the node must stop
+// serving at once rather than when a renewal fails.
 func (s *Session) UpdateInfo(ctx context.Context, info NodeInfo) error {
 	info.Name, info.Incarnation = s.member.Name, s.member.Incarnation
 	info.CreateRevision = 0
@@ -286,7 +455,9 @@ func (s *Session) UpdateInfo(ctx context.Context, info NodeInfo) error {
 		return fmt.Errorf("coord: update %s: %w", s.member, err)
 	}
 	if !resp.Succeeded {
-		return fmt.Errorf("%w: %s no longer registered under this lease", ErrLeaseLost, s.member)
+		err := fmt.Errorf("%w: %s no longer registered under this lease", ErrLeaseLost, s.member)
+		s.finish(err)
+		return err
 	}
 	s.mu.Lock()
 	s.info = info

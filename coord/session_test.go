@@ -3,6 +3,7 @@ package coord
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -201,8 +202,11 @@ func TestSessionLeaseLost(t *testing.T) {
 	}
 }
 
-// TestSessionRestartedIncarnation registers the same name twice: the second
-// incarnation replaces the first, which can no longer publish.
+// TestSessionRestartedIncarnation restarts a name after its process
+// ended: after a clean exit (Close) the new incarnation registers at once;
+// after a crash (renewals stop, nothing revoked) it waits for the old
+// lease to expire and registers then. Either way the old incarnation can
+// no longer publish.
 func TestSessionRestartedIncarnation(t *testing.T) {
 	t.Parallel()
 	e := startEtcd(t)
@@ -219,7 +223,10 @@ func TestSessionRestartedIncarnation(t *testing.T) {
 		t.Fatalf("after UpdateInfo node = %+v", got)
 	}
 	oldRev := got.CreateRevision
-	restarted := newTestSession(t, cli, cluster, "a", time.Second)
+	if err := old.Close(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newSessionWait(t, cli, cluster, "a", time.Millisecond)
 	got = nodeNames(t, cli, cluster)["a"]
 	if got.Incarnation != restarted.Member().Incarnation || got.Incarnation == old.Member().Incarnation {
 		t.Fatalf("registered incarnation %s, want the new %s", got.Incarnation, restarted.Member().Incarnation)
@@ -229,6 +236,102 @@ func TestSessionRestartedIncarnation(t *testing.T) {
 	}
 	if err := old.UpdateInfo(testCtx(t), info); !errors.Is(err, ErrLeaseLost) {
 		t.Fatalf("old incarnation UpdateInfo = %v, want ErrLeaseLost", err)
+	}
+
+	restarted.stopRenewing() // a crash: the lease is left to expire
+	again := newSessionWait(t, cli, cluster, "a", 0)
+	if got := nodeNames(t, cli, cluster)["a"]; got.Incarnation != again.Member().Incarnation {
+		t.Fatalf("after the crash registered incarnation %s, want %s", got.Incarnation, again.Member().Incarnation)
+	}
+}
+
+// newSessionWait registers name with a one-second TTL, waiting up to wait
+// (0: the default) for an earlier registration to end.
+func newSessionWait(t *testing.T, cli *clientv3.Client, cluster, name string, wait time.Duration) *Session {
+	t.Helper()
+	s, err := NewSession(testCtx(t), cli, SessionConfig{
+		Cluster: cluster, Group: "g", TTL: time.Second, Logger: testLogger(t), RegisterWait: wait,
+		Node: NodeInfo{Name: name, Pid: 43},
+	})
+	if err != nil {
+		t.Fatalf("NewSession(%s): %v", name, err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.WithoutCancel(testCtx(t))) })
+	return s
+}
+
+// TestSessionNameHeldByALiveProcess starts a second process under the
+// name of a live one: it must not take the name over (which would get the
+// live process removed from its group while its lease kept it serving),
+// but fail with ErrNameInUse after its wait, leaving the first registered
+// and valid; and it must register once the first has gone.
+func TestSessionNameHeldByALiveProcess(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	cli := dial(t, e)
+	cluster := clusterName(t)
+	first := newTestSession(t, cli, cluster, "a", time.Second)
+	_, err := NewSession(testCtx(t), cli, SessionConfig{
+		Cluster: cluster, Group: "g", TTL: time.Second, Logger: testLogger(t), RegisterWait: 300 * time.Millisecond,
+		Node: NodeInfo{Name: "a", Pid: 43},
+	})
+	if !errors.Is(err, ErrNameInUse) || !strings.Contains(err.Error(), first.Member().Incarnation) {
+		t.Fatalf("second NewSession = %v, want ErrNameInUse naming incarnation %s", err, first.Member().Incarnation)
+	}
+	if got := nodeNames(t, cli, cluster)["a"]; got.Incarnation != first.Member().Incarnation {
+		t.Fatalf("registered incarnation %s, want the live first one %s", got.Incarnation, first.Member().Incarnation)
+	}
+	if err := first.UpdateInfo(testCtx(t), first.Info()); err != nil || !first.Valid() {
+		t.Fatalf("first session after the refused one: UpdateInfo %v, Valid %v; want nil, true", err, first.Valid())
+	}
+	type result struct {
+		s   *Session
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		s, err := NewSession(testCtx(t), cli, SessionConfig{
+			Cluster: cluster, Group: "g", TTL: time.Second, Logger: testLogger(t), RegisterWait: 20 * time.Second,
+			Node: NodeInfo{Name: "a", Pid: 44},
+		})
+		got <- result{s, err}
+	}()
+	if err := first.Close(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatalf("NewSession after the first closed: %v", r.err)
+	}
+	defer r.s.Close(context.WithoutCancel(testCtx(t)))
+	if got := nodeNames(t, cli, cluster)["a"]; got.Incarnation != r.s.Member().Incarnation {
+		t.Fatalf("registered incarnation %s, want the waiting one %s", got.Incarnation, r.s.Member().Incarnation)
+	}
+}
+
+// TestSessionLostRegistrationStopsServingAtOnce revokes a session's lease
+// (what fencing does) and, for another session, deletes its registration:
+// each must stop being Valid within a second, long before its next renewal
+// (TTL/3 = 10 s) would notice, since a node that goes on serving reads
+// after its group removed it serves stale data.
+func TestSessionLostRegistrationStopsServingAtOnce(t *testing.T) {
+	t.Parallel()
+	e := startEtcd(t)
+	cli := dial(t, e)
+	cluster := clusterName(t)
+	revoked := newTestSession(t, cli, cluster, "a", 30*time.Second)
+	deleted := newTestSession(t, cli, cluster, "b", 30*time.Second)
+	if _, err := cli.Revoke(testCtx(t), revoked.LeaseID()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Delete(testCtx(t), nodeKey(cluster, "b")); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []*Session{revoked, deleted} {
+		eventually(t, time.Second, s.Member().Name+" to stop being valid", func() bool { return !s.Valid() })
+		if !errors.Is(s.Err(), ErrLeaseLost) {
+			t.Fatalf("%s: Err %v, want ErrLeaseLost", s.Member().Name, s.Err())
+		}
 	}
 }
 

@@ -53,6 +53,11 @@ var (
 	ErrInvalid = errors.New("lockstep: invalid coordinator request")
 	// ErrSessionClosed means the session was closed by its owner.
 	ErrSessionClosed = errors.New("lockstep: coordinator session closed")
+	// ErrNameInUse means another process holds the node name: its
+	// registration is attached to a lease that is still renewed. Taking
+	// the name over would leave that process serving under a valid lease
+	// while its group removed it.
+	ErrNameInUse = errors.New("lockstep: node name in use by a live process")
 )
 
 // Node states reported in [NodeInfo.State]. The reconfigurator reads only
@@ -156,6 +161,9 @@ type NodeInfo struct {
 	PeerAddr    string `json:"peer_addr,omitempty"`
 	AdminAddr   string `json:"admin_addr,omitempty"`
 	Pid         int    `json:"pid,omitempty"`
+	// Host is the host name the process runs on, so that `lockstep fence`
+	// can tell whether Pid is a process of the host it runs on.
+	Host string `json:"host,omitempty"`
 	// State is one of the State* constants.
 	State string `json:"state"`
 	Role  string `json:"role,omitempty"`

@@ -86,8 +86,9 @@ func TestUpFencesAKilledNode(t *testing.T) {
 }
 
 // TestFenceCommand is the production path: a supervisor runs `lockstep
-// fence` once its server process is gone. fence refuses a live node, does
-// nothing for another pid, and fails the dead head over at once. The
+// fence` once its server process is gone. fence refuses a live node (its
+// pid still runs on this host), does nothing for another pid, and fails
+// the dead head over at once. The
 // servers run without their watchdogs, which would fence first.
 func TestFenceCommand(t *testing.T) {
 	if testing.Short() {
@@ -100,7 +101,7 @@ func TestFenceCommand(t *testing.T) {
 		out, err := exec.Command(lockstepBin, append([]string{"fence", "--etcd-endpoints", c.endpoints}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	if out, err := fence("--name", tail); err == nil || !strings.Contains(out, "still accepts connections") {
+	if out, err := fence("--name", tail); err == nil || !strings.Contains(out, fmt.Sprintf("pid %d is still running", c.procs[tail].Pid())) {
 		t.Fatalf("fence of a live node: %v\n%s", err, out)
 	}
 	if _, err := fence(); err == nil {

@@ -159,11 +159,16 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	if err != nil {
 		return fmt.Errorf("--peer-addr %s: %w", cf.peerAddr, err)
 	}
-	n.session, err = coord.NewSession(octx, n.cli, coord.SessionConfig{
+	host, _ := os.Hostname() // empty if unknown: fence then refuses, as it must
+	// Registration may wait a few lease TTLs for an earlier process of
+	// this name to be forgotten, so it gets more time than the setup.
+	rctx, rcancel := context.WithTimeout(ctx, 15*time.Second+6*max(cf.leaseTTL, coord.DefaultTTL))
+	defer rcancel()
+	n.session, err = coord.NewSession(rctx, n.cli, coord.SessionConfig{
 		Cluster: cf.cluster, Group: cf.group, TTL: cf.leaseTTL, Logger: log.With("component", "session"),
 		Node: coord.NodeInfo{
 			Name: cf.name, Incarnation: inc, ClientAddr: clientAddr, PeerAddr: n.tr.Addr(),
-			AdminAddr: f.adminAddr, Pid: os.Getpid(), State: coord.StateStarting,
+			AdminAddr: f.adminAddr, Pid: os.Getpid(), Host: host, State: coord.StateStarting,
 		},
 	})
 	if err != nil {
@@ -256,7 +261,7 @@ func (n *clusterNode) run(ctx context.Context, f *serverFlags, log *slog.Logger)
 		}
 	}()
 	go n.pollNodes(ctx, cf.cluster, log)
-	go n.publishStatus(ctx)
+	go n.publishStatus(ctx, log)
 	go n.rep.RunExpirySweeper(ctx, 100*time.Millisecond, 1000)
 	go func() {
 		opts := coord.PlanOptions{Protocol: n.rep.Protocol(), BootstrapExpect: cf.bootstrapExpect}
@@ -302,8 +307,10 @@ func (n *clusterNode) pollNodes(ctx context.Context, cluster string, log *slog.L
 // reconfigurator learns that a joiner has caught up and how `lockstep
 // status` shows the cluster. A change of state, role or epoch is published
 // at once; progress alone at most once a second, since every write to a
-// node record wakes the reconfigurator.
-func (n *clusterNode) publishStatus(ctx context.Context) {
+// node record wakes the reconfigurator. A publication refused because the
+// registration is no longer this lease's (ErrLeaseLost) has ended the
+// session, so the node stops serving and run returns; publishing stops.
+func (n *clusterNode) publishStatus(ctx context.Context, log *slog.Logger) {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
 	var last coord.NodeInfo
@@ -325,10 +332,15 @@ func (n *clusterNode) publishStatus(ctx context.Context) {
 			continue
 		}
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if err := n.session.UpdateInfo(uctx, info); err == nil {
-			last, lastAt = info, time.Now()
-		}
+		err := n.session.UpdateInfo(uctx, info)
 		cancel()
+		switch {
+		case err == nil:
+			last, lastAt = info, time.Now()
+		case errors.Is(err, coord.ErrLeaseLost):
+			log.Error("registration lost; no longer serving", "err", err)
+			return
+		}
 	}
 }
 
