@@ -70,6 +70,7 @@ func newCore(proto, id string, opts CoreOptions, sm statemachine.StateMachine) (
 		return checkpoint.New(checkpoint.Options{
 			ID:         id,
 			Window:     opts.CheckpointWindow,
+			MaxChunk:   opts.CheckpointChunk,
 			Clock:      func() time.Duration { return now().Sub(start) },
 			Interval:   opts.CheckpointInterval,
 			DirtyBytes: t.DirtyBytes,
@@ -93,6 +94,10 @@ type CoreOptions struct {
 	CheckpointInterval time.Duration
 	CheckpointBytes    int
 	CheckpointWindow   int
+	// CheckpointChunk is the largest piece of a checkpoint one message
+	// carries (default 1 MiB); the simulation makes it small, so that a
+	// lost message can be a middle chunk.
+	CheckpointChunk int
 
 	// now is the runtime's clock (Options.Now), on which a checkpoint core
 	// times its epochs; nil is time.Now.

@@ -332,3 +332,28 @@ func TestDigestComparesState(t *testing.T) {
 		t.Fatal("a changed state kept its digest")
 	}
 }
+
+// TestOlderConfigurationIgnored: a watch that delivers a configuration
+// late (older than the one installed) must change nothing: not the
+// epoch, not the role, not where requests are forwarded.
+func TestOlderConfigurationIgnored(t *testing.T) {
+	store := storage.NewMemory()
+	r, err := New(Options{Name: "b", Incarnation: "i", Machine: dedup.Wrap(kv.New(store, kv.Options{}), 0), Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(dropAll{}, nil, nil)
+	a, b, c := coord.Member{Name: "a", Incarnation: "x"}, coord.Member{Name: "b", Incarnation: "i"}, coord.Member{Name: "c", Incarnation: "y"}
+	r.SetNodes([]coord.NodeInfo{
+		{Name: "a", Incarnation: "x", ClientAddr: "a:1"}, {Name: "b", Incarnation: "i", ClientAddr: "b:1"},
+		{Name: "c", Incarnation: "y", ClientAddr: "c:1"},
+	})
+	r.applyConfig(coord.Config{Epoch: 2, Protocol: ProtocolChain, Members: []coord.Member{b, c}})
+	r.applyConfig(coord.Config{Epoch: 1, Protocol: ProtocolChain, Members: []coord.Member{a, b, c}})
+	if r.Epoch() != 2 || r.Role() != RoleHead {
+		t.Fatalf("after an older configuration: epoch %d role %v, want 2 head", r.Epoch(), r.Role())
+	}
+	if head, _ := r.routes.target(true); head != "b:1" {
+		t.Fatalf("writes routed to %q after an older configuration, want b:1", head)
+	}
+}

@@ -264,6 +264,27 @@ func TestLostChunk(t *testing.T) {
 	}
 }
 
+// TestLostMiddleChunk: a checkpoint of three chunks whose middle one is
+// lost must not be installed from the other two; the backup notices the
+// gap in offsets and gets the whole checkpoint again.
+func TestLostMiddleChunk(t *testing.T) {
+	g := newGroup(t, tiny, "a", "b")
+	g.config(1, "", "a", "b")
+	g.run()
+	g.checkpoint("a", 2, "abcdefghijkl") // chunks at offsets 0, 4 and 8
+	if n := g.drop(func(m checkpoint.Message) bool { return m.Type == checkpoint.MsgChunk && m.Offset == 4 }); n != 1 {
+		t.Fatalf("dropped %d middle chunks", n)
+	}
+	g.run()
+	g.tick("a", 2)
+	g.tick("b", 2)
+	g.run()
+	g.wantState("b", ck(2, "abcdefghijkl"))
+	if g.commit["a"] != 2 {
+		t.Fatalf("commit %d after the checkpoint was resent", g.commit["a"])
+	}
+}
+
 // TestFailover checks the new primary's Hello acceptance: a backup at
 // its fork continues; a backup that installed a checkpoint the new
 // primary never got fetches a snapshot, going back to the new history.
