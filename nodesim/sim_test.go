@@ -98,3 +98,25 @@ func TestSimDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestIncompleteBackupNotPromoted runs IncompleteBackupScenario: with
+// every complete member dead, the only backup left lags the commit point,
+// so the group must stay down rather than serve from it.
+func TestIncompleteBackupNotPromoted(t *testing.T) {
+	for _, proto := range []string{coord.ProtocolPrimaryBackup, coord.ProtocolCheckpoint} {
+		for seed := uint64(1); seed <= 8; seed++ {
+			st, err := NewWorld(seed, IncompleteBackupScenario(proto), nil).Run(5000)
+			if err != nil {
+				tail := sim.TraceTail(60, func(tr *sim.Trace) { _, _ = NewWorld(seed, IncompleteBackupScenario(proto), tr).Run(5000) })
+				t.Fatalf("%s seed %d: %v\n%s", proto, seed, err, tail)
+			}
+			if st.Get("scenario struck") != 1 {
+				t.Fatalf("%s seed %d: the scenario did not play out (%v)", proto, seed, &st.Counters)
+			}
+			if st.Get("group lost") != 1 {
+				t.Fatalf("%s seed %d: with every complete member dead, the group served again from a backup that lagged the commit point (%v)",
+					proto, seed, &st.Counters)
+			}
+		}
+	}
+}

@@ -30,6 +30,10 @@ type Params struct {
 	// Settle is how long, after the faults heal, the group has to serve
 	// again, every client to finish, and every joiner to become a member.
 	Settle time.Duration
+	// Script, when set, is called every step until the faults heal: a
+	// scenario that forces a rare path on purpose, where random faults
+	// would reach it once in hundreds of seeds (see scenario.go).
+	Script func(w *World)
 }
 
 // DefaultParams is a 3-node group under faults.
@@ -109,7 +113,7 @@ func (w *World) after(d int64, f func()) { w.agenda.Add(w.now+max(d, 0), f) }
 // gives the group Params.Settle to finish; it returns the first invariant
 // violated, or the linearizability check's verdict.
 func (w *World) Run(faulty int) (Stats, error) {
-	w.faulty = w.p.Faults > 0
+	w.faulty = w.p.Faults > 0 || w.p.Script != nil
 	for range faulty {
 		if err := w.step(); err != nil {
 			return *w.stats, err
@@ -151,7 +155,10 @@ func (w *World) step() error {
 	for _, c := range w.clients {
 		c.step()
 	}
-	if w.faulty {
+	if w.faulty && w.p.Script != nil {
+		w.p.Script(w)
+	}
+	if w.faulty && w.p.Faults > 0 {
 		w.injectFaults()
 	}
 	return nil
