@@ -91,11 +91,11 @@ func (w *World) startNode(name string) *node {
 	return n
 }
 
-func (n *node) up() bool     { return !n.down }
+func (n *node) up() bool { return !n.down }
 
 // member is the process as a configuration names it.
 func (n *node) member() coord.Member { return coord.Member{Name: n.name, Incarnation: n.inc} }
-func (n *node) paused() bool { return n.w.now < n.pauseTill }
+func (n *node) paused() bool         { return n.w.now < n.pauseTill }
 
 // Valid is the replica's lease check (replica.Lease).
 func (n *node) Valid() bool { return !n.leaseLost && n.w.now < n.validUntil }
