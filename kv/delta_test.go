@@ -146,8 +146,8 @@ func TestSpeculativeSeq(t *testing.T) {
 // delta is still speculative until its checkpoint commits, however many
 // writes to other keys follow. The whole-node simulation found reads of
 // such a key answered at once from uncommitted state, once another key
-// was written in the next epoch (go test ./nodesim -run
-// 'TestSim/checkpoint$' -seed 26 -steps 5000, before the fix).
+// was written in the next epoch (checkpoint seed 26 of its first version;
+// the mutant sim-speculative-forgotten puts the bug back for today's).
 func TestSpeculativeSeqSurvivesTakeDelta(t *testing.T) {
 	h := newHarness(t, memStore)
 	h.m.TrackChanges(true)
