@@ -43,11 +43,13 @@ func (c *coordinator) down() bool { return c.w.now < c.outageTill }
 // reaches reports whether a request from n gets through now.
 func (c *coordinator) reaches(n *node) bool { return !c.down() && !n.coordCut && !n.down }
 
-// register grants n a lease and replaces nodes/<name> with its record, as
-// coord.Session does: a key left by an earlier incarnation is deleted
-// first. While the coordinator cannot be reached the process retries.
+// register grants n a lease and creates nodes/<name> with its record, as
+// coord.Session does: only if no live process holds the name, so a
+// restarted process waits until its dead predecessor is fenced or its
+// lease expires. While the coordinator cannot be reached, or the name is
+// held, the process retries.
 func (c *coordinator) register(n *node) {
-	if !c.reaches(n) {
+	if !c.reaches(n) || c.held(n.name) {
 		c.w.after(100, func() {
 			if !n.down {
 				c.register(n)
@@ -55,7 +57,6 @@ func (c *coordinator) register(n *node) {
 		})
 		return
 	}
-	c.dropRecord(n.name)
 	l := &lease{holder: n, expires: c.w.now + c.ttl}
 	c.leases = append(c.leases, l)
 	c.rev++
@@ -63,20 +64,19 @@ func (c *coordinator) register(n *node) {
 		Name: n.name, Incarnation: n.inc, State: coord.StateStarting, CreateRevision: c.rev,
 	}})
 	n.registered = true
-	n.validUntil = c.w.now + c.ttl - c.margin
+	n.validUntil = n.clock() + c.ttl - c.margin
 	n.nextRenew = c.w.now + c.ttl/3
 	c.changed()
 }
 
-func (c *coordinator) dropRecord(name string) {
-	for i, r := range c.records {
+// held reports whether a live registration holds name.
+func (c *coordinator) held(name string) bool {
+	for _, r := range c.records {
 		if r.info.Name == name {
-			c.records = append(c.records[:i], c.records[i+1:]...)
-			c.rev++
-			c.changed()
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // revoke ends l and deletes the records attached to it.
@@ -218,7 +218,7 @@ func (c *coordinator) renew(n *node) {
 	for _, l := range c.leases {
 		if l.holder == n && !l.revoked {
 			l.expires = sent + c.ttl
-			n.validUntil = sent + c.ttl - c.margin
+			n.validUntil = n.clockAt(sent) + c.ttl - c.margin
 			n.nextRenew = sent + c.ttl/3
 			return
 		}

@@ -48,9 +48,13 @@ type node struct {
 	coordCut bool // cut off from the coordinator
 
 	// validUntil is the node's own view of its lease (coord.Session's
-	// ValidUntil): the last renewal it sent that succeeded, plus the TTL,
-	// minus the fencing margin.
+	// ValidUntil), on its own clock: the time it sent the last renewal
+	// that succeeded, plus the TTL, minus the fencing margin.
 	validUntil int64
+	// Its clock: off from the world's by skew milliseconds, and running
+	// drift parts per million fast or slow (within the fencing margin).
+	skew  int64
+	drift int64
 	nextRenew  int64
 	leaseLost  bool
 	registered bool
@@ -65,7 +69,8 @@ type node struct {
 // startNode starts a new process under name: a new incarnation with an
 // empty store, registered with the coordinator.
 func (w *World) startNode(name string) *node {
-	n := &node{w: w, name: name, inc: fmt.Sprintf("%s-%x", name, w.rng.Uint32()), phase: w.rng.Int64N(tickMillis)}
+	n := &node{w: w, name: name, inc: fmt.Sprintf("%s-%x", name, w.rng.Uint32()), phase: w.rng.Int64N(tickMillis),
+		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000}
 	n.store = storage.NewMemory()
 	machine := dedup.Wrap(kv.New(n.store, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
 	rep, err := replica.New(replica.Options{
@@ -73,7 +78,7 @@ func (w *World) startNode(name string) *node {
 		Core:         replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
 		Tick:         tickMillis * time.Millisecond,
 		WaitTimeout:  2 * time.Second,
-		Now:          w.Now,
+		Now:          n.Now,
 		Logger:       slog.New(slog.DiscardHandler),
 		Rand:         rand.New(rand.NewPCG(w.rng.Uint64(), 2)),
 		Forward:      noForward{},
@@ -98,7 +103,15 @@ func (n *node) member() coord.Member { return coord.Member{Name: n.name, Incarna
 func (n *node) paused() bool         { return n.w.now < n.pauseTill }
 
 // Valid is the replica's lease check (replica.Lease).
-func (n *node) Valid() bool { return !n.leaseLost && n.w.now < n.validUntil }
+func (n *node) Valid() bool { return !n.leaseLost && n.clock() < n.validUntil }
+
+// clock is the node's own reading, in milliseconds, of the world's time.
+func (n *node) clock() int64 { return n.clockAt(n.w.now) }
+
+func (n *node) clockAt(t int64) int64 { return n.skew + t + t*n.drift/1_000_000 }
+
+// Now is the node's clock as its replica reads it.
+func (n *node) Now() time.Time { return epoch0.Add(time.Duration(n.clock()) * time.Millisecond) }
 
 // spawned runs background work the replica started (a snapshot fetch)
 // if the process still runs, then carries out its effects.
@@ -129,7 +142,7 @@ func (n *node) step() error {
 		n.rep.BurstDone("")
 	}
 	if (w.now+n.phase)%tickMillis == 0 {
-		n.rep.TickAt(w.ctx, w.Now())
+		n.rep.TickAt(w.ctx, n.Now())
 	}
 	if (w.now+n.phase)%20 == 0 {
 		n.rep.CloseEpoch(w.ctx)
