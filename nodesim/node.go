@@ -53,8 +53,8 @@ type node struct {
 	validUntil int64
 	// Its clock: off from the world's by skew milliseconds, and running
 	// drift parts per million fast or slow (within the fencing margin).
-	skew  int64
-	drift int64
+	skew       int64
+	drift      int64
 	nextRenew  int64
 	leaseLost  bool
 	registered bool
