@@ -108,7 +108,7 @@ func TestIncompleteBackupNotPromoted(t *testing.T) {
 			st, err := NewWorld(seed, IncompleteBackupScenario(proto), nil).Run(5000)
 			if err != nil {
 				tail := sim.TraceTail(60, func(tr *sim.Trace) { _, _ = NewWorld(seed, IncompleteBackupScenario(proto), tr).Run(5000) })
-				t.Fatalf("%s seed %d: %v\n%s", proto, seed, err, tail)
+				t.Fatalf("%s seed %d: %v\n%s\nreplay: go test ./nodesim -run 'TestIncompleteBackupNotPromoted$' -v (the seeds run in order)", proto, seed, err, tail)
 			}
 			if st.Get("scenario struck") != 1 {
 				t.Fatalf("%s seed %d: the scenario did not play out (%v)", proto, seed, &st.Counters)
