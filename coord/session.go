@@ -103,7 +103,7 @@ func NewSession(ctx context.Context, cli *clientv3.Client, cfg SessionConfig) (*
 	s := &Session{
 		cli: cli, cluster: cfg.Cluster, group: cfg.Group,
 		member: cfg.Node.Member(), lease: grant.ID,
-		ttl: ttl, margin: fencingMargin(ttl), now: cfg.Now, log: cfg.Logger,
+		ttl: ttl, margin: FencingMargin(ttl), now: cfg.Now, log: cfg.Logger,
 		loopDone: make(chan struct{}), watchDone: make(chan struct{}), done: make(chan struct{}),
 		info: cfg.Node,
 	}
@@ -146,12 +146,13 @@ func validateSessionConfig(cfg *SessionConfig) error {
 	return nil
 }
 
-// fencingMargin is how much earlier than the lease's earliest possible
+// FencingMargin is how much earlier than the lease's earliest possible
 // expiry a node stops serving. It absorbs the difference in clock rate
 // between this node and the etcd leader over one TTL; 10% is far beyond any
 // real crystal drift, and the 100 ms floor covers scheduling delay in
-// noticing that the time has come.
-func fencingMargin(ttl time.Duration) time.Duration {
+// noticing that the time has come. The whole-node simulation counts its
+// nodes' leases with it too.
+func FencingMargin(ttl time.Duration) time.Duration {
 	return max(ttl/10, 100*time.Millisecond)
 }
 

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 var (
@@ -226,4 +227,16 @@ func configKey(cluster, group string) string { return groupPrefix(cluster, group
 
 func electionPrefix(cluster, group string) string {
 	return groupPrefix(cluster, group) + "election"
+}
+
+// PublishDue reports whether a node whose last published record is last,
+// published since ago, must publish next now: at once for a change of
+// state, role, epoch or completeness, which the reconfiguration leader
+// acts on, and for progress alone (applied, lag, commit) at most once a
+// second, since every write to a node record wakes the leader.
+func PublishDue(last, next NodeInfo, since time.Duration) bool {
+	changed := next.State != last.State || next.Role != last.Role || next.Epoch != last.Epoch ||
+		next.Complete != last.Complete
+	progress := next.Applied != last.Applied || next.Lag != last.Lag || next.Commit != last.Commit
+	return changed || (progress && since >= time.Second)
 }

@@ -35,7 +35,7 @@ type record struct {
 
 func newCoordinator(w *World) *coordinator {
 	ttl := w.p.TTL.Milliseconds()
-	return &coordinator{w: w, ttl: ttl, margin: max(ttl/10, 100)}
+	return &coordinator{w: w, ttl: ttl, margin: coord.FencingMargin(w.p.TTL).Milliseconds()}
 }
 
 func (c *coordinator) down() bool { return c.w.now < c.outageTill }

@@ -189,18 +189,15 @@ func (n *node) session() {
 	}
 }
 
-// publish reports the replica's state: a change of state, role, epoch or
-// completeness at once, progress at most once a second.
+// publish reports the replica's state when coord.PublishDue says so, as
+// the server's publishStatus does.
 func (n *node) publish() {
 	st := n.rep.Status()
 	info := coord.NodeInfo{
 		Name: n.name, Incarnation: n.inc, State: st.State, Role: st.Role, Epoch: st.Epoch,
 		Applied: st.Applied, Complete: st.Complete, Lag: st.Lag, Commit: st.Commit,
 	}
-	last := n.published
-	changed := info.State != last.State || info.Role != last.Role || info.Epoch != last.Epoch || info.Complete != last.Complete
-	progress := info.Applied != last.Applied || info.Lag != last.Lag || info.Commit != last.Commit
-	if !changed && (!progress || n.w.now-n.pubAt < 1000) {
+	if !coord.PublishDue(n.published, info, time.Duration(n.w.now-n.pubAt)*time.Millisecond) {
 		return
 	}
 	if n.w.coord.publish(n, info) {

@@ -325,10 +325,7 @@ func (n *clusterNode) publishStatus(ctx context.Context, log *slog.Logger) {
 		info := n.session.Info()
 		info.State, info.Role, info.Epoch, info.Applied = st.State, st.Role, st.Epoch, st.Applied
 		info.Complete, info.Lag, info.Commit = st.Complete, st.Lag, st.Commit
-		changed := info.State != last.State || info.Role != last.Role || info.Epoch != last.Epoch ||
-			info.Complete != last.Complete
-		progress := info.Applied != last.Applied || info.Lag != last.Lag || info.Commit != last.Commit
-		if !changed && (!progress || time.Since(lastAt) < time.Second) {
+		if !coord.PublishDue(last, info, time.Since(lastAt)) {
 			continue
 		}
 		uctx, cancel := context.WithTimeout(ctx, 2*time.Second)
