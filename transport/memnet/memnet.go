@@ -6,7 +6,10 @@
 //
 // It lives beside package transport, not under internal/, because it is
 // supported code with the same contract, meant for the runtime's tests
-// and for a simulator of whole nodes, not a mock of one test's needs.
+// (replica/replicatest), not a mock of one test's needs. Its links run on
+// goroutines, so its runs are not repeatable event for event; the
+// deterministic whole-node simulation (nodesim) drives its replicas over
+// sim.Network on one goroutine instead.
 //
 // The promises match the TCP transport's: Send never blocks and copies
 // its payload; the messages of one link (a sender, a receiver) arrive in
