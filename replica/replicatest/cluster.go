@@ -172,6 +172,8 @@ func (c *Cluster) newNode(name, inc string) (*Node, error) {
 		ForwardBudget: c.opts.ForwardBudget,
 		Core:          replica.CoreOptions{CheckpointInterval: c.opts.CheckpointInterval},
 		Logger:        c.opts.Logger.With("node", name),
+		// What Prepare records (random ids) follows the seed too.
+		Rand: rand.New(rand.NewPCG(c.opts.Seed, uint64(len(c.nodes)))),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: replica %s: %w", ErrStart, name, err)
