@@ -285,6 +285,38 @@ func TestLostMiddleChunk(t *testing.T) {
 	}
 }
 
+// TestHoldAtZero: a primary that took office with an empty state serves a
+// snapshot at seq 0 to a backup whose history diverged. The checkpoints
+// it makes while that snapshot is in transfer must be kept for that
+// backup even once every other peer has acknowledged them; otherwise the
+// backup, restored at 0, is refused and needs a second snapshot. The
+// simulator found this (seed 60009 of TestSim).
+func TestHoldAtZero(t *testing.T) {
+	g := newGroup(t, tiny, "a", "b", "c", "d")
+	g.config(1, "", "a", "b", "c", "d")
+	g.run()
+	g.checkpoint("a", 3, "x")
+	g.drop(func(m checkpoint.Message) bool { return m.To != "d" }) // only d gets 3
+	g.run()
+	delete(g.cores, "a")
+	g.config(2, "", "b", "c", "d")
+	g.run()
+	if g.snap["d"] != "b" {
+		t.Fatalf("d, ahead of the new primary, needs a snapshot from %q", g.snap["d"])
+	}
+	delete(g.snap, "d")
+	g.cores["b"].Hold(0) // the runtime serves b's state at 0
+	g.checkpoint("b", 2, "y")
+	g.run() // c installs and acknowledges 2; d is still fetching
+	g.cores["d"].Restored("b", 0)
+	g.collect("d")
+	g.run()
+	if g.snap["d"] != "" {
+		t.Fatalf("d, restored at 0, was told to fetch a second snapshot")
+	}
+	g.wantState("d", ck(3, "x"), ck(2, "y"))
+}
+
 // TestFailover checks the new primary's Hello acceptance: a backup at
 // its fork continues; a backup that installed a checkpoint the new
 // primary never got fetches a snapshot, going back to the new history.

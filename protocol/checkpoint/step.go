@@ -248,18 +248,28 @@ func (c *Core) settle() {
 
 // trim drops the held checkpoints every counted peer has acknowledged,
 // except those a snapshot in transfer needs. A peer fetching a snapshot
-// is not counted (the hold keeps what it will need), but the hold lasts
-// until every peer, that one included, has acknowledged it.
+// is not counted (the hold keeps what it will need), and the hold lasts
+// until every peer has had its Hello of this epoch accepted and has
+// acknowledged the hold's seq. An ack of 0 says nothing before that: a
+// fetching peer's ack is reset to 0, and a peer's ack starts at 0 in a
+// new epoch, so a hold at seq 0 (a primary that took office empty) would
+// otherwise count as acknowledged at once, and the peer restoring that
+// snapshot would need another.
 func (c *Core) trim() {
-	counted, all := c.last, c.last
+	counted, all, unsettled := c.last, c.last, false
 	for i := range c.peers {
 		p := &c.peers[i]
 		all = min(all, p.Ack)
+		unsettled = unsettled || p.snap || !p.Ready
 		if !p.snap {
 			counted = min(counted, p.Ack)
 		}
 	}
-	n := c.heldUpTo(c.hold.Limit(counted, all))
+	limit := c.hold.Bound(counted)
+	if !unsettled {
+		limit = c.hold.Limit(counted, all)
+	}
+	n := c.heldUpTo(limit)
 	if n == 0 {
 		return
 	}

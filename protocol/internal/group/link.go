@@ -124,6 +124,15 @@ func (h *Hold) Keep(seq uint64) {
 // Release drops the hold: no snapshot of this primary's is in transfer.
 func (h *Hold) Release() { h.on = false }
 
+// Bound bounds t by the hold, if there is one, without ending it: while a
+// peer is still fetching, its acks say nothing of the snapshot yet.
+func (h *Hold) Bound(t uint64) uint64 {
+	if h.on {
+		return min(t, h.seq)
+	}
+	return t
+}
+
 // Limit bounds t, how far the primary could drop what it holds, by the
 // hold; the hold ends once acked, the lowest ack of every peer, reaches
 // its seq.
