@@ -137,6 +137,9 @@ func (b EtcdBackend) Txn(ctx context.Context, t Txn) (TxnResult, error) {
 		}
 	}
 	resp, err := b.Cli.Txn(ctx).If(cmps...).Then(etcdOps(t.Then)...).Else(etcdOps(t.Else)...).Commit()
+	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return TxnResult{}, fmt.Errorf("%w: %v", ErrLeaseNotFound, err) // a put attached to a lease that is gone
+	}
 	if err != nil {
 		return TxnResult{}, err
 	}

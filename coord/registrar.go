@@ -89,6 +89,11 @@ func (r *Registrar) Register(ctx context.Context) (int64, *Holder, error) {
 		Then: []Op{{Key: r.key, Value: val, Lease: r.lease}},
 		Else: []Op{{Key: r.key, Get: true}},
 	})
+	if errors.Is(err, ErrLeaseNotFound) {
+		// The lease expired while the name was held (the wait outlived
+		// it, cut off from the coordinator): a new incarnation must start.
+		r.finish(fmt.Errorf("%w: %v", ErrLeaseLost, err))
+	}
 	if err != nil {
 		return 0, nil, fmt.Errorf("coord: register %s: %w", r.member, err)
 	}

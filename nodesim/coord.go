@@ -4,38 +4,46 @@ import (
 	"github.com/lockstep/lockstep/coord"
 )
 
-// coordinator models etcd as lockstep uses it: leases, node records, and
-// one group configuration that changes only by compare-and-swap as
-// coord.Plan decides. Requests take a millisecond or two each way and
-// fail while the coordinator is down or the node is cut off from it.
+// coordinator models etcd as lockstep uses it: leases, node records
+// under keys, and one group configuration that changes only by
+// compare-and-swap as coord.Plan decides. Each node reaches it through a
+// backend, the coord.Backend its real coord.Registrar runs on; a request
+// fails while the coordinator is down or the node is cut off from it.
 type coordinator struct {
 	w          *World
 	rev        int64
 	leases     []*lease
-	records    []*record // nodes/<name>, in registration order
+	nextLease  int64
+	records    []*record // by key, in creation order
 	cfg        *coord.Config
 	outageTill int64
 	nextExpiry int64
 	planAt     int64 // a plan is due at this step (0: none)
 	ttl        int64
-	margin     int64
+	nodesPfx   string // where node records live, learned from a Registrar
+	// violation is the first safety invariant the coordinator saw
+	// broken; the world returns it.
+	violation error
 }
 
 // lease is an etcd lease; expires is the server's deadline.
 type lease struct {
+	id      int64
 	holder  *node
 	expires int64
 	revoked bool
 }
 
+// record is one key.
 type record struct {
-	info  coord.NodeInfo
-	lease *lease
+	key       string
+	value     []byte
+	lease     *lease
+	createRev int64
 }
 
 func newCoordinator(w *World) *coordinator {
-	ttl := w.p.TTL.Milliseconds()
-	return &coordinator{w: w, ttl: ttl, margin: coord.FencingMargin(w.p.TTL).Milliseconds()}
+	return &coordinator{w: w, ttl: w.p.TTL.Milliseconds()}
 }
 
 func (c *coordinator) down() bool { return c.w.now < c.outageTill }
@@ -43,40 +51,24 @@ func (c *coordinator) down() bool { return c.w.now < c.outageTill }
 // reaches reports whether a request from n gets through now.
 func (c *coordinator) reaches(n *node) bool { return !c.down() && !n.coordCut && !n.down }
 
-// register grants n a lease and creates nodes/<name> with its record, as
-// coord.Session does: only if no live process holds the name, so a
-// restarted process waits until its dead predecessor is fenced or its
-// lease expires. While the coordinator cannot be reached, or the name is
-// held, the process retries.
-func (c *coordinator) register(n *node) {
-	if !c.reaches(n) || c.held(n.name) {
-		c.w.after(100, func() {
-			if !n.down {
-				c.register(n)
-			}
-		})
-		return
-	}
-	l := &lease{holder: n, expires: c.w.now + c.ttl}
-	c.leases = append(c.leases, l)
-	c.rev++
-	c.records = append(c.records, &record{lease: l, info: coord.NodeInfo{
-		Name: n.name, Incarnation: n.inc, State: coord.StateStarting, CreateRevision: c.rev,
-	}})
-	n.registered = true
-	n.validUntil = n.clock() + c.ttl - c.margin
-	n.nextRenew = c.w.now + c.ttl/3
-	c.changed()
-}
-
-// held reports whether a live registration holds name.
-func (c *coordinator) held(name string) bool {
+// find returns the record under key, or nil.
+func (c *coordinator) find(key string) *record {
 	for _, r := range c.records {
-		if r.info.Name == name {
-			return true
+		if r.key == key {
+			return r
 		}
 	}
-	return false
+	return nil
+}
+
+// leaseByID returns the live lease id, or nil.
+func (c *coordinator) leaseByID(id int64) *lease {
+	for _, l := range c.leases {
+		if l.id == id && !l.revoked {
+			return l
+		}
+	}
+	return nil
 }
 
 // revoke ends l and deletes the records attached to it.
@@ -86,15 +78,21 @@ func (c *coordinator) revoke(l *lease, why string) {
 	}
 	l.revoked = true
 	kept := c.records[:0]
+	var gone []string
 	for _, r := range c.records {
 		if r.lease != l {
 			kept = append(kept, r)
+		} else {
+			gone = append(gone, r.key)
 		}
 	}
 	c.records = kept
 	c.rev++
 	c.w.logf("coordinator: lease of %s (%s) %s", l.holder.name, l.holder.inc, why)
 	c.w.stats.Inc("lease " + why)
+	for _, k := range gone {
+		c.notify(k, nil)
+	}
 	c.changed()
 }
 
@@ -107,6 +105,26 @@ func (c *coordinator) fence(n *node) {
 		if l.holder == n {
 			c.revoke(l, "fenced")
 		}
+	}
+}
+
+// notify hands the change of key to the process whose registration it is
+// (it watches its own key), a little late, as an etcd watch does. A
+// process that cannot hear it now reads its key once it reconnects.
+func (c *coordinator) notify(key string, rec *coord.Record) {
+	for _, n := range c.w.procs() {
+		if n.reg == nil || n.reg.Key() != key || !n.registered || n.down {
+			continue
+		}
+		c.w.after(1+c.w.rng.Int64N(20), func() {
+			switch {
+			case n.down:
+			case !c.reaches(n) || n.paused():
+				n.recheck = true
+			default:
+				n.reg.Observe(rec)
+			}
+		})
 	}
 }
 
@@ -161,13 +179,13 @@ func (c *coordinator) plan() {
 	if !leader {
 		return
 	}
-	nodes := make([]coord.NodeInfo, len(c.records))
-	for i, r := range c.records {
-		nodes[i] = r.info
-	}
+	nodes := c.nodes()
 	next, changed, why := coord.Plan(c.cfg, nodes, coord.PlanOptions{Protocol: c.w.p.Protocol, BootstrapExpect: c.w.p.Nodes})
 	if !changed {
 		return
+	}
+	if c.cfg != nil && c.violation == nil {
+		c.violation = c.checkRemoval(*c.cfg, next)
 	}
 	c.cfg = &next
 	c.rev++
@@ -183,7 +201,7 @@ func (c *coordinator) watch() {
 	if c.cfg == nil {
 		return
 	}
-	for _, n := range c.w.nodes {
+	for _, n := range c.w.procs() {
 		if n.down || n.watchDue != 0 || n.seenEpoch >= c.cfg.Epoch || !c.reaches(n) {
 			continue
 		}
@@ -205,42 +223,6 @@ func (c *coordinator) deliverConfig(n *node) {
 	cfg := *c.cfg
 	n.seenEpoch = cfg.Epoch
 	n.rep.InstallConfig(c.w.ctx, cfg)
-}
-
-// renew is one keep-alive of n's lease, sent now. The reply comes back
-// at once; validity counts from the send, as coord.Session's does.
-func (c *coordinator) renew(n *node) {
-	sent := c.w.now
-	if !c.reaches(n) {
-		n.nextRenew = sent + 100 // retried sooner, as the session does
-		return
-	}
-	for _, l := range c.leases {
-		if l.holder == n && !l.revoked {
-			l.expires = sent + c.ttl
-			n.validUntil = n.clockAt(sent) + c.ttl - c.margin
-			n.nextRenew = sent + c.ttl/3
-			return
-		}
-	}
-	n.leaseLost = true // "lease not found": the process stops and restarts
-}
-
-// publish updates n's record, as publishStatus does.
-func (c *coordinator) publish(n *node, info coord.NodeInfo) bool {
-	if !c.reaches(n) {
-		return false
-	}
-	for _, r := range c.records {
-		if r.info.Name == n.name && r.info.Incarnation == n.inc {
-			info.CreateRevision = r.info.CreateRevision
-			r.info = info
-			c.rev++
-			c.changed()
-			return true
-		}
-	}
-	return false
 }
 
 // outage takes the coordinator down for d milliseconds. etcd keeps its

@@ -18,19 +18,21 @@
 //     world (Replica.TickAt), never by a timer.
 //   - The network between replicas: FIFO links with delays (sim.Network),
 //     single lost messages, resets and partitions.
-//   - The coordinator, modelled on etcd: leases with a TTL that nodes renew
-//     every TTL/3, expired by a check that runs every ExpiryCheck; a
-//     node-side validity that ends a margin before the lease can expire,
-//     as coord.Session computes it; node records with a revision; the
-//     group configuration changed by compare-and-swap, planned by
-//     coord.Plan; watches that deliver configurations late or skip some;
+//   - The coordinator, modelled on etcd behind coord.Backend, so each
+//     node's session is the real coord.Registrar: leases with a TTL that
+//     nodes renew every TTL/3, expired by a check that runs every
+//     ExpiryCheck; a node-side validity that ends a margin before the
+//     lease can expire; keys with revisions and atomic transactions (the
+//     create-only registration); the group configuration changed by
+//     compare-and-swap, planned by coord.Plan; watches that deliver
+//     configurations and a node's own registration late or skip some;
 //     outages during which nothing is renewed or changed; and the
 //     watchdog's fencing of a process that died.
 //   - Nodes that crash (and restart with an empty store and a new
 //     incarnation, as lockstep's replicas do), pause (a GC pause or
 //     SIGSTOP: nothing is processed, time goes on), or are cut off from
 //     their peers, the coordinator, or both, while clients still reach
-//     them.
+//     them; and second processes started under a running node's name.
 //   - Clients that write through lockstep.req with request ids, retry
 //     after a timeout or an error through whichever node their possibly
 //     stale routes name, and read from the node they believe answers
@@ -40,7 +42,8 @@
 // reads from deposed nodes included; after the faults heal, every client
 // finishes, the group serves a write to every key within a bounded time,
 // every node is a member (no joiner is stuck), and the members' states
-// are byte-identical (LOCKSTEP.DIGEST).
+// are byte-identical (LOCKSTEP.DIGEST). The coordinator checks that no
+// configuration removes a member whose process runs with a valid lease.
 //
 // Nothing here reads the wall clock, a global random source, or iterates
 // over a map, so a seed replays exactly. The replica runtime is driven on

@@ -41,6 +41,16 @@ func (w *World) injectFaults() {
 		w.cut(n, true, true, "from peers and coordinator")
 	case chance(0.1):
 		w.coord.outage(100 + w.rng.Int64N(4000))
+	case chance(0.2):
+		// An operator starts a second process under a running node's
+		// name: it must wait for the name, never take it from a process
+		// that may be serving.
+		if n := w.anyUp(); n != nil {
+			x := w.startNode(n.name)
+			w.extras = append(w.extras, x)
+			w.stats.Inc("second process under a name")
+			w.logf("a second process %s starts under the name of %s (%s)", x.inc, n.name, n.inc)
+		}
 	case chance(0.5):
 		// A slow node: a joiner lags, a backup falls behind its window.
 		if n := w.anyUp(); n != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/lockstep/lockstep/coord"
@@ -47,17 +48,17 @@ type node struct {
 	peerCut  bool // cut off from every other replica
 	coordCut bool // cut off from the coordinator
 
-	// validUntil is the node's own view of its lease (coord.Session's
-	// ValidUntil), on its own clock: the time it sent the last renewal
-	// that succeeded, plus the TTL, minus the fencing margin.
-	validUntil int64
+	// reg is its coordinator session: the real coord.Registrar, on a
+	// backend to the simulated coordinator, driven by session().
+	reg        *coord.Registrar
+	registered bool
+	giveUpAt   int64 // while another process holds the name: when to exit (0: not waiting)
+	nextRenew  int64
+	recheck    bool // a change of its registration may have been missed
 	// Its clock: off from the world's by skew milliseconds, and running
 	// drift parts per million fast or slow (within the fencing margin).
-	skew       int64
-	drift      int64
-	nextRenew  int64
-	leaseLost  bool
-	registered bool
+	skew  int64
+	drift int64
 
 	watchDue  int64  // a configuration is on its way (0: none)
 	seenEpoch uint64 // the newest configuration delivered
@@ -91,10 +92,12 @@ func (w *World) startNode(name string) *node {
 	}
 	rep.Attach(sender{n}, fetcher{n}, n)
 	n.rep = rep
-	w.coord.register(n)
 	w.logf("%s started as %s", name, n.inc)
 	return n
 }
+
+// simCluster is the cluster every simulated process registers in.
+const simCluster = "sim"
 
 func (n *node) up() bool { return !n.down }
 
@@ -102,8 +105,8 @@ func (n *node) up() bool { return !n.down }
 func (n *node) member() coord.Member { return coord.Member{Name: n.name, Incarnation: n.inc} }
 func (n *node) paused() bool         { return n.w.now < n.pauseTill }
 
-// Valid is the replica's lease check (replica.Lease).
-func (n *node) Valid() bool { return !n.leaseLost && n.clock() < n.validUntil }
+// Valid is the replica's lease check (replica.Lease): the session's.
+func (n *node) Valid() bool { return n.registered && n.reg.Valid() }
 
 // clock is the node's own reading, in milliseconds, of the world's time.
 func (n *node) clock() int64 { return n.clockAt(n.w.now) }
@@ -156,6 +159,19 @@ func (n *node) step() error {
 	return nil
 }
 
+// exit ends the process on its own account: its session ended, or its
+// name is held by another process. A server process is restarted, as a
+// supervisor would; a second process under a live name just ends.
+func (n *node) exit(why string) {
+	if n.w.isExtra(n) {
+		n.down = true
+		n.w.dropExtra(n)
+		n.w.logf("%s (%s) exited: %s", n.name, n.inc, why)
+		return
+	}
+	n.crash(why)
+}
+
 // crash ends the process. Its watchdog fences it at once, unless the
 // fault took the watchdog too.
 func (n *node) crash(why string) {
@@ -172,21 +188,94 @@ func (n *node) crash(why string) {
 	n.w.restartLater(n, 200+n.w.rng.Int64N(1500))
 }
 
-// session is the node's side of its coordinator session: renewals, a
-// lease found lost (the process then exits, as a real one does), and
-// status reports, which is how the planner learns of progress.
+// session is what coord.Session's goroutines and the server's loops do
+// with the registration, one step at a time: grant a lease, register the
+// name (waiting while another process holds it, then giving up), renew,
+// read the registration after a missed watch, and publish status. A
+// session that ends (lease lost, registration gone) ends the process, as
+// the server exits when its session is done.
 func (n *node) session() {
 	w := n.w
-	if n.registered && w.now >= n.nextRenew {
-		w.coord.renew(n)
+	switch {
+	case n.reg == nil:
+		if w.now >= n.nextRenew {
+			n.grant()
+		}
+	case n.reg.Err() != nil:
+		n.exit(n.reg.Err().Error())
+	case !n.registered:
+		if w.now >= n.nextRenew {
+			n.register()
+		}
+	default:
+		if w.now >= n.nextRenew {
+			n.renew()
+		}
+		if n.recheck && w.coord.reaches(n) {
+			n.recheck = false
+			_, _, _ = n.reg.Check(w.ctx)
+		}
+		if (w.now+n.phase)%50 == 0 {
+			n.publish()
+		}
 	}
-	if n.leaseLost {
-		n.crash("its lease was lost")
+}
+
+// grant starts the session: NewRegistrar, retried while the coordinator
+// cannot be reached.
+func (n *node) grant() {
+	reg, err := coord.NewRegistrar(n.w.ctx, backend{n.w.coord, n}, coord.SessionConfig{
+		Cluster: simCluster, Group: "g", TTL: n.w.p.TTL, Now: n.Now,
+		Node: coord.NodeInfo{Name: n.name, Incarnation: n.inc, State: coord.StateStarting},
+	})
+	if err != nil {
+		n.nextRenew = n.w.now + 100
 		return
 	}
-	if n.registered && (w.now+n.phase)%50 == 0 {
-		n.publish()
+	n.reg = reg
+	n.w.coord.nodesPfx = strings.TrimSuffix(reg.Key(), n.name)
+	n.register()
+}
+
+// register is one attempt of coord.Session's registration: while
+// another process holds the name it renews its own lease and tries again
+// until the wait runs out, then exits with the error a real server
+// prints.
+func (n *node) register() {
+	w := n.w
+	ttl := w.p.TTL.Milliseconds()
+	rev, h, err := n.reg.Register(w.ctx)
+	switch {
+	case err != nil:
+		n.nextRenew = w.now + 100
+	case h == nil:
+		n.registered = true
+		n.nextRenew = w.now + ttl/3
+		w.logf("%s (%s) registered at revision %d", n.name, n.inc, rev)
+		w.adopt(n)
+	default:
+		if n.giveUpAt == 0 {
+			n.giveUpAt = w.now + n.reg.RegisterWait(w.ctx, h).Milliseconds()
+			w.logf("%s (%s) waits for %s to end", n.name, n.inc, h.Info.Incarnation)
+		}
+		if w.now >= n.giveUpAt {
+			w.stats.Inc("name in use")
+			n.exit(n.reg.NameInUse(h, n.reg.RegisterWait(w.ctx, h)).Error())
+			return
+		}
+		_ = n.reg.Renew(w.ctx)
+		n.nextRenew = w.now + 100
 	}
+}
+
+// renew is coord.Session's renewal: every TTL/3, sooner after a failure.
+func (n *node) renew() {
+	ttl := n.w.p.TTL.Milliseconds()
+	if err := n.reg.Renew(n.w.ctx); err != nil {
+		n.nextRenew = n.w.now + ttl/9
+		return
+	}
+	n.nextRenew = n.w.now + ttl/3
 }
 
 // publish reports the replica's state when coord.PublishDue says so, as
@@ -200,7 +289,7 @@ func (n *node) publish() {
 	if !coord.PublishDue(n.published, info, time.Duration(n.w.now-n.pubAt)*time.Millisecond) {
 		return
 	}
-	if n.w.coord.publish(n, info) {
+	if n.reg.UpdateInfo(n.w.ctx, info) == nil {
 		n.published, n.pubAt = info, n.w.now
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/lockstep/lockstep/sim"
@@ -59,10 +60,14 @@ type World struct {
 	ctx      context.Context
 	stats    *Stats
 
-	net     *sim.Network[[]byte]
-	agenda  sim.Agenda[func()]
-	coord   *coordinator
-	nodes   []*node // by slot; a restart replaces the node in its slot
+	net    *sim.Network[[]byte]
+	agenda sim.Agenda[func()]
+	coord  *coordinator
+	nodes  []*node // by slot; a restart replaces the node in its slot
+	// extras are second processes started under a slot's name while it
+	// runs (an operator's mistake); one takes the slot once it registers
+	// (after the first has died), and the others exit.
+	extras  []*node
 	clients []*client
 	hist    sim.History
 	// slowLinks holds, per "from>to" link, when its last delayed message
@@ -147,7 +152,10 @@ func (w *World) step() error {
 	}
 	w.deliver()
 	w.coord.step()
-	for _, n := range w.nodes {
+	if err := w.coord.violation; err != nil {
+		return err
+	}
+	for _, n := range w.procs() {
 		if err := n.step(); err != nil {
 			return err
 		}
@@ -201,4 +209,41 @@ func (w *World) byName(name string) *node {
 		}
 	}
 	return nil
+}
+
+// procs is every running or crashed process: the slots' and the extras.
+func (w *World) procs() []*node {
+	if len(w.extras) == 0 {
+		return w.nodes
+	}
+	return append(slices.Clone(w.nodes), w.extras...)
+}
+
+func (w *World) isExtra(n *node) bool { return slices.Contains(w.extras, n) }
+
+func (w *World) dropExtra(n *node) {
+	w.extras = slices.DeleteFunc(w.extras, func(o *node) bool { return o == n })
+}
+
+// adopt gives a newly registered extra its name's slot, as the peers'
+// and clients' address lookups would: the registration is what names a
+// process. The process there becomes the extra: it is down, or its
+// registration is gone and it exits once it notices (it is not
+// restarted), or, if a broken registration let the extra take the name
+// from it, it runs on and the invariants judge it.
+func (w *World) adopt(n *node) {
+	if !w.isExtra(n) {
+		return
+	}
+	for i, o := range w.nodes {
+		if o.name == n.name {
+			w.nodes[i] = n
+			w.dropExtra(n)
+			if !o.down {
+				w.extras = append(w.extras, o)
+			}
+			w.logf("%s (%s) took over the slot of %s", n.name, n.inc, o.inc)
+			return
+		}
+	}
 }
