@@ -55,6 +55,14 @@ type PlanOptions struct {
 // nodes need not be sorted; Plan orders them by CreateRevision. reason
 // describes the change for logs, or why nothing changed.
 func Plan(cur *Config, nodes []NodeInfo, opts PlanOptions) (next Config, changed bool, reason string) {
+	next, changed, reason = plan(cur, nodes, opts)
+	if changed {
+		next.pruneData()
+	}
+	return next, changed, reason
+}
+
+func plan(cur *Config, nodes []NodeInfo, opts PlanOptions) (Config, bool, string) {
 	live := slices.Clone(nodes)
 	slices.SortStableFunc(live, func(a, b NodeInfo) int {
 		return compareInt64(a.CreateRevision, b.CreateRevision)
@@ -69,6 +77,9 @@ func Plan(cur *Config, nodes []NodeInfo, opts PlanOptions) (next Config, changed
 	isLive := func(m Member) bool {
 		n, ok := byName[m.Name]
 		return ok && n.Incarnation == m.Incarnation
+	}
+	if len(cur.Members) > 0 && !slices.ContainsFunc(cur.Members, isLive) {
+		return planRecovery(*cur, byName)
 	}
 	if hasPrimary(cur.Protocol) && len(cur.Members) > 0 && !isLive(cur.Members[0]) {
 		return planTakeover(*cur, byName, isLive)
@@ -104,6 +115,7 @@ func planBootstrap(live []NodeInfo, opts PlanOptions) (Config, bool, string) {
 	next := Config{Epoch: 1, Protocol: proto}
 	for _, n := range live[:expect] {
 		next.Members = append(next.Members, n.Member())
+		next.setData(n.Name, n.DataID)
 	}
 	// The first nodes to register form the group, in name order, so a
 	// cluster of n1, n2, n3 starts as the chain n1 -> n2 -> n3 whatever
@@ -210,11 +222,76 @@ func planJoin(cur Config, live []NodeInfo) (Config, bool, string) {
 		next := cur.clone()
 		j := n.Member()
 		next.Joining = &j
+		next.setData(n.Name, n.DataID)
 		next.Epoch++
 		next.Revision = 0
 		return next, true, "add joiner " + j.String()
 	}
 	return cur.clone(), false, "no change"
+}
+
+// planRecovery re-forms a group whose every member died (a total outage:
+// power lost, every process killed) from the members' own data
+// directories, once a process restarted on each of them has registered:
+// every member is replaced by the new incarnation on its directory, in
+// the same order, at a new epoch. The order is what makes it safe: each
+// replica made its state durable before passing it downstream (see
+// replica.Options.SyncBeforeSend), so the head or primary holds every
+// write any other member holds, and each member holds every write that
+// was acknowledged. The restarted replicas then catch up from the head
+// or primary as after any reconfiguration, and every one but the head
+// counts as incomplete until it has. While a member's directory is
+// missing, the group stays down and the reason names whom it waits for:
+// re-forming without it could lose writes only it holds (under chain
+// replication, a head holds entries no one else has).
+func planRecovery(cur Config, byName map[string]NodeInfo) (Config, bool, string) {
+	next := cur.clone()
+	var missing []string
+	for i, m := range cur.Members {
+		n, ok := byName[m.Name]
+		want := cur.Data[m.Name]
+		if !ok || want == "" || n.DataID != want {
+			missing = append(missing, m.Name+describeData(want))
+			continue
+		}
+		next.Members[i] = n.Member()
+	}
+	if len(missing) > 0 {
+		return cur.clone(), false, "group down: every member is dead; waiting for a restart on the data of " +
+			strings.Join(missing, ", ")
+	}
+	next.Joining = nil
+	next.Epoch++
+	next.Revision = 0
+	return next, true, "recover " + memberList(next.Members) + " from their data after every member died"
+}
+
+// describeData names a member's data directory for a plan reason.
+func describeData(id string) string {
+	if id == "" {
+		return " (kept no durable data)"
+	}
+	return " (data " + id + ")"
+}
+
+// KeepData decides whether a process named name that starts on a data
+// directory with id dataID keeps the state in it: only when the group's
+// configuration cur names that directory as name's and no member of cur
+// is live (a total outage), so the group can be re-formed from it (see
+// Plan). Otherwise the group has live members that hold every
+// acknowledged write, and the process rejoins by state transfer: its
+// state may hold entries the group never committed and has since
+// replaced, which only a complete copy may overwrite.
+func KeepData(cur *Config, nodes []NodeInfo, name, dataID string) bool {
+	if cur == nil || dataID == "" || cur.Data[name] != dataID || slices.IndexFunc(cur.Members, func(m Member) bool { return m.Name == name }) < 0 {
+		return false
+	}
+	for _, n := range nodes {
+		if cur.Index(n.Member()) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func memberList(ms []Member) string {

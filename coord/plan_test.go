@@ -196,7 +196,7 @@ func TestPlanPrimaryBackup(t *testing.T) {
 			nodes: complete(live("c"), map[string]uint64{"c": 4}), want: pbcfg(6, "", "c"), because: "remove dead [a/i-a b/i-b]"},
 		{name: "takeover keeps a live joiner", cur: pbcfg(5, "d", "a", "b"),
 			nodes: complete(live("b", "d"), map[string]uint64{"b": 4}), want: pbcfg(6, "d", "b")},
-		{name: "fresh node after total loss stays out", cur: pbcfg(5, "", "a", "b"), nodes: live("z"), because: "no live backup is complete"},
+		{name: "fresh node after total loss stays out", cur: pbcfg(5, "", "a", "b"), nodes: live("z"), because: "every member is dead"},
 		{name: "checkpoint groups take over the same way", cur: func() *Config { c := pbcfg(5, "", "a", "b"); c.Protocol = ProtocolCheckpoint; return c }(),
 			nodes: complete(live("b"), map[string]uint64{"b": 4}),
 			want:  func() *Config { c := pbcfg(6, "", "b"); c.Protocol = ProtocolCheckpoint; return c }(), because: "takes over"},
@@ -207,5 +207,110 @@ func TestPlanPrimaryBackup(t *testing.T) {
 	opts := PlanOptions{Protocol: ProtocolPrimaryBackup, BootstrapExpect: 2}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { checkPlan(t, tc.cur, tc.nodes, opts, tc.want, tc.because) })
+	}
+}
+
+// withData gives names' nodes the data directory "d-<name>".
+func withData(nodes []NodeInfo, names ...string) []NodeInfo {
+	for _, name := range names {
+		nodes = with(nodes, name, func(n *NodeInfo) { n.DataID = "d-" + name })
+	}
+	return nodes
+}
+
+// dataOf records the data directory "d-<name>" of names in c.
+func dataOf(c *Config, names ...string) *Config {
+	for _, name := range names {
+		c.setData(name, "d-"+name)
+	}
+	return c
+}
+
+// restarted returns the live nodes of names as new incarnations
+// ("j-<name>") on their data directories, as after a total outage.
+func restarted(names ...string) []NodeInfo {
+	nodes := withData(live(names...), names...)
+	for i := range nodes {
+		nodes[i].Incarnation = "j-" + nodes[i].Name
+	}
+	return nodes
+}
+
+// TestPlanRecovery covers a total outage: a group whose every member died
+// is re-formed, in the same order, once a process restarted on each
+// member's data directory is live, and not before.
+func TestPlanRecovery(t *testing.T) {
+	recovered := func(epoch uint64, proto string, names ...string) *Config {
+		c := dataOf(&Config{Epoch: epoch, Protocol: proto}, names...)
+		for _, n := range names {
+			c.Members = append(c.Members, Member{Name: n, Incarnation: "j-" + n})
+		}
+		return c
+	}
+	chain := func() *Config { return dataOf(cfg(7, "", "c", "a", "b"), "a", "b", "c") }
+	tests := []struct {
+		name    string
+		cur     *Config
+		nodes   []NodeInfo
+		want    *Config
+		because string
+	}{
+		{name: "every member back: same order", cur: chain(), nodes: restarted("a", "b", "c"),
+			want: recovered(8, "chain", "c", "a", "b"), because: "recover [c/j-c a/j-a b/j-b]"},
+		{name: "a member missing: wait for it", cur: chain(), nodes: restarted("a", "c"), because: "waiting for a restart on the data of b (data d-b)"},
+		{name: "a member back on another directory: wait", cur: chain(),
+			nodes: with(restarted("a", "b", "c"), "b", func(n *NodeInfo) { n.DataID = "d-new" }), because: "data of b (data d-b)"},
+		{name: "members without durable data: wait", cur: cfg(7, "", "a", "b"), nodes: restarted("a", "b"), because: "a (kept no durable data)"},
+		{name: "the dead joiner is dropped", cur: dataOf(cfg(7, "d", "a", "b"), "a", "b", "d"), nodes: restarted("a", "b"),
+			want: recovered(8, "chain", "a", "b")},
+		{name: "primary-backup keeps its primary", cur: dataOf(pbcfg(4, "", "b", "a"), "a", "b"), nodes: restarted("a", "b"),
+			want: recovered(5, ProtocolPrimaryBackup, "b", "a")},
+		{name: "a live member: no recovery", cur: dataOf(cfg(7, "", "a", "b"), "a", "b"), nodes: append(live("a"), restarted("b")...),
+			want: dataOf(cfg(8, "", "a"), "a"), because: "remove dead [b/i-b]"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { checkPlan(t, tc.cur, tc.nodes, PlanOptions{BootstrapExpect: 2}, tc.want, tc.because) })
+	}
+}
+
+// TestPlanRecordsData checks that the configuration keeps each member's
+// data directory from bootstrap and join, and forgets a removed one's.
+func TestPlanRecordsData(t *testing.T) {
+	next, _, _ := Plan(nil, withData(live("a", "b"), "a", "b"), PlanOptions{BootstrapExpect: 2})
+	if want := map[string]string{"a": "d-a", "b": "d-b"}; !reflect.DeepEqual(next.Data, want) {
+		t.Fatalf("bootstrap data = %v, want %v", next.Data, want)
+	}
+	next, _, _ = Plan(&next, withData(live("a", "b", "c"), "a", "b", "c"), PlanOptions{})
+	if next.Joining == nil || next.Data["c"] != "d-c" {
+		t.Fatalf("join = %+v, want c joining with data d-c", next)
+	}
+	next, _, _ = Plan(&next, live("a", "c"), PlanOptions{})
+	if _, ok := next.Data["b"]; ok || len(next.Data) != 2 {
+		t.Fatalf("after b died data = %v, want a and c only", next.Data)
+	}
+}
+
+func TestKeepData(t *testing.T) {
+	cur := dataOf(cfg(3, "", "a", "b"), "a", "b")
+	tests := []struct {
+		name  string
+		nodes []NodeInfo
+		who   string
+		data  string
+		want  bool
+	}{
+		{name: "total outage, own directory", nodes: restarted("b"), who: "a", data: "d-a", want: true},
+		{name: "a member lives", nodes: live("b"), who: "a", data: "d-a"},
+		{name: "another directory", who: "a", data: "d-x"},
+		{name: "memory storage", who: "a"},
+		{name: "not a member", who: "z", data: "d-z"},
+	}
+	for _, tc := range tests {
+		if got := KeepData(cur, tc.nodes, tc.who, tc.data); got != tc.want {
+			t.Errorf("%s: KeepData = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if KeepData(nil, nil, "a", "d-a") {
+		t.Error("KeepData with no configuration = true")
 	}
 }

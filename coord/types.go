@@ -30,6 +30,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 )
@@ -110,6 +112,12 @@ type Config struct {
 	Protocol string   `json:"protocol"`
 	Members  []Member `json:"members"`
 	Joining  *Member  `json:"joining,omitempty"`
+	// Data maps each member's (and the joiner's) name to the id of the
+	// data directory it holds the group's state in (NodeInfo.DataID), for
+	// nodes with durable storage. After a total outage it is what lets a
+	// process restarted on that directory take its member's place again
+	// (see Plan); a node without one can only rejoin by state transfer.
+	Data map[string]string `json:"data,omitempty"`
 	// Revision is the etcd mod revision the configuration was read at (or
 	// written with). CASConfig compares it; it is not stored.
 	Revision int64 `json:"-"`
@@ -150,7 +158,33 @@ func (c Config) clone() Config {
 		j := *c.Joining
 		out.Joining = &j
 	}
+	out.Data = maps.Clone(c.Data)
 	return out
+}
+
+// pruneData forgets the data directories of names that are no longer a
+// member or the joiner.
+func (c *Config) pruneData() {
+	for name := range c.Data {
+		if !slices.ContainsFunc(c.Members, func(m Member) bool { return m.Name == name }) &&
+			(c.Joining == nil || c.Joining.Name != name) {
+			delete(c.Data, name)
+		}
+	}
+	if len(c.Data) == 0 {
+		c.Data = nil
+	}
+}
+
+// setData records the data directory of name, if it has one.
+func (c *Config) setData(name, id string) {
+	if id == "" {
+		return
+	}
+	if c.Data == nil {
+		c.Data = map[string]string{}
+	}
+	c.Data[name] = id
 }
 
 // NodeInfo is what a node publishes about itself under nodes/<name>. It is
@@ -182,6 +216,13 @@ type NodeInfo struct {
 	// have been acknowledged to a client; only a complete backup may be
 	// made primary (see Plan).
 	Complete bool `json:"complete,omitempty"`
+	// DataID identifies the data directory the node keeps its state in,
+	// for durable storage ("" for memory): a random id made when the
+	// directory is, so a wiped or replaced directory has another.
+	DataID string `json:"data_id,omitempty"`
+	// Durable is the applied seq the node found in its data directory when
+	// it started, which it kept (it is 0 if the node started empty).
+	Durable uint64 `json:"durable,omitempty"`
 	// CreateRevision is the etcd revision at which this incarnation
 	// registered; it orders nodes by registration. Filled by ListNodes.
 	CreateRevision int64 `json:"-"`
