@@ -269,7 +269,9 @@ func TestPlanRecovery(t *testing.T) {
 			want: dataOf(cfg(8, "", "a"), "a"), because: "remove dead [b/i-b]"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) { checkPlan(t, tc.cur, tc.nodes, PlanOptions{BootstrapExpect: 2}, tc.want, tc.because) })
+		t.Run(tc.name, func(t *testing.T) {
+			checkPlan(t, tc.cur, tc.nodes, PlanOptions{BootstrapExpect: 2}, tc.want, tc.because)
+		})
 	}
 }
 
