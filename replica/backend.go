@@ -241,6 +241,11 @@ func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, er
 	case protocol.GateSpeculative:
 		gate = r.sm.SpeculativeSeq(args)
 	}
+	if st.ReadGate != protocol.GateNone {
+		// Kept state may hold writes that were never acknowledged; none is
+		// read before it commits.
+		gate = max(gate, r.recoveredSeq)
+	}
 	out, err := r.sm.Read(args, r.opts.Now().UnixMilli(), out)
 	return out, gate, true, err
 }

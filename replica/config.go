@@ -23,6 +23,11 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	r.flushHeadAppliedLocked()
 	r.cfg = cfg
 	r.member = setCoreConfig(r.core, cfg, r.opts.Name, r.opts.Incarnation)
+	if err := r.checkRecoveryLocked(cfg); err != nil {
+		r.mu.Unlock()
+		r.fail(err)
+		return
+	}
 	r.trackChangesLocked()
 	for _, m := range r.early.take() {
 		if err := r.core.Step(m); errors.Is(err, protocol.ErrFutureEpoch) {
@@ -39,6 +44,24 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	}
 	r.commit.wake()
 	r.log.Info("configuration", "epoch", cfg.Epoch, "role", st.Role.String(), "members", names(cfg.Members), "joining", joiningName(cfg))
+}
+
+// checkRecoveryLocked fails a Recovered replica that a configuration names
+// as the joiner: the group was re-formed without its state, which may hold
+// writes the group never committed (see Options.Recovered).
+func (r *Replica) checkRecoveryLocked(cfg coord.Config) error {
+	if !r.opts.Recovered || r.recoveryChecked {
+		return nil
+	}
+	if r.member {
+		r.recoveryChecked = true
+		return nil
+	}
+	if j := cfg.Joining; j != nil && j.Name == r.opts.Name && j.Incarnation == r.opts.Incarnation {
+		return fmt.Errorf("%w: the group was re-formed at epoch %d without the state this process kept (applied %d); restart it to rejoin empty",
+			ErrStaleState, cfg.Epoch, r.recoveredSeq)
+	}
+	return nil
 }
 
 // trackChangesLocked makes the state machine record what writes change

@@ -54,9 +54,9 @@ func newCore(proto, id string, opts CoreOptions, sm statemachine.StateMachine) (
 	applied := sm.AppliedSeq()
 	switch proto {
 	case ProtocolChain, "":
-		return chain.New(chain.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch}, applied), nil
+		return chain.New(chain.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, Restarted: opts.Restarted}, applied), nil
 	case ProtocolPrimaryBackup:
-		return pb.New(pb.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch}, applied), nil
+		return pb.New(pb.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, Restarted: opts.Restarted}, applied), nil
 	case ProtocolCheckpoint:
 		t, ok := sm.(statemachine.DeltaTracker)
 		if !ok {
@@ -75,6 +75,7 @@ func newCore(proto, id string, opts CoreOptions, sm statemachine.StateMachine) (
 			Interval:   opts.CheckpointInterval,
 			DirtyBytes: t.DirtyBytes,
 			MaxDirty:   opts.CheckpointBytes,
+			Restarted:  opts.Restarted,
 		}, applied), nil
 	}
 	return nil, fmt.Errorf("%w: %q (want %s, %s or %s)", ErrUnknownProtocol, proto, ProtocolChain, ProtocolPrimaryBackup, ProtocolCheckpoint)
@@ -98,6 +99,9 @@ type CoreOptions struct {
 	// carries (default 1 MiB); the simulation makes it small, so that a
 	// lost message can be a middle chunk.
 	CheckpointChunk int
+	// Restarted is set by the runtime when the replica runs on state kept
+	// from an earlier process (Options.Recovered).
+	Restarted bool
 
 	// now is the runtime's clock (Options.Now), on which a checkpoint core
 	// times its epochs; nil is time.Now.

@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -78,6 +79,12 @@ func (r *Replica) closeEpochLocked() (protocol.Ready, error) {
 // carryOut does what is left of rd once the lock is released: it sends
 // the messages, publishes the commit point and starts a snapshot fetch.
 func (r *Replica) carryOut(ctx context.Context, rd protocol.Ready) {
+	if r.opts.SyncBeforeSend && (outboxLen(rd.Messages) > 0 || rd.Commit > 0) {
+		if err := r.store.Sync(); err != nil {
+			r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
+			return
+		}
+	}
 	r.sendAll(rd.Messages)
 	if rd.Commit > 0 {
 		r.commit.advance(rd.Commit)

@@ -43,6 +43,12 @@ var (
 	ErrFailed = errors.New("lockstep: replica failed")
 	// ErrWrongProtocol: the group runs another protocol than this replica.
 	ErrWrongProtocol = errors.New("lockstep: group runs another replication protocol")
+	// ErrStorage: the store could not make applied state durable (a failed
+	// fsync, a full disk); the replica stops rather than acknowledge it.
+	ErrStorage = errors.New("lockstep: storage cannot persist writes")
+	// ErrStaleState: the replica kept its state across a restart, but the
+	// group was re-formed without it (see Options.Recovered).
+	ErrStaleState = errors.New("lockstep: kept state no longer belongs to the group")
 )
 
 // Sender delivers an encoded protocol message to a peer by name. It must
@@ -101,6 +107,25 @@ type Options struct {
 	// timer). A simulation cannot wait inside an event: its Sleep fails,
 	// and the transfer is retried as the runtime retries a failed one.
 	Sleep func(ctx context.Context, d time.Duration) error
+
+	// SyncBeforeSend makes the replica sync its store before it sends
+	// anything or publishes a commit point, so every write it passes on
+	// or acknowledges is on stable storage first: what a replica sends
+	// downstream (entries, a checkpoint), what it acks upstream, and what
+	// commits (a reply released) is durable here. Set it with a durable
+	// store and --fsync always; it is the durability contract of
+	// docs/ARCHITECTURE.md. A failed sync fails the replica: it must
+	// never acknowledge a write it could not persist.
+	SyncBeforeSend bool
+	// Recovered means the store holds state kept from an earlier process
+	// of this node (coord.KeepData decided so after a total outage). The
+	// core counts as restarted (CoreOptions.Restarted); reads that gate
+	// on the commit point wait until it reaches the kept state, some of
+	// which may never have been acknowledged; and if the group is
+	// re-formed without this process, so that it is made a joiner
+	// instead, the replica fails with ErrStaleState: its state may hold
+	// writes the group never committed, and it must start again empty.
+	Recovered bool
 }
 
 // Forwarder sends a request this replica cannot answer to the replica
@@ -159,6 +184,13 @@ type Replica struct {
 	failed   atomic.Pointer[error]
 	failedCh chan struct{}
 	stats    stats
+
+	// recoveredSeq is the applied seq of a Recovered store at start; reads
+	// wait for the commit point to reach it (see readLocal).
+	recoveredSeq uint64
+	// recoveryChecked is set once a configuration naming this process
+	// made it a member, which a Recovered replica must be (guarded by mu).
+	recoveryChecked bool
 }
 
 // New builds a replica; call Attach, then Run.
@@ -185,6 +217,7 @@ func New(opts Options) (*Replica, error) {
 		opts.Spawn = func(f func()) { go f() }
 	}
 	opts.Core.now = opts.Now
+	opts.Core.Restarted = opts.Recovered
 	core, err := newCore(opts.Protocol, opts.Name, opts.Core, opts.Machine)
 	if err != nil {
 		return nil, err
@@ -206,6 +239,9 @@ func New(opts Options) (*Replica, error) {
 		routes:  newRoutes(),
 
 		failedCh: make(chan struct{}),
+	}
+	if opts.Recovered {
+		r.recoveredSeq = opts.Store.AppliedSeq()
 	}
 	r.commit.init()
 	return r, nil

@@ -212,6 +212,22 @@ func (m *Memory) Snapshot() (View, error) {
 	return &memView{m: m, tree: m.tree.Clone(), stats: m.stats, seq: m.seq}, nil
 }
 
+// Clone returns an independent copy of the store: its entries (values
+// copied), stats and applied seq. It costs O(n); the whole-node
+// simulation keeps one as a node's disk at every Sync, which is what a
+// crash leaves behind.
+func (m *Memory) Clone() *Memory {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	c := NewMemory()
+	m.tree.Ascend(func(it memItem) bool {
+		c.set(bytes.Clone(it.key), Entry{Value: bytes.Clone(it.c.e.Value), ExpireAt: it.c.e.ExpireAt})
+		return true
+	})
+	c.seq, c.closed = m.seq, m.closed
+	return c
+}
+
 // Close drops the keyspace. Views taken before stay readable.
 func (m *Memory) Close() error {
 	m.mu.Lock()

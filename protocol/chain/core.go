@@ -41,6 +41,13 @@ type Options struct {
 	// predecessor, while behind it, before the successor sends Hello
 	// again (default 10).
 	HelloTicks int
+	// Restarted means the replica runs on state kept from an earlier
+	// process (a group re-formed after a total outage, see coord.Plan):
+	// in the first configuration that makes it a member with someone
+	// upstream, it counts as a joiner made member, incomplete until it
+	// has applied as far as upstream reports, since its state may lag
+	// what the group committed.
+	Restarted bool
 }
 
 func (o Options) withDefaults() Options {
@@ -170,6 +177,16 @@ func New(opts Options, applied uint64) *Core {
 	return c
 }
 
+// restartedBehind reports, once, whether a Restarted replica has just
+// become a member with a predecessor; see Options.Restarted.
+func (c *Core) restartedBehind(member bool) bool {
+	if !c.opts.Restarted || !member {
+		return false
+	}
+	c.opts.Restarted = false
+	return c.pred != ""
+}
+
 // SetConfig installs cfg if its epoch is newer than the current one and it
 // is valid; older, repeated and invalid configurations are ignored. Every
 // new epoch restarts both links: the successor side sends Hello to its
@@ -191,7 +208,8 @@ func (c *Core) SetConfig(cfg Config) {
 	if c.succ == "" {
 		c.holding = false
 	}
-	c.barrier.Reconfigure(c.role != RoleNone && c.role != RoleJoining, prev == RoleJoining)
+	member := c.role != RoleNone && c.role != RoleJoining
+	c.barrier.Reconfigure(member, prev == RoleJoining || c.restartedBehind(member))
 	if c.pred != "" {
 		c.sendHello()
 	}

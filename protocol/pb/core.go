@@ -35,6 +35,13 @@ type Options struct {
 	// while behind it, before a backup or joiner sends Hello again
 	// (default 10).
 	HelloTicks int
+	// Restarted means the replica runs on state kept from an earlier
+	// process (a group re-formed after a total outage, see coord.Plan):
+	// in the first configuration that makes it a member with someone
+	// upstream, it counts as a joiner made member, incomplete until it
+	// has applied as far as upstream reports, since its state may lag
+	// what the group committed.
+	Restarted bool
 }
 
 func (o Options) withDefaults() Options {
@@ -171,6 +178,16 @@ func New(opts Options, applied uint64) *Core {
 	return c
 }
 
+// restartedBackup reports, once, whether a Restarted replica has just
+// become a member that follows a primary; see Options.Restarted.
+func (c *Core) restartedBackup() bool {
+	if !c.opts.Restarted || !c.view.Member() {
+		return false
+	}
+	c.opts.Restarted = false
+	return c.view.Follows()
+}
+
 // SetConfig installs cfg if its epoch is newer than the current one and it
 // is valid; older, repeated and invalid configurations are ignored. Every
 // new epoch restarts every link: backups and the joiner send Hello to the
@@ -196,7 +213,7 @@ func (c *Core) SetConfig(cfg Config) {
 	} else {
 		c.hold.Release()
 	}
-	c.barrier.Reconfigure(c.view.Member(), prev == RoleJoining)
+	c.barrier.Reconfigure(c.view.Member(), prev == RoleJoining || c.restartedBackup())
 	if c.view.Follows() {
 		c.sendHello()
 	}
