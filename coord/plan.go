@@ -276,22 +276,19 @@ func describeData(id string) string {
 
 // KeepData decides whether a process named name that starts on a data
 // directory with id dataID keeps the state in it: only when the group's
-// configuration cur names that directory as name's and no member of cur
-// is live (a total outage), so the group can be re-formed from it (see
-// Plan). Otherwise the group has live members that hold every
-// acknowledged write, and the process rejoins by state transfer: its
-// state may hold entries the group never committed and has since
-// replaced, which only a complete copy may overwrite.
-func KeepData(cur *Config, nodes []NodeInfo, name, dataID string) bool {
-	if cur == nil || dataID == "" || cur.Data[name] != dataID || slices.IndexFunc(cur.Members, func(m Member) bool { return m.Name == name }) < 0 {
-		return false
-	}
-	for _, n := range nodes {
-		if cur.Index(n.Member()) >= 0 {
-			return false
-		}
-	}
-	return true
+// configuration cur names that directory as a member's. The group may
+// then be down (a total outage), and Plan re-forms it from the members'
+// directories. If instead the group lives on and makes the process a
+// joiner, the replica refuses (replica.ErrStaleState) and the process
+// restarts, by then no longer a member, and discards the state: it may
+// hold entries the group never committed and has since replaced, which
+// only a complete copy may overwrite. Whether the other members live is
+// not asked: after a power loss their registrations linger until their
+// leases expire, and discarding a member's directory then could leave
+// the group waiting for it forever.
+func KeepData(cur *Config, name, dataID string) bool {
+	return cur != nil && dataID != "" && cur.Data[name] == dataID &&
+		slices.ContainsFunc(cur.Members, func(m Member) bool { return m.Name == name })
 }
 
 func memberList(ms []Member) string {

@@ -293,26 +293,25 @@ func TestPlanRecordsData(t *testing.T) {
 }
 
 func TestKeepData(t *testing.T) {
-	cur := dataOf(cfg(3, "", "a", "b"), "a", "b")
+	cur := dataOf(cfg(3, "d", "a", "b"), "a", "b", "d")
 	tests := []struct {
-		name  string
-		nodes []NodeInfo
-		who   string
-		data  string
-		want  bool
+		name string
+		who  string
+		data string
+		want bool
 	}{
-		{name: "total outage, own directory", nodes: restarted("b"), who: "a", data: "d-a", want: true},
-		{name: "a member lives", nodes: live("b"), who: "a", data: "d-a"},
+		{name: "a member's own directory", who: "a", data: "d-a", want: true},
 		{name: "another directory", who: "a", data: "d-x"},
 		{name: "memory storage", who: "a"},
-		{name: "not a member", who: "z", data: "d-z"},
+		{name: "the joiner's directory", who: "d", data: "d-d"},
+		{name: "not in the group", who: "z", data: "d-z"},
 	}
 	for _, tc := range tests {
-		if got := KeepData(cur, tc.nodes, tc.who, tc.data); got != tc.want {
+		if got := KeepData(cur, tc.who, tc.data); got != tc.want {
 			t.Errorf("%s: KeepData = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if KeepData(nil, nil, "a", "d-a") {
+	if KeepData(nil, "a", "d-a") {
 		t.Error("KeepData with no configuration = true")
 	}
 }

@@ -53,11 +53,12 @@ func (r *Replica) checkRecoveryLocked(cfg coord.Config) error {
 	if !r.opts.Recovered || r.recoveryChecked {
 		return nil
 	}
-	if r.member {
+	me := coord.Member{Name: r.opts.Name, Incarnation: r.opts.Incarnation}
+	if cfg.Index(me) >= 0 {
 		r.recoveryChecked = true
 		return nil
 	}
-	if j := cfg.Joining; j != nil && j.Name == r.opts.Name && j.Incarnation == r.opts.Incarnation {
+	if j := cfg.Joining; j != nil && *j == me {
 		return fmt.Errorf("%w: the group was re-formed at epoch %d without the state this process kept (applied %d); restart it to rejoin empty",
 			ErrStaleState, cfg.Epoch, r.recoveredSeq)
 	}

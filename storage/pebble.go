@@ -2,7 +2,9 @@ package storage
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 //
 //	0x00 's'        state: applied seq, Keys, Expires (3 x uint64 big-endian)
 //	0x00 'c'        cluster id, written on the first open that names one
+//	0x00 'i'        data id: random, written on the directory's first open
 //	0x01 <user key> ExpireAt (int64 as big-endian uint64) followed by the value
 //
 // User keys sort among themselves exactly as the raw keys do, and OpClear is
@@ -33,6 +36,7 @@ const (
 var (
 	keyState     = []byte{prefixMeta, 's'}
 	keyCluster   = []byte{prefixMeta, 'c'}
+	keyDataID    = []byte{prefixMeta, 'i'}
 	userKeyStart = []byte{prefixUser}
 	userKeyEnd   = []byte{prefixUser + 1}
 )
@@ -85,6 +89,7 @@ type Pebble struct {
 	state     atomic.Pointer[pebbleState]
 	syncedSeq atomic.Uint64 // highest seq known to be on disk
 	clusterID string        // recorded cluster id, "" if none; set by load
+	dataID    string        // the directory's data id; set by load
 
 	keyPool sync.Pool // *[]byte scratch for Get's prefixed key
 
@@ -195,6 +200,9 @@ func (p *Pebble) load(clusterID string) error {
 	// pebble.Open flushes whatever it replays from the WAL into synced
 	// sstables, so everything a fresh open sees is already durable.
 	p.syncedSeq.Store(st.seq)
+	if err := p.loadDataID(); err != nil {
+		return err
+	}
 	stored, err := getCopy(p.db, keyCluster)
 	if err != nil {
 		return err
@@ -214,6 +222,31 @@ func (p *Pebble) load(clusterID string) error {
 	}
 	return nil
 }
+
+// loadDataID reads the directory's data id, or makes one on its first
+// open.
+func (p *Pebble) loadDataID() error {
+	id, err := getCopy(p.db, keyDataID)
+	if err != nil {
+		return err
+	}
+	if id == nil {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		id = []byte(hex.EncodeToString(b))
+		if err := p.db.Set(keyDataID, id, pebble.Sync); err != nil {
+			return fmt.Errorf("lockstep: record data id: %w", err)
+		}
+	}
+	p.dataID = string(id)
+	return nil
+}
+
+// DataID identifies this data directory: random, made on its first open
+// and kept for its life, so a wiped or replaced directory has another. A
+// cluster records each member's (coord.Config.Data) to know, after a
+// total outage, which restarted process holds which member's state.
+func (p *Pebble) DataID() string { return p.dataID }
 
 // ClusterID is the cluster id recorded in the directory, or "" if none.
 func (p *Pebble) ClusterID() string { return p.clusterID }

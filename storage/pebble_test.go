@@ -303,3 +303,33 @@ func TestPebbleCloseWithOpenView(t *testing.T) {
 		t.Fatalf("view Scan after store Close = %v, want ErrClosed", err)
 	}
 }
+
+func TestPebbleDataIDKeptAcrossOpens(t *testing.T) {
+	dir := t.TempDir()
+	p, err := OpenPebble(dir, PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := p.DataID()
+	if len(id) != 16 {
+		t.Fatalf("DataID = %q, want 16 hex digits", id)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p, err = OpenPebble(dir, PebbleOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.DataID() != id {
+		t.Fatalf("DataID after reopen = %q, want %q", p.DataID(), id)
+	}
+	other, err := OpenPebble(t.TempDir(), PebbleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if other.DataID() == id {
+		t.Fatal("two directories share a data id")
+	}
+}

@@ -132,11 +132,12 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	if err != nil {
 		return fmt.Errorf("cannot reach etcd at %s: %w", cf.etcd, err)
 	}
-	proto, err := groupProtocol(octx, n.cli, cf)
+	proto, cur, err := groupProtocol(octx, n.cli, cf)
 	if err != nil {
 		return err
 	}
-	if n.store, err = openReplicaStore(f, id, log); err != nil {
+	var recovered bool
+	if n.store, recovered, err = openReplicaStore(f, id, cur, log); err != nil {
 		return err
 	}
 	inc := coord.NewIncarnation()
@@ -146,7 +147,9 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		Protocol: proto, Core: replica.CoreOptions{
 			Window: cf.window, CheckpointInterval: cf.cpInterval, CheckpointBytes: cf.cpBytes,
 		},
-		Logger: log.With("component", "replica"),
+		Logger:         log.With("component", "replica"),
+		SyncBeforeSend: n.store.Durable() && f.fsync == "always",
+		Recovered:      recovered,
 	})
 	if err != nil {
 		return err
@@ -169,6 +172,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		Node: coord.NodeInfo{
 			Name: cf.name, Incarnation: inc, ClientAddr: clientAddr, PeerAddr: n.tr.Addr(),
 			AdminAddr: f.adminAddr, Pid: os.Getpid(), Host: host, State: coord.StateStarting,
+			DataID: dataID(n.store), Durable: durableSeq(n.store, recovered),
 		},
 	})
 	if err != nil {
@@ -187,59 +191,91 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 
 // groupProtocol is the protocol this node runs: the group's if it exists
 // (a --protocol naming another is refused rather than silently ignored),
-// else --protocol, else chain.
-func groupProtocol(ctx context.Context, cli *clientv3.Client, cf *clusterFlags) (string, error) {
+// else --protocol, else chain. It also returns the group's configuration
+// (nil if there is none yet).
+func groupProtocol(ctx context.Context, cli *clientv3.Client, cf *clusterFlags) (string, *coord.Config, error) {
 	cfg, err := coord.GetConfig(ctx, cli, cf.cluster, cf.group)
 	switch {
 	case errors.Is(err, coord.ErrNoConfig):
 		if cf.protocol == "" {
-			return replica.ProtocolChain, nil
+			return replica.ProtocolChain, nil, nil
 		}
-		return cf.protocol, nil
+		return cf.protocol, nil, nil
 	case err != nil:
-		return "", fmt.Errorf("read group %s: %w", cf.group, err)
+		return "", nil, fmt.Errorf("read group %s: %w", cf.group, err)
 	case cf.protocol != "" && cf.protocol != cfg.Protocol:
-		return "", fmt.Errorf("--protocol %s: %w: group %s runs %s (omit --protocol to follow the group)",
+		return "", nil, fmt.Errorf("--protocol %s: %w: group %s runs %s (omit --protocol to follow the group)",
 			cf.protocol, replica.ErrWrongProtocol, cf.group, cfg.Protocol)
 	}
-	return cfg.Protocol, nil
+	return cfg.Protocol, &cfg, nil
 }
 
-// openReplicaStore opens the node's storage. A replica that restarts is a
-// new member: it rejoins behind the tail and receives a snapshot, so its
-// old local state is discarded after checking that the data directory
-// belongs to this cluster.
-func openReplicaStore(f *serverFlags, clusterID string, log *slog.Logger) (storage.Store, error) {
+// openReplicaStore opens the node's storage. A data directory that holds a
+// member's state in the group's configuration cur is kept (recovered): the
+// group may be down after a total outage and re-form from it (see
+// coord.KeepData and coord.Plan). Any other earlier state is discarded,
+// after checking that the directory belongs to this cluster: the process
+// rejoins as a new member and receives a snapshot.
+func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *slog.Logger) (storage.Store, bool, error) {
 	if f.storage == "memory" {
-		return storage.NewMemory(), nil
+		return storage.NewMemory(), false, nil
 	}
 	dir := filepath.Join(f.dataDir, "pebble")
-	if _, err := os.Stat(dir); err == nil {
-		old, err := storage.OpenPebble(dir, storage.PebbleOptions{})
+	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return nil, false, fmt.Errorf("--data-dir: %w", err)
+	}
+	open := func() (*storage.Pebble, error) {
+		st, err := storage.OpenPebble(dir, storage.PebbleOptions{ClusterID: clusterID, Logger: log.With("component", "pebble")})
 		if err != nil {
 			return nil, fmt.Errorf("open storage in %s: %w", dir, err)
 		}
-		owner, seq := old.ClusterID(), old.AppliedSeq()
-		_ = old.Close()
-		switch {
-		case owner != "" && owner != clusterID:
-			return nil, fmt.Errorf("open storage in %s: %w: directory has %q, this cluster is %q", dir, storage.ErrWrongCluster, owner, clusterID)
-		case owner == "" && seq > 0:
-			return nil, fmt.Errorf("--data-dir %s holds a standalone node's data (%d updates); a cluster replica would discard it, so move it away or choose another --data-dir", f.dataDir, seq)
-		}
-		log.Info("discarding local state from an earlier run; it will be rebuilt from a snapshot", "dir", dir)
-		if err := os.RemoveAll(dir); err != nil {
-			return nil, err
-		}
+		return st, nil
 	}
-	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
-		return nil, fmt.Errorf("--data-dir: %w", err)
+	if _, err := os.Stat(dir); err != nil {
+		st, err := open()
+		return st, false, err
 	}
-	st, err := storage.OpenPebble(dir, storage.PebbleOptions{ClusterID: clusterID, Logger: log.With("component", "pebble")})
+	old, err := storage.OpenPebble(dir, storage.PebbleOptions{}) // look before recording the cluster id
 	if err != nil {
-		return nil, fmt.Errorf("open storage in %s: %w", dir, err)
+		return nil, false, fmt.Errorf("open storage in %s: %w", dir, err)
 	}
-	return st, nil
+	owner, seq, id := old.ClusterID(), old.AppliedSeq(), old.DataID()
+	_ = old.Close()
+	switch {
+	case owner != "" && owner != clusterID:
+		return nil, false, fmt.Errorf("open storage in %s: %w: directory has %q, this cluster is %q", dir, storage.ErrWrongCluster, owner, clusterID)
+	case owner == "" && seq > 0:
+		return nil, false, fmt.Errorf("--data-dir %s holds a standalone node's data (%d updates); a cluster replica would discard it, so move it away or choose another --data-dir", f.dataDir, seq)
+	case seq > 0 && coord.KeepData(cur, f.cluster.name, id):
+		log.Info("keeping local state: this directory holds a member's state, which the group may need to re-form",
+			"dir", dir, "data_id", id, "applied", seq, "epoch", cur.Epoch)
+		st, err := open()
+		return st, err == nil, err
+	case seq > 0:
+		log.Info("discarding local state from an earlier run (the group does not count on it); it will be rebuilt from a snapshot",
+			"dir", dir, "applied", seq)
+		if err := os.RemoveAll(dir); err != nil {
+			return nil, false, err
+		}
+	}
+	st, err := open()
+	return st, false, err
+}
+
+// dataID is the store's data directory id, "" for memory.
+func dataID(st storage.Store) string {
+	if p, ok := st.(*storage.Pebble); ok {
+		return p.DataID()
+	}
+	return ""
+}
+
+// durableSeq is what a recovered store holds; 0 if it started empty.
+func durableSeq(st storage.Store, recovered bool) uint64 {
+	if !recovered {
+		return 0
+	}
+	return st.AppliedSeq()
 }
 
 func (n *clusterNode) resolve(name string) (string, bool) {
