@@ -31,11 +31,12 @@ protocol, so redis-cli, redis-benchmark and Redis client libraries work
 unchanged.
 
 Start a local 3-node cluster with 'lockstep up', one node with 'lockstep
-server', and load any of them with 'lockstep bench'.`,
+server', load any of them with 'lockstep bench', and copy a Redis server's
+keys into them with 'lockstep migrate'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newUpCmd(), newStatusCmd(), newFenceCmd(), newWatchdogCmd(), newBenchCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(), newUpCmd(), newStatusCmd(), newFenceCmd(), newWatchdogCmd(), newBenchCmd(), newMigrateCmd(), newVersionCmd())
 	return root
 }
 
