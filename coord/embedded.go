@@ -33,6 +33,7 @@ type Embedded struct {
 	etcd      *embed.Etcd
 	endpoints []string
 	tmpDir    string
+	peerURL   string
 }
 
 // embeddedStartAttempts bounds retries when a probed free port is taken by
@@ -91,6 +92,7 @@ func (e *Embedded) start(ctx context.Context, cfg EmbeddedConfig) error {
 	for _, u := range ec.AdvertiseClientUrls {
 		e.endpoints = append(e.endpoints, u.String())
 	}
+	e.peerURL = ec.AdvertisePeerUrls[0].String()
 	return nil
 }
 
@@ -162,6 +164,10 @@ func isAddrInUse(err error) bool {
 
 // Endpoints returns the client URLs to give to Dial or clientv3.New.
 func (e *Embedded) Endpoints() []string { return append([]string(nil), e.endpoints...) }
+
+// PeerURL returns the URL etcd listens on for peers, which a restart on the
+// same directory should use again.
+func (e *Embedded) PeerURL() string { return e.peerURL }
 
 // Close stops etcd and waits for it to shut down; a temporary data directory
 // is removed. Close clients first: etcd waits (up to its request timeout) for

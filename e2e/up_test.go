@@ -50,7 +50,8 @@ func freeRun(t *testing.T, n int) int {
 // upCluster is a cluster run by `lockstep up`, with its output captured.
 type upCluster struct {
 	dir  string
-	base int // node i's client port is base+i-1
+	base int    // node i's client port is base+i-1
+	stop func() // SIGINT, then wait for 'up' to exit
 
 	mu  sync.Mutex
 	out strings.Builder
@@ -67,7 +68,16 @@ func (u *upCluster) output() string {
 // and stops it with SIGINT at cleanup.
 func startUp(t *testing.T, args ...string) *upCluster {
 	t.Helper()
-	u := &upCluster{dir: t.TempDir() + "/cluster", base: freeRun(t, 3)}
+	u := startUpIn(t, t.TempDir()+"/cluster", freeRun(t, 3), args...)
+	t.Cleanup(u.stop)
+	return u
+}
+
+// startUpIn runs `lockstep up` in dir on base until its ready line; the
+// caller stops it (stop).
+func startUpIn(t *testing.T, dir string, base int, args ...string) *upCluster {
+	t.Helper()
+	u := &upCluster{dir: dir, base: base}
 	up := exec.Command(lockstepBin, append([]string{"up", "--dir", u.dir, "--base-port", fmt.Sprint(u.base)}, args...)...)
 	stdout, err := up.StdoutPipe()
 	if err != nil {
@@ -76,10 +86,10 @@ func startUp(t *testing.T, args ...string) *upCluster {
 	if err := up.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
+	u.stop = func() {
 		_ = up.Process.Signal(syscall.SIGINT)
 		_ = up.Wait()
-	})
+	}
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -95,6 +105,7 @@ func startUp(t *testing.T, args ...string) *upCluster {
 	select {
 	case <-ready:
 	case <-time.After(60 * time.Second):
+		u.stop()
 		t.Fatalf("no ready line:\n%s", u.output())
 	}
 	return u
@@ -196,5 +207,52 @@ func TestUpRefusesTakenPort(t *testing.T) {
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("--dir was created (%v): nothing should start", err)
+	}
+}
+
+// TestUpKeepsData follows the quick start across a stop: data written to
+// a cluster survives Ctrl-C and a second 'up' in the same directory, which
+// resumes the cluster; a second 'up' while the first runs is refused;
+// --fresh starts over.
+func TestUpKeepsData(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: runs a whole cluster three times")
+	}
+	dir, base := t.TempDir()+"/cluster", freeRun(t, 3)
+	u := startUpIn(t, dir, base, "--protocol", "primary-backup")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rc := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", base+1), MaxRetries: 5})
+	defer rc.Close()
+	for i := range 100 {
+		if err := rc.Set(ctx, fmt.Sprint("k", i), fmt.Sprint("v", i), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(lockstepBin, "up", "--dir", dir, "--base-port", fmt.Sprint(freeRun(t, 3))).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "in use by a running 'lockstep up'") {
+		t.Fatalf("a second up in the same --dir: %v\n%s", err, out)
+	}
+	u.stop()
+
+	u = startUpIn(t, dir, base) // no --protocol: the cluster's own is resumed
+	if !strings.Contains(u.output(), "resuming the 3-node primary-backup cluster") {
+		t.Errorf("up did not say it resumed:\n%s", u.output())
+	}
+	for i := range 100 {
+		if v, err := rc.Get(ctx, fmt.Sprint("k", i)).Result(); err != nil || v != fmt.Sprint("v", i) {
+			t.Fatalf("after the restart GET k%d = %q, %v", i, v, err)
+		}
+	}
+	u.stop()
+
+	out, err = exec.Command(lockstepBin, "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--protocol", "chain").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--fresh") {
+		t.Fatalf("up with another --protocol over a primary-backup cluster: %v\n%s", err, out)
+	}
+	u = startUpIn(t, dir, base, "--fresh")
+	defer u.stop()
+	if n, err := rc.DBSize(ctx).Result(); err != nil || n != 0 {
+		t.Fatalf("after --fresh DBSIZE = %d, %v; want an empty cluster", n, err)
 	}
 }

@@ -180,6 +180,12 @@ type upInfo struct {
 	EtcdEndpoints []string `json:"etcd_endpoints"`
 	Cluster       string   `json:"cluster"`
 	Group         string   `json:"group"`
+	// What a later 'up' in the same directory resumes (absent in files
+	// written before it could).
+	EtcdPeerURL string `json:"etcd_peer_url,omitempty"`
+	Nodes       int    `json:"nodes,omitempty"`
+	Protocol    string `json:"protocol,omitempty"`
+	Storage     string `json:"storage,omitempty"`
 }
 
 // etcdTarget is how the admin commands find a cluster's etcd: the

@@ -42,6 +42,10 @@ type upFlags struct {
 	adminBase    int
 	procs        int
 	cpInterval   time.Duration
+	fresh        bool
+	// changed reports whether a flag was given on the command line; a
+	// resumed cluster keeps its own settings for those that were not.
+	changed func(name string) bool
 }
 
 func newUpCmd() *cobra.Command {
@@ -59,13 +63,20 @@ checkpoint) is formed. Any node serves any client. Kill a node and the others ca
 with --restart-after the killed node is restarted and rejoins (behind the
 tail, or as a backup). Ctrl-C stops everything.
 
-Every 'up' starts a fresh cluster in --dir (etcd data and node data are
-recreated); logs are in --dir/<node>.log.`,
+Data persists: nodes store their data with Pebble in --dir/<node> and
+acknowledge a write once it is on disk on every replica that counts
+(--storage pebble, the default). Ctrl-C stops the cluster; 'up' again in the
+same --dir resumes it with its data, its protocol and its number of nodes
+(the group re-forms from the nodes' disks). --fresh deletes what an
+earlier cluster left in --dir and starts a new one. Only one 'up' may run
+in a --dir at a time. With --storage memory nothing survives a stop.
+Logs are in --dir/<node>.log.`,
 		Example: `  lockstep up
   lockstep up --nodes 5 --restart-after 3s
   redis-cli -p 7001 set k v; lockstep status`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.changed = cmd.Flags().Changed
 			return runUp(cmd.Context(), f, cmd.OutOrStdout())
 		},
 	}
@@ -76,7 +87,8 @@ recreated); logs are in --dir/<node>.log.`,
 	fl.StringVar(&f.dir, "dir", "lockstep-cluster", "directory for etcd data, node data and logs")
 	fl.IntVar(&f.basePort, "base-port", 7001, "client port of the first node; node i listens on base-port+i-1")
 	fl.DurationVar(&f.restartAfter, "restart-after", 0, "restart a node this long after it dies (0: never)")
-	fl.StringVar(&f.storage, "storage", "memory", "node storage: memory or pebble")
+	fl.StringVar(&f.storage, "storage", "pebble", "node storage: pebble (on disk in --dir, survives a stop) or memory (faster, lost when a node stops)")
+	fl.BoolVar(&f.fresh, "fresh", false, "delete the cluster an earlier 'up' left in --dir and start a new one (default: resume it with its data)")
 	fl.DurationVar(&f.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease TTL of each node")
 	fl.IntVar(&f.adminBase, "admin-base-port", 0, "if set, node i serves /metrics and /debug/pprof on admin-base-port+i-1")
 	fl.IntVar(&f.procs, "procs-per-node", 0, "GOMAXPROCS of each node (0: this machine's cores shared out between the nodes, at least 1; a GOMAXPROCS in the environment wins)")
@@ -147,18 +159,28 @@ func runUp(ctx context.Context, f *upFlags, out io.Writer) error {
 	if err := f.checkPorts(); err != nil {
 		return err
 	}
-	if err := resetUpDir(f.dir); err != nil {
+	dir, err := openUpDir(f.dir, f.fresh)
+	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(f.dir, 0o755); err != nil {
-		return fmt.Errorf("--dir: %w", err)
+	defer dir.close()
+	checked := f.nodes
+	etcdCfg, err := f.resume(dir, out)
+	if err != nil {
+		return err
 	}
-	etcd, err := coord.StartEmbedded(ctx, coord.EmbeddedConfig{Dir: filepath.Join(f.dir, "etcd")})
+	if f.nodes > checked {
+		if err := f.checkPorts(); err != nil { // the resumed cluster has more nodes
+			return err
+		}
+	}
+	etcd, err := coord.StartEmbedded(ctx, etcdCfg)
 	if err != nil {
 		return fmt.Errorf("start embedded etcd: %w", err)
 	}
 	defer etcd.Close()
-	info := upInfo{EtcdEndpoints: etcd.Endpoints(), Cluster: upCluster, Group: upGroup}
+	info := upInfo{EtcdEndpoints: etcd.Endpoints(), EtcdPeerURL: etcd.PeerURL(), Cluster: upCluster, Group: upGroup,
+		Nodes: f.nodes, Protocol: f.protocol, Storage: f.storage}
 	if err := writeJSON(filepath.Join(f.dir, "cluster.json"), info); err != nil {
 		return err
 	}
@@ -402,24 +424,43 @@ func (s *supervisor) stopAll() {
 	}
 }
 
-// resetUpDir empties dir for a fresh cluster, but only if it is missing,
-// empty, or was made by an earlier 'lockstep up' (it holds cluster.json):
-// a mistyped --dir must never wipe someone's files.
-func resetUpDir(dir string) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) || (err == nil && len(entries) == 0) {
-		return nil
+// resume adopts the settings of the cluster an earlier 'up' left in dir,
+// if any, and returns where to start etcd: on its directory, at its
+// earlier addresses (etcd records its peer URL). A setting given on the
+// command line that contradicts the cluster's is refused rather than
+// silently ignored. A cluster that kept its data in memory has nothing
+// left to resume, so a new one starts.
+func (f *upFlags) resume(dir *upDir, out io.Writer) (coord.EmbeddedConfig, error) {
+	cfg := coord.EmbeddedConfig{Dir: filepath.Join(f.dir, "etcd")}
+	prev := dir.prev
+	if prev == nil {
+		return cfg, nil
 	}
-	if err != nil {
-		return fmt.Errorf("--dir %s: %w", dir, err)
+	if prev.Storage != "pebble" {
+		fmt.Fprintf(out, "the cluster in %s kept its data in memory, which did not survive; starting a new one\n", f.dir)
+		return cfg, dir.inspect(true)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "cluster.json")); err != nil {
-		return fmt.Errorf("--dir %s is not empty and was not made by 'lockstep up' (no cluster.json); choose another directory", dir)
+	for _, s := range []struct {
+		flag      string
+		mine, was string
+		set       func()
+	}{
+		{"protocol", f.protocol, prev.Protocol, func() { f.protocol = prev.Protocol }},
+		{"nodes", strconv.Itoa(f.nodes), strconv.Itoa(prev.Nodes), func() { f.nodes = prev.Nodes }},
+		{"storage", f.storage, prev.Storage, func() { f.storage = prev.Storage }},
+	} {
+		if f.changed != nil && f.changed(s.flag) && s.mine != s.was {
+			return cfg, fmt.Errorf("--%s %s: the cluster in %s has %s %s; leave the flag out to resume it, or add --fresh to delete it and start a new one",
+				s.flag, s.mine, f.dir, s.flag, s.was)
+		}
+		s.set()
 	}
-	if err := os.RemoveAll(dir); err != nil {
-		return fmt.Errorf("--dir: %w", err)
+	if len(prev.EtcdEndpoints) > 0 {
+		cfg.ClientURL = prev.EtcdEndpoints[0]
 	}
-	return nil
+	cfg.PeerURL = prev.EtcdPeerURL
+	fmt.Fprintf(out, "resuming the %d-node %s cluster in %s with its data (--fresh starts a new one)\n", f.nodes, f.protocol, f.dir)
+	return cfg, nil
 }
 
 func writeJSON(path string, v any) error {
