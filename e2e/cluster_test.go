@@ -153,6 +153,7 @@ type ClusterStatus struct {
 	Epoch    uint64    `json:"epoch"`
 	Protocol string    `json:"protocol"`
 	Nodes    []NodeRow `json:"nodes"`
+	Down     string    `json:"down"`
 }
 
 // NodeRow is one node of `lockstep status --json`.

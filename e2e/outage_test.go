@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -95,6 +96,10 @@ func totalOutage(t *testing.T, protocol string, etcdToo bool) {
 	proctest.Eventually(t, 30*time.Second, "writes before the outage", func() bool { return w.acked.Load() >= 200 })
 	c.killAll()
 	before := w.acked.Load()
+	proctest.Eventually(t, 10*time.Second, "status to say whom the group waits for", func() bool {
+		return strings.Contains(c.status().Down, "waiting for a restart on the data of")
+	})
+	t.Logf("status while down: %s", c.status().Down)
 	if etcdToo {
 		c.etcd.Close()
 		c.etcd = startEtcd()

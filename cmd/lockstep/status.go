@@ -82,6 +82,8 @@ type ClusterStatus struct {
 	Protocol string       `json:"protocol"`
 	Epoch    uint64       `json:"epoch"`
 	Nodes    []NodeStatus `json:"nodes"`
+	// Down, when the group cannot serve, says why and whom it waits for.
+	Down string `json:"down,omitempty"`
 }
 
 func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
@@ -106,6 +108,9 @@ func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
 
 func printStatus(out io.Writer, st ClusterStatus) error {
 	fmt.Fprintf(out, "cluster %s, group %s, protocol %s, epoch %d\n", st.Cluster, st.Group, st.Protocol, st.Epoch)
+	if st.Down != "" {
+		fmt.Fprintf(out, "%s\n", st.Down)
+	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tEPOCH\tAPPLIED\tCOMMIT\tLAG\tCLIENT ADDR\tPID")
 	for _, n := range st.Nodes {
@@ -131,6 +136,13 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client, cluster, group str
 		return st, err
 	}
 	st.Protocol, st.Epoch = cfg.Protocol, cfg.Epoch
+	if err == nil {
+		// What the reconfiguration leader would do now: while the group is
+		// down, its reason names what it waits for.
+		if _, changed, why := coord.Plan(&cfg, nodes, coord.PlanOptions{}); !changed && strings.HasPrefix(why, "group down") {
+			st.Down = why
+		}
+	}
 	live := map[string]coord.NodeInfo{}
 	var maxApplied uint64
 	for _, n := range nodes {
