@@ -17,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/lockstep/lockstep/statemachine"
+	"github.com/lockstep/lockstep/storage"
 )
 
 // Update tags: an untagged update or one carrying a request id.
@@ -47,6 +48,9 @@ type record struct {
 type Machine struct {
 	statemachine.StateMachine
 	max int
+	// durable is the inner machine when it can keep the table in its
+	// store, nil when the table lives in memory only.
+	durable durableInner
 
 	mu    sync.Mutex
 	table map[string]record
@@ -56,11 +60,22 @@ type Machine struct {
 }
 
 // Wrap returns inner with deduplication; maxClients <= 0 means the default.
-func Wrap(inner statemachine.StateMachine, maxClients int) *Machine {
+// When inner keeps its state in a store (kv.Machine), the table is kept
+// there too and read back now, so a machine wrapped over a store that
+// already holds data knows every request that data includes. It fails only
+// if that read fails.
+func Wrap(inner statemachine.StateMachine, maxClients int) (*Machine, error) {
 	if maxClients <= 0 {
 		maxClients = DefaultMaxClients
 	}
-	return &Machine{StateMachine: inner, max: maxClients, table: map[string]record{}}
+	m := &Machine{StateMachine: inner, max: maxClients, table: map[string]record{}}
+	if d, ok := inner.(durableInner); ok {
+		m.durable = d
+		if err := m.load(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }
 
 // Inner returns the wrapped machine.
@@ -133,35 +148,70 @@ func (m *Machine) Apply(seq uint64, u statemachine.Update, out []byte) ([]byte, 
 	if err != nil {
 		return out, err
 	}
-	start := len(out)
-	out, err = m.StateMachine.Apply(seq, inner, out)
-	if err != nil || client == "" {
+	if client == "" {
+		return m.StateMachine.Apply(seq, inner, out)
+	}
+	return m.applyTagged(seq, client, num, inner, out)
+}
+
+// applyTagged applies a tagged request's inner update and records its
+// reply. The client that makes room for a new one is chosen first, so a
+// durable table's record and eviction go in the update's own batch.
+func (m *Machine) applyTagged(seq uint64, client string, num uint64, inner statemachine.Update, out []byte) ([]byte, error) {
+	var evict []string
+	m.mu.Lock()
+	if len(m.table) >= m.max {
+		evict = m.evictionsLocked(map[string]record{client: {num: num, seq: seq}})
+	}
+	m.mu.Unlock()
+	var rec record
+	var err error
+	if m.durable != nil {
+		out, err = m.durable.ApplyWithMeta(seq, inner, out, func(reply []byte) []storage.Op {
+			var v []byte
+			rec, v = newRecord(num, seq, reply)
+			ops := make([]storage.Op, 0, 1+len(evict))
+			ops = append(ops, setRecordOp(client, v))
+			for _, c := range evict {
+				ops = append(ops, deleteRecordOp(c))
+			}
+			return ops
+		})
+	} else {
+		start := len(out)
+		if out, err = m.StateMachine.Apply(seq, inner, out); err == nil {
+			rec, _ = newRecord(num, seq, out[start:])
+		}
+	}
+	if err != nil {
 		return out, err
 	}
 	m.mu.Lock()
-	m.table[client] = record{num: num, seq: seq, reply: append([]byte(nil), out[start:]...)}
-	if m.dirty != nil {
-		m.dirty[client] = true
+	defer m.mu.Unlock()
+	m.putLocked(client, rec)
+	for _, c := range evict {
+		m.dropLocked(c)
 	}
-	m.evictLocked()
-	m.mu.Unlock()
 	return out, nil
 }
 
-func (m *Machine) evictLocked() {
-	for len(m.table) > m.max {
-		var oldest string
-		var min uint64
-		first := true
-		for c, r := range m.table {
-			if first || r.seq < min {
-				oldest, min, first = c, r.seq, false
-			}
-		}
-		delete(m.table, oldest)
-		if m.dirty != nil {
-			m.dirty[oldest] = true // its removal travels in the next delta
-		}
+// putLocked records r for client in memory, and dropLocked forgets
+// client. A change is marked dirty, so it travels in the next delta (a
+// removal as a record with num 0, which tells a backup to forget the
+// client).
+func (m *Machine) putLocked(client string, r record) {
+	m.table[client] = r
+	m.markLocked(client)
+}
+
+func (m *Machine) dropLocked(client string) {
+	delete(m.table, client)
+	m.markLocked(client)
+}
+
+func (m *Machine) markLocked(client string) {
+	if m.dirty != nil {
+		m.dirty[client] = true
 	}
 }
 
@@ -240,14 +290,20 @@ func (s *snapshot) Write(w io.Writer) error {
 }
 
 // Restore reads the table, then hands the rest of the stream to the inner
-// machine.
+// machine. A durable table replaces the stored one in the inner machine's
+// Replace batch.
 func (m *Machine) Restore(r io.Reader) error {
 	br := bufio.NewReader(r)
 	table, err := readTable(br)
 	if err != nil {
 		return err
 	}
-	if err := m.StateMachine.Restore(br); err != nil {
+	if m.durable != nil {
+		err = m.durable.RestoreWithMeta(br, tableOps(table))
+	} else {
+		err = m.StateMachine.Restore(br)
+	}
+	if err != nil {
 		return err
 	}
 	m.mu.Lock()

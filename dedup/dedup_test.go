@@ -23,7 +23,19 @@ func args(s ...string) [][]byte {
 	return out
 }
 
-func newMachine(max int) *Machine { return Wrap(kv.New(storage.NewMemory(), kv.Options{}), max) }
+func newMachine(t testing.TB, max int) *Machine {
+	t.Helper()
+	return mustWrap(t, kv.New(storage.NewMemory(), kv.Options{}), max)
+}
+
+func mustWrap(t testing.TB, inner statemachine.StateMachine, max int) *Machine {
+	t.Helper()
+	m, err := Wrap(inner, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
 
 func apply(t *testing.T, m *Machine, seq uint64, u statemachine.Update) string {
 	t.Helper()
@@ -35,7 +47,7 @@ func apply(t *testing.T, m *Machine, seq uint64, u statemachine.Update) string {
 }
 
 func TestRetryGetsRecordedReply(t *testing.T) {
-	m := newMachine(0)
+	m := newMachine(t, 0)
 	u, err := m.PrepareTagged("c1", 7, args("INCR", "n"), env{})
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +73,7 @@ func TestRetryGetsRecordedReply(t *testing.T) {
 // TestSnapshotCarriesTable restores a replica from a snapshot and checks
 // that it recognizes a retry applied before the snapshot.
 func TestSnapshotCarriesTable(t *testing.T) {
-	src := newMachine(0)
+	src := newMachine(t, 0)
 	u, _ := src.PrepareTagged("c1", 1, args("SET", "k", "v"), env{})
 	apply(t, src, 1, u)
 	apply(t, src, 2, mustPrepare(t, src, "SET", "j", "w"))
@@ -74,7 +86,7 @@ func TestSnapshotCarriesTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	snap.Close()
-	dst := newMachine(0)
+	dst := newMachine(t, 0)
 	if err := dst.Restore(&buf); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +110,7 @@ func mustPrepare(t *testing.T, m *Machine, a ...string) statemachine.Update {
 // TestEvictionIsDeterministic fills a small table on two replicas and
 // checks they evict the same clients.
 func TestEvictionIsDeterministic(t *testing.T) {
-	a, b := newMachine(3), newMachine(3)
+	a, b := newMachine(t, 3), newMachine(t, 3)
 	for i, c := range []string{"w", "x", "y", "z", "x"} {
 		u, _ := a.PrepareTagged(c, uint64(i+1), args("SET", c, "v"), env{})
 		apply(t, a, uint64(i+1), u)
@@ -120,7 +132,7 @@ func TestEvictionIsDeterministic(t *testing.T) {
 }
 
 func TestCorruptUpdate(t *testing.T) {
-	m := newMachine(0)
+	m := newMachine(t, 0)
 	for _, u := range [][]byte{nil, {0x42}, {tagTagged}, {tagTagged, 5, 'a'}} {
 		if _, err := m.Apply(1, u, nil); !errors.Is(err, statemachine.ErrCorruptUpdate) {
 			t.Errorf("Apply(%q) = %v", u, err)
@@ -135,8 +147,8 @@ type plainMachine struct{ statemachine.StateMachine }
 // TestPrepareBehindHeaderSameBytes: preparing the inner update straight
 // behind the dedup header and copying it there give the same Update.
 func TestPrepareBehindHeaderSameBytes(t *testing.T) {
-	direct := newMachine(0)
-	copied := Wrap(plainMachine{kv.New(storage.NewMemory(), kv.Options{})}, 0)
+	direct := newMachine(t, 0)
+	copied := mustWrap(t, plainMachine{kv.New(storage.NewMemory(), kv.Options{})}, 0)
 	for _, m := range []*Machine{direct, copied} {
 		if _, ok := m.StateMachine.(appendPreparer); ok != (m == direct) {
 			t.Fatalf("appendPreparer = %v for the wrong machine", ok)

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"github.com/lockstep/lockstep/statemachine"
+	"github.com/lockstep/lockstep/storage"
 )
 
 // The table is part of the state checkpoint replication transfers: a
@@ -90,28 +91,32 @@ func appendRecord(b []byte, client string, r record) []byte {
 	return append(b, r.reply...)
 }
 
-// applyDelta installs a delta's records and its inner delta at seq.
+// applyDelta installs a delta's records and its inner delta at seq. A
+// durable table writes the records, and the evictions they cause, in the
+// inner delta's batch.
 func (m *Machine) applyDelta(seq uint64, b []byte) error {
-	d := &deltaReader{b: b}
-	n := d.uvarint()
-	if n > uint64(len(b)) {
-		return fmt.Errorf("%w: dedup delta of %d records in %d bytes", statemachine.ErrCorruptUpdate, n, len(b))
+	recs, inner, err := decodeDeltaRecords(b)
+	if err != nil {
+		return err
 	}
-	recs := make(map[string]record, n)
-	for range n {
-		c := string(d.bytes())
-		r := record{num: d.uvarint(), seq: d.uvarint()}
-		r.reply = append([]byte(nil), d.bytes()...)
-		recs[c] = r
+	m.mu.Lock()
+	evict := m.evictionsLocked(recs)
+	m.mu.Unlock()
+	if m.durable != nil {
+		_, err = m.durable.ApplyWithMeta(seq, inner, nil, func([]byte) []storage.Op {
+			return deltaOps(recs, evict)
+		})
+	} else {
+		_, err = m.StateMachine.Apply(seq, inner, nil)
 	}
-	if d.bad {
-		return fmt.Errorf("%w: dedup delta records", statemachine.ErrCorruptUpdate)
-	}
-	if _, err := m.StateMachine.Apply(seq, d.b, nil); err != nil {
+	if err != nil {
 		return err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	// The records are the primary's: they are not marked dirty again (a
+	// primary applies its own empty checkpoint too). The evictions are
+	// this replica's own changes.
 	for c, r := range recs {
 		if r.num == 0 {
 			delete(m.table, c)
@@ -119,8 +124,49 @@ func (m *Machine) applyDelta(seq uint64, b []byte) error {
 			m.table[c] = r
 		}
 	}
-	m.evictLocked()
+	for _, c := range evict {
+		m.dropLocked(c)
+	}
 	return nil
+}
+
+// decodeDeltaRecords splits a delta into its records, keyed by client,
+// and the inner delta.
+func decodeDeltaRecords(b []byte) (map[string]record, []byte, error) {
+	d := &deltaReader{b: b}
+	n := d.uvarint()
+	if n > uint64(len(b)) {
+		return nil, nil, fmt.Errorf("%w: dedup delta of %d records in %d bytes", statemachine.ErrCorruptUpdate, n, len(b))
+	}
+	recs := make(map[string]record, n)
+	for range n {
+		c := string(d.bytes())
+		num, seq := d.uvarint(), d.uvarint()
+		recs[c], _ = newRecord(num, seq, d.bytes())
+	}
+	if d.bad {
+		return nil, nil, fmt.Errorf("%w: dedup delta records", statemachine.ErrCorruptUpdate)
+	}
+	return recs, d.b, nil
+}
+
+// deltaOps writes a delta's records to the store, in client order so the
+// same delta gives the same batch, and deletes the clients it evicts.
+func deltaOps(recs map[string]record, evict []string) []storage.Op {
+	ops := make([]storage.Op, 0, len(recs)+len(evict))
+	for _, c := range slices.Sorted(maps.Keys(recs)) {
+		r := recs[c]
+		if r.num == 0 {
+			ops = append(ops, deleteRecordOp(c))
+			continue
+		}
+		_, v := newRecord(r.num, r.seq, r.reply)
+		ops = append(ops, setRecordOp(c, v))
+	}
+	for _, c := range evict {
+		ops = append(ops, deleteRecordOp(c))
+	}
+	return ops
 }
 
 // deltaReader decodes a delta; any malformed field sets bad.

@@ -9,7 +9,7 @@ import (
 // retried request as the primary would, and holds the same state; a
 // client evicted on the primary is forgotten by the backup too.
 func TestDeltaCarriesTable(t *testing.T) {
-	p, b := newMachine(2), newMachine(2)
+	p, b := newMachine(t, 2), newMachine(t, 2)
 	p.TrackChanges(true)
 	seq := uint64(0)
 	do := func(client string, num uint64, cmd ...string) {

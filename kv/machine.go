@@ -146,6 +146,18 @@ func (m *Machine) PrepareAppend(dst []byte, args [][]byte, env statemachine.Env)
 
 // Apply applies u as one storage batch numbered seq and appends its reply.
 func (m *Machine) Apply(seq uint64, u statemachine.Update, out []byte) ([]byte, error) {
+	return m.ApplyWithMeta(seq, u, out, nil)
+}
+
+// ApplyWithMeta is Apply with metadata ops in the update's own storage
+// batch. A wrapper that keeps state of its own in the store (dedup's table
+// of replies) writes it this way, so a crash keeps an update and what the
+// wrapper recorded about it together or neither. meta, unless nil, is
+// called with the update's reply before the batch is applied and returns
+// the ops to add, of metadata kinds only (storage.OpKind.IsMeta). The reply
+// aliases u, so meta copies what it keeps; the store may keep the slices of
+// the ops meta returns.
+func (m *Machine) ApplyWithMeta(seq uint64, u statemachine.Update, out []byte, meta func(reply []byte) []storage.Op) ([]byte, error) {
 	reply, n, body, err := decodeHeader(u)
 	if err != nil {
 		return out, err
@@ -159,12 +171,35 @@ func (m *Machine) Apply(seq uint64, u statemachine.Update, out []byte) ([]byte, 
 		return out, err
 	}
 	detachOps(b.Ops, len(u))
+	if meta != nil {
+		extra := meta(reply)
+		if err := checkMeta(extra); err != nil {
+			return out, fmt.Errorf("kv: apply update %d: %w", seq, err)
+		}
+		b.Ops = append(b.Ops, extra...)
+	}
 	if err := m.store.Apply(b); err != nil {
 		return out, fmt.Errorf("kv: apply update %d: %w", seq, err)
 	}
-	m.dirty.record(seq, b.Ops)
+	m.dirty.record(seq, b.Ops[:n])
 	return append(out, reply...), nil
 }
+
+// checkMeta rejects a wrapper's op that would change user keys: those
+// change only through Updates, which every replica applies alike.
+func checkMeta(ops []storage.Op) error {
+	for i := range ops {
+		if !ops[i].Kind.IsMeta() {
+			return fmt.Errorf("%w: metadata op %d has kind %d", storage.ErrBadOp, i, ops[i].Kind)
+		}
+	}
+	return nil
+}
+
+// Store returns the store the machine keeps its state in, for a wrapper
+// that keeps state of its own in the store's metadata namespace: dedup
+// reads its table back from it when it starts over a kept store.
+func (m *Machine) Store() storage.Store { return m.store }
 
 // Read answers a read-only command from the current state.
 func (m *Machine) Read(args [][]byte, nowMillis int64, out []byte) ([]byte, error) {

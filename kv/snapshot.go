@@ -127,21 +127,67 @@ func (sw *snapWriter) flushRecord() bool {
 // after the snapshot, so a caller streaming more data on the same
 // connection must hand it a reader bounded to the snapshot.
 func (m *Machine) Restore(r io.Reader) error {
+	return m.RestoreWithMeta(r, nil)
+}
+
+// RestoreWithMeta is Restore with metadata ops (storage.OpKind.IsMeta) in
+// the same Replace batch, after the snapshot's entries. A wrapper that
+// keeps state of its own in the store replaces it this way (OpClearMeta,
+// then its records), so a crash cannot pair the new keyspace with the old
+// records.
+func (m *Machine) RestoreWithMeta(r io.Reader, meta []storage.Op) error {
+	if err := checkMeta(meta); err != nil {
+		return fmt.Errorf("kv: restore snapshot: %w", err)
+	}
 	seq, ops, err := readSnapshot(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return err
 	}
-	if seq == 0 && len(ops) == 1 && m.store.AppliedSeq() == 0 && m.store.Stats().Keys == 0 {
-		// An empty snapshot of a fresh machine onto a fresh store: there is
-		// nothing to do, and no batch may be numbered 0.
-		m.cursors.reset()
-		return nil
+	if seq == 0 && len(ops) == 1 && !setsMeta(meta) {
+		fresh, err := m.fresh()
+		if err != nil {
+			return err
+		}
+		if fresh {
+			// An empty snapshot of a fresh machine onto a fresh store:
+			// there is nothing to do, and no batch may be numbered 0.
+			m.cursors.reset()
+			return nil
+		}
 	}
+	ops = append(ops, meta...)
 	if err := m.store.Apply(&storage.Batch{Ops: ops, Seq: seq, Replace: true}); err != nil {
 		return fmt.Errorf("kv: restore snapshot at %d: %w", seq, err)
 	}
 	m.cursors.reset()
 	return nil
+}
+
+// setsMeta reports whether ops write any metadata key.
+func setsMeta(ops []storage.Op) bool {
+	for i := range ops {
+		if ops[i].Kind == storage.OpSetMeta {
+			return true
+		}
+	}
+	return false
+}
+
+// fresh reports whether the store holds nothing: no applied update, no
+// key and no metadata.
+func (m *Machine) fresh() (bool, error) {
+	if m.store.AppliedSeq() != 0 || m.store.Stats().Keys != 0 {
+		return false, nil
+	}
+	empty := true
+	err := m.store.ScanMeta(nil, func(_, _ []byte) bool {
+		empty = false
+		return false
+	})
+	if err != nil {
+		return false, fmt.Errorf("kv: restore snapshot: %w", err)
+	}
+	return empty, nil
 }
 
 // readSnapshot decodes and verifies a whole snapshot stream. The ops it

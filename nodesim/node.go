@@ -73,7 +73,10 @@ func (w *World) startNode(name string) *node {
 	n := &node{w: w, name: name, inc: fmt.Sprintf("%s-%x", name, w.rng.Uint32()), phase: w.rng.Int64N(tickMillis),
 		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000}
 	n.store = storage.NewMemory()
-	machine := dedup.Wrap(kv.New(n.store, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
+	machine, err := dedup.Wrap(kv.New(n.store, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
+	if err != nil {
+		panic(err) // an empty memory store cannot fail to load
+	}
 	rep, err := replica.New(replica.Options{
 		Name: name, Incarnation: n.inc, Machine: machine, Store: n.store, Protocol: w.p.Protocol,
 		Core:         replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},

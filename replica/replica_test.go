@@ -17,6 +17,16 @@ import (
 	"github.com/lockstep/lockstep/storage"
 )
 
+// newMachine is the state machine the runtime runs, over store.
+func newMachine(t testing.TB, store storage.Store) *dedup.Machine {
+	t.Helper()
+	m, err := dedup.Wrap(kv.New(store, kv.Options{}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // TestCommitPointWakesOnlyCommitted checks that an advance releases
 // exactly the waiters it covers, in any registration order, and that a
 // change of role reaches every waiter.
@@ -151,7 +161,7 @@ func TestCommitPointExpiresPastDeadlines(t *testing.T) {
 // not before.
 func TestWaitTimesOutWithoutATimerPerWrite(t *testing.T) {
 	store := storage.NewMemory()
-	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: dedup.Wrap(kv.New(store, kv.Options{}), 0), Store: store,
+	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: newMachine(t, store), Store: store,
 		Tick: 5 * time.Millisecond, WaitTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -338,7 +348,7 @@ func TestDigestComparesState(t *testing.T) {
 // epoch, not the role, not where requests are forwarded.
 func TestOlderConfigurationIgnored(t *testing.T) {
 	store := storage.NewMemory()
-	r, err := New(Options{Name: "b", Incarnation: "i", Machine: dedup.Wrap(kv.New(store, kv.Options{}), 0), Store: store})
+	r, err := New(Options{Name: "b", Incarnation: "i", Machine: newMachine(t, store), Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

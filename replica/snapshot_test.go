@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/lockstep/lockstep/coord"
-	"github.com/lockstep/lockstep/dedup"
-	"github.com/lockstep/lockstep/kv"
 	"github.com/lockstep/lockstep/protocol/pb"
 	"github.com/lockstep/lockstep/storage"
 )
@@ -25,7 +23,7 @@ func (fixedEnv) Rand() uint64     { return 7 }
 func newTestReplica(t *testing.T, name string) *Replica {
 	t.Helper()
 	store := storage.NewMemory()
-	r, err := New(Options{Name: name, Incarnation: "i", Machine: dedup.Wrap(kv.New(store, kv.Options{}), 0), Store: store})
+	r, err := New(Options{Name: name, Incarnation: "i", Machine: newMachine(t, store), Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +178,7 @@ func pbJoinerAskedForSnapshot(ctx context.Context, t *testing.T, fetch SnapshotF
 	t.Helper()
 	store := storage.NewMemory()
 	r, err := New(Options{Name: "b", Incarnation: "i", Protocol: ProtocolPrimaryBackup,
-		Machine: dedup.Wrap(kv.New(store, kv.Options{}), 0), Store: store})
+		Machine: newMachine(t, store), Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -63,7 +65,10 @@ type Memory struct {
 	// views counts open snapshots. While any is open, cells are never
 	// changed in place (an open view's clone of the tree shares them):
 	// an overwrite gets a new cell, replaced in the tree copy-on-write.
-	views  int
+	views int
+	// meta is the metadata namespace. No View reads it, so it is changed
+	// in place whatever views are open.
+	meta   map[string][]byte
 	stats  Stats
 	seq    uint64
 	closed bool
@@ -73,7 +78,7 @@ var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory store.
 func NewMemory() *Memory {
-	return &Memory{tree: btree.NewG(memDegree, memLess), index: map[string]*cell{}}
+	return &Memory{tree: btree.NewG(memDegree, memLess), index: map[string]*cell{}, meta: map[string][]byte{}}
 }
 
 // Get returns the entry for key. It allocates nothing: the returned slices
@@ -129,6 +134,12 @@ func (m *Memory) applyOp(op *Op) {
 		m.tree.Clear(false)
 		m.index = map[string]*cell{}
 		m.stats = Stats{}
+	case OpSetMeta:
+		m.meta[string(op.Key)] = op.Entry.Value
+	case OpDeleteMeta:
+		delete(m.meta, string(op.Key))
+	case OpClearMeta:
+		clear(m.meta)
 	}
 }
 
@@ -172,6 +183,30 @@ func scanTree(t *btree.BTreeG[memItem], start []byte, fn func(key []byte, e Entr
 	})
 }
 
+// ScanMeta calls fn for each metadata key with prefix in ascending order.
+// The namespace is a map, so it sorts the matching keys first: it is read
+// when a machine starts, not on a hot path.
+func (m *Memory) ScanMeta(prefix []byte, fn func(key, value []byte) bool) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if m.closed {
+		return ErrClosed
+	}
+	keys := make([]string, 0, len(m.meta))
+	for k := range m.meta {
+		if strings.HasPrefix(k, string(prefix)) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !fn([]byte(k), m.meta[k]) {
+			break
+		}
+	}
+	return nil
+}
+
 // Stats counts the keys.
 func (m *Memory) Stats() Stats {
 	m.mu.RLock()
@@ -212,8 +247,8 @@ func (m *Memory) Snapshot() (View, error) {
 	return &memView{m: m, tree: m.tree.Clone(), stats: m.stats, seq: m.seq}, nil
 }
 
-// Clone returns an independent copy of the store: its entries (values
-// copied), stats and applied seq. It costs O(n); the whole-node
+// Clone returns an independent copy of the store: its entries and
+// metadata (values copied), stats and applied seq. It costs O(n); the whole-node
 // simulation keeps one as a node's disk at every Sync, which is what a
 // crash leaves behind.
 func (m *Memory) Clone() *Memory {
@@ -224,6 +259,9 @@ func (m *Memory) Clone() *Memory {
 		c.set(bytes.Clone(it.key), Entry{Value: bytes.Clone(it.c.e.Value), ExpireAt: it.c.e.ExpireAt})
 		return true
 	})
+	for k, v := range m.meta {
+		c.meta[k] = bytes.Clone(v)
+	}
 	c.seq, c.closed = m.seq, m.closed
 	return c
 }
@@ -238,6 +276,7 @@ func (m *Memory) Close() error {
 	m.closed = true
 	m.tree = nil
 	m.index = nil
+	m.meta = nil
 	return nil
 }
 
@@ -292,7 +331,7 @@ func (s *Stats) remove(expireAt int64) {
 func checkOps(ops []Op) error {
 	for i := range ops {
 		switch ops[i].Kind {
-		case OpSet, OpDelete, OpClear:
+		case OpSet, OpDelete, OpClear, OpSetMeta, OpDeleteMeta, OpClearMeta:
 		default:
 			return fmt.Errorf("%w: op %d has kind %d", ErrBadOp, i, ops[i].Kind)
 		}

@@ -22,10 +22,13 @@ import (
 //	0x00 's'        state: applied seq, Keys, Expires (3 x uint64 big-endian)
 //	0x00 'c'        cluster id, written on the first open that names one
 //	0x00 'i'        data id: random, written on the directory's first open
+//	0x00 'm' <key>  a metadata key (OpSetMeta): its value as given
 //	0x01 <user key> ExpireAt (int64 as big-endian uint64) followed by the value
 //
 // User keys sort among themselves exactly as the raw keys do, and OpClear is
-// a single range deletion of [0x01, 0x02).
+// a single range deletion of [0x01, 0x02). Metadata keys likewise sort as
+// their own bytes do, and OpClearMeta is one range deletion of
+// [0x00 'm', 0x00 'n'), which holds neither the state, the cluster id nor the data id.
 const (
 	prefixMeta = 0x00
 	prefixUser = 0x01
@@ -39,6 +42,8 @@ var (
 	keyDataID    = []byte{prefixMeta, 'i'}
 	userKeyStart = []byte{prefixUser}
 	userKeyEnd   = []byte{prefixUser + 1}
+	metaKeyStart = []byte{prefixMeta, 'm'}
+	metaKeyEnd   = []byte{prefixMeta, 'm' + 1}
 )
 
 // defaultCacheSize is the block cache used when PebbleOptions.CacheSize is 0.
@@ -354,6 +359,49 @@ func scanReader(r pebble.Reader, start []byte, fn func(key []byte, e Entry) bool
 		return fmt.Errorf("lockstep: storage scan: %w", err)
 	}
 	return nil
+}
+
+// ScanMeta iterates the metadata keys with prefix in a consistent
+// point-in-time image. fn runs while Close is held off, so it must not call
+// back into the store.
+func (p *Pebble) ScanMeta(prefix []byte, fn func(key, value []byte) bool) error {
+	p.life.RLock()
+	defer p.life.RUnlock()
+	if p.closed {
+		return ErrClosed
+	}
+	lower := append(bytes.Clone(metaKeyStart), prefix...)
+	it, err := p.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: metaUpper(prefix)})
+	if err != nil {
+		return fmt.Errorf("lockstep: storage scan meta: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return errors.Join(fmt.Errorf("lockstep: storage scan meta: %w", err), it.Close())
+		}
+		if !fn(it.Key()[len(metaKeyStart):], v) {
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("lockstep: storage scan meta: %w", err)
+	}
+	return nil
+}
+
+// metaUpper returns the least raw key greater than every metadata key that
+// starts with prefix: the prefix with its last byte below 0xff incremented
+// (and the bytes after it dropped), or the end of the namespace.
+func metaUpper(prefix []byte) []byte {
+	for i := len(prefix) - 1; i >= 0; i-- {
+		if prefix[i] != 0xff {
+			end := append(bytes.Clone(metaKeyStart), prefix[:i+1]...)
+			end[len(end)-1]++
+			return end
+		}
+	}
+	return metaKeyEnd
 }
 
 // Stats counts the keys as of the last applied Batch.

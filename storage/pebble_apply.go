@@ -83,7 +83,8 @@ type stager struct {
 }
 
 func (s *stager) stage(op *Op) error {
-	if op.Kind == OpClear {
+	switch op.Kind {
+	case OpClear:
 		if err := s.pb.DeleteRange(userKeyStart, userKeyEnd, nil); err != nil {
 			return fmt.Errorf("lockstep: storage clear: %w", err)
 		}
@@ -91,6 +92,8 @@ func (s *stager) stage(op *Op) error {
 		s.cleared = true
 		clear(s.overlay)
 		return nil
+	case OpSetMeta, OpDeleteMeta, OpClearMeta:
+		return s.stageMeta(op)
 	}
 	prev, err := s.prev(op.Key)
 	if err != nil {
@@ -116,6 +119,27 @@ func (s *stager) stage(op *Op) error {
 	binary.BigEndian.PutUint64(d.Value, uint64(e.ExpireAt))
 	copy(d.Value[expireLen:], e.Value)
 	return d.Finish()
+}
+
+// stageMeta writes a metadata op. Metadata is not counted in Stats, so it
+// needs no previous entry and a delete always writes its tombstone.
+func (s *stager) stageMeta(op *Op) error {
+	n := len(metaKeyStart) + len(op.Key)
+	switch op.Kind {
+	case OpSetMeta:
+		d := s.pb.SetDeferred(n, len(op.Entry.Value))
+		copy(d.Key[copy(d.Key, metaKeyStart):], op.Key)
+		copy(d.Value, op.Entry.Value)
+		return d.Finish()
+	case OpDeleteMeta:
+		d := s.pb.DeleteDeferred(n)
+		copy(d.Key[copy(d.Key, metaKeyStart):], op.Key)
+		return d.Finish()
+	}
+	if err := s.pb.DeleteRange(metaKeyStart, metaKeyEnd, nil); err != nil {
+		return fmt.Errorf("lockstep: storage clear meta: %w", err)
+	}
+	return nil
 }
 
 // prev returns key's entry as of the ops staged so far.

@@ -24,9 +24,28 @@ const (
 	OpSet OpKind = iota + 1
 	// OpDelete removes Key; deleting a missing key is not an error.
 	OpDelete
-	// OpClear removes every key (FLUSHALL).
+	// OpClear removes every user key (FLUSHALL). The metadata namespace
+	// is left alone.
 	OpClear
+	// OpSetMeta stores Entry.Value under Key in the metadata namespace
+	// (Entry.ExpireAt is ignored). Metadata is state a wrapping state
+	// machine keeps beside the user keys, such as dedup's table of last
+	// replies: it is written in the same atomic Batch as the user ops it
+	// goes with, but no Get, Scan, View, Stats or OpClear sees it, so a
+	// client can neither read nor overwrite it. ScanMeta reads it back.
+	OpSetMeta
+	// OpDeleteMeta removes Key from the metadata namespace; deleting a
+	// missing key is not an error.
+	OpDeleteMeta
+	// OpClearMeta removes every metadata key. A Replace batch that
+	// installs a whole state with metadata starts its metadata with it.
+	OpClearMeta
 )
+
+// IsMeta reports whether k changes the metadata namespace only.
+func (k OpKind) IsMeta() bool {
+	return k == OpSetMeta || k == OpDeleteMeta || k == OpClearMeta
+}
 
 // Op is one change in a Batch.
 type Op struct {
@@ -45,7 +64,9 @@ type Op struct {
 //
 // A Replace batch is the exception: it installs a whole new state (a
 // snapshot from another replica), so its first op must be OpClear, and its
-// Seq may be any value, lower than AppliedSeq included. A primary-backup
+// Seq may be any value, lower than AppliedSeq included. OpClear leaves the
+// metadata namespace alone, so a Replace batch that installs metadata too
+// carries an OpClearMeta and the OpSetMeta ops after the clear. A primary-backup
 // replica that applied entries of a deposed primary goes back to the new
 // primary's history this way.
 type Batch struct {
@@ -88,7 +109,8 @@ var (
 	ErrBadOp = errors.New("lockstep: unknown storage op kind")
 )
 
-// Store is an ordered keyspace.
+// Store is an ordered keyspace, with a separate namespace of metadata keys
+// (see OpSetMeta) that only ScanMeta reads.
 //
 // Concurrency: every method is safe for concurrent use. Apply calls are
 // applied in the order they are made, and a Get, Scan or Stats sees either
@@ -121,7 +143,13 @@ type Store interface {
 	Sync() error
 	// Durable reports whether the store survives a process crash.
 	Durable() bool
-	// Snapshot returns a consistent read-only view as of one Batch.
+	// ScanMeta calls fn for each metadata key that starts with prefix,
+	// in ascending order, until fn returns false. It sees all or none of
+	// a Batch. Like Scan's, fn runs under a read lock, must not call the
+	// store, and must not keep the slices it is passed.
+	ScanMeta(prefix []byte, fn func(key, value []byte) bool) error
+	// Snapshot returns a consistent read-only view of the user keys as
+	// of one Batch (the metadata is not in it).
 	Snapshot() (View, error)
 	// Close releases the store. A durable store flushes first.
 	Close() error

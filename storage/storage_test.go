@@ -38,6 +38,10 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"BinaryKeys", testBinaryKeys},
 		{"GetResultStable", testGetResultStable},
 		{"Concurrent", testConcurrent},
+		{"Meta", testMeta},
+		{"MetaPrefix", testMetaPrefix},
+		{"MetaAtomic", testMetaAtomic},
+		{"MetaReplace", testMetaReplace},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,6 +398,7 @@ func testClosed(t *testing.T, s Store) {
 	check("Get", err)
 	check("Apply", s.Apply(&Batch{Seq: 1, Ops: []Op{set("a", "1")}}))
 	check("Scan", s.Scan(nil, func([]byte, Entry) bool { return true }))
+	check("ScanMeta", s.ScanMeta(nil, func(_, _ []byte) bool { return true }))
 	check("Sync", s.Sync())
 	_, err = s.Snapshot()
 	check("Snapshot", err)

@@ -141,7 +141,10 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		return err
 	}
 	inc := coord.NewIncarnation()
-	machine := dedup.Wrap(kv.New(n.store, kv.Options{}), 0)
+	machine, err := dedup.Wrap(kv.New(n.store, kv.Options{}), 0)
+	if err != nil {
+		return err
+	}
 	n.rep, err = replica.New(replica.Options{
 		Name: cf.name, Incarnation: inc, Machine: machine, Store: n.store,
 		Protocol: proto, Core: replica.CoreOptions{

@@ -166,8 +166,12 @@ func Start(opts Options) (*Cluster, error) {
 // network, a test lease and a RESP server on a port the OS chose.
 func (c *Cluster) newNode(name, inc string) (*Node, error) {
 	st := storage.NewMemory()
+	machine, err := dedup.Wrap(kv.New(st, kv.Options{}), 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w: state machine %s: %w", ErrStart, name, err)
+	}
 	r, err := replica.New(replica.Options{
-		Name: name, Incarnation: inc, Machine: dedup.Wrap(kv.New(st, kv.Options{}), 0), Store: st,
+		Name: name, Incarnation: inc, Machine: machine, Store: st,
 		Protocol: c.opts.Protocol, Tick: c.opts.Tick, WaitTimeout: c.opts.WaitTimeout,
 		ForwardBudget: c.opts.ForwardBudget,
 		Core:          replica.CoreOptions{CheckpointInterval: c.opts.CheckpointInterval},
