@@ -51,7 +51,8 @@ func (w *World) checkHistory() error {
 var errGroupLost = errors.New("nodesim: group lost for good")
 
 // groupLost reports whether the configuration has no member left that
-// holds the group's state and could serve.
+// holds the group's state and could serve, and the group cannot re-form
+// from its members' disks either (a total outage can: see recoverable).
 func (w *World) groupLost() bool {
 	cfg := w.coord.cfg
 	if cfg == nil {
@@ -64,6 +65,23 @@ func (w *World) groupLost() bool {
 		}
 		if n.rep.Status().Complete {
 			return false
+		}
+	}
+	return !w.recoverable()
+}
+
+// recoverable reports whether every member of the configuration is gone
+// while each one's disk is still there for a restarted process to keep:
+// coord.Plan then re-forms the group from them.
+func (w *World) recoverable() bool {
+	cfg := w.coord.cfg
+	for _, m := range cfg.Members {
+		n := w.byName(m.Name)
+		if n == nil || cfg.Data[m.Name] == "" || n.disk.id != cfg.Data[m.Name] {
+			return false
+		}
+		if !n.down && n.inc == m.Incarnation {
+			return false // a live member that is not complete: no recovery
 		}
 	}
 	return true

@@ -1,6 +1,10 @@
 package nodesim
 
-import "github.com/lockstep/lockstep/coord"
+import (
+	"slices"
+
+	"github.com/lockstep/lockstep/coord"
+)
 
 // Faults strike at random while World.faulty is set. Each kind has its
 // own chance per step, scaled by Params.Faults; durations are drawn per
@@ -41,12 +45,14 @@ func (w *World) injectFaults() {
 		w.cut(n, true, true, "from peers and coordinator")
 	case chance(0.1):
 		w.coord.outage(100 + w.rng.Int64N(4000))
+	case chance(0.08):
+		w.totalOutage()
 	case chance(0.2):
 		// An operator starts a second process under a running node's
 		// name: it must wait for the name, never take it from a process
 		// that may be serving.
 		if n := w.anyUp(); n != nil {
-			x := w.startNode(n.name)
+			x := w.startNode(n.name, newDisk(w, n.name), false)
 			w.extras = append(w.extras, x)
 			w.stats.Inc("second process under a name")
 			w.logf("a second process %s starts under the name of %s (%s)", x.inc, n.name, n.inc)
@@ -169,15 +175,36 @@ func (w *World) victimIf(n *node) *node {
 
 func (n *node) healthy() bool { return !n.down && !n.paused() && !n.peerCut && !n.coordCut }
 
-// restartLater starts a new process in n's place after d milliseconds.
+// restartLater starts a new process in n's place after d milliseconds,
+// on n's disk if coord.KeepData says a server would keep it, else on a
+// new one (a server deletes its data directory). A server that cannot
+// reach the coordinator to decide fails to start, and is started again.
 func (w *World) restartLater(n *node, d int64) {
 	w.after(d, func() {
-		for i, o := range w.nodes {
-			if o == n {
-				w.nodes[i] = w.startNode(n.name)
-			}
+		i := slices.Index(w.nodes, n)
+		if i < 0 {
+			return // an extra took the slot over
 		}
+		if w.coord.down() {
+			w.restartLater(n, 500)
+			return
+		}
+		disk, keep := n.disk, coord.KeepData(w.coord.cfg, n.name, n.disk.id)
+		if !keep {
+			disk = newDisk(w, n.name)
+		}
+		w.nodes[i] = w.startNode(n.name, disk, keep)
 	})
+}
+
+// totalOutage kills every process at once, as a power loss does; each
+// restarts on its disk.
+func (w *World) totalOutage() {
+	w.stats.Inc("total outage")
+	w.logf("total outage: every process dies")
+	for _, n := range w.nodes {
+		n.crash("total outage")
+	}
 }
 
 // healAll ends every fault: partitions heal, pauses end, the coordinator

@@ -16,7 +16,6 @@ import (
 	"github.com/lockstep/lockstep/kv"
 	"github.com/lockstep/lockstep/replica"
 	"github.com/lockstep/lockstep/sim"
-	"github.com/lockstep/lockstep/storage"
 )
 
 // errNoWait is the simulated Sleep: an event cannot wait, so a snapshot
@@ -32,11 +31,13 @@ const tickMillis = 10
 // node is one server process: a replica, its store, its view of its
 // lease, and the faults it suffers.
 type node struct {
-	w     *World
-	name  string
-	inc   string
-	rep   *replica.Replica
-	store storage.Store
+	w    *World
+	name string
+	inc  string
+	rep  *replica.Replica
+	disk *disk
+	// recovered: the process kept its disk's state (coord.KeepData).
+	recovered bool
 
 	down      bool  // crashed (until restarted in a new node)
 	pauseTill int64 // paused until this step (a GC pause, SIGSTOP)
@@ -67,18 +68,18 @@ type node struct {
 	pubAt     int64
 }
 
-// startNode starts a new process under name: a new incarnation with an
-// empty store, registered with the coordinator.
-func (w *World) startNode(name string) *node {
+// startNode starts a new process under name on d, a new incarnation that
+// registers with the coordinator; recovered says it keeps d's state.
+func (w *World) startNode(name string, d *disk, recovered bool) *node {
 	n := &node{w: w, name: name, inc: fmt.Sprintf("%s-%x", name, w.rng.Uint32()), phase: w.rng.Int64N(tickMillis),
-		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000}
-	n.store = storage.NewMemory()
-	machine, err := dedup.Wrap(kv.New(n.store, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
+		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000, disk: d, recovered: recovered}
+	machine, err := dedup.Wrap(kv.New(d, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
 	if err != nil {
-		panic(err) // an empty memory store cannot fail to load
+		panic(err) // a memory store cannot fail to load
 	}
 	rep, err := replica.New(replica.Options{
-		Name: name, Incarnation: n.inc, Machine: machine, Store: n.store, Protocol: w.p.Protocol,
+		Name: name, Incarnation: n.inc, Machine: machine, Store: d, Protocol: w.p.Protocol,
+		SyncBeforeSend: true, Recovered: recovered,
 		Core:         replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
 		Tick:         tickMillis * time.Millisecond,
 		WaitTimeout:  2 * time.Second,
@@ -95,7 +96,11 @@ func (w *World) startNode(name string) *node {
 	}
 	rep.Attach(sender{n}, fetcher{n}, n)
 	n.rep = rep
-	w.logf("%s started as %s", name, n.inc)
+	if recovered {
+		w.logf("%s started as %s on its kept data (applied %d)", name, n.inc, d.AppliedSeq())
+	} else {
+		w.logf("%s started as %s", name, n.inc)
+	}
 	return n
 }
 
@@ -154,9 +159,20 @@ func (n *node) step() error {
 		n.rep.CloseEpoch(w.ctx)
 	}
 	if err := n.rep.Err(); err != nil {
-		// Stores here are in memory and never fail: a replica that stops
-		// on a local error was handed an update it could not apply.
-		return sim.Violation("%s (%s) stopped: %v", n.name, n.inc, err)
+		// A failed fsync stops a replica, and so does kept state the
+		// group re-formed without; the process exits and is restarted.
+		// Any other error means it was handed an update it could not
+		// apply.
+		if !errors.Is(err, replica.ErrStorage) && !errors.Is(err, replica.ErrStaleState) {
+			return sim.Violation("%s (%s) stopped: %v", n.name, n.inc, err)
+		}
+		if errors.Is(err, replica.ErrStorage) {
+			n.w.stats.Inc("replica stopped: storage")
+		} else {
+			n.w.stats.Inc("replica stopped: stale state")
+		}
+		n.exit(err.Error())
+		return nil
 	}
 	n.session()
 	return nil
@@ -183,6 +199,7 @@ func (n *node) crash(why string) {
 	}
 	n.down = true
 	n.inbox = nil
+	n.disk.crash()
 	n.w.logf("%s (%s) crashed: %s", n.name, n.inc, why)
 	n.w.stats.Inc("crash")
 	if n.w.rng.IntN(3) > 0 {
@@ -229,7 +246,7 @@ func (n *node) session() {
 func (n *node) grant() {
 	reg, err := coord.NewRegistrar(n.w.ctx, backend{n.w.coord, n}, coord.SessionConfig{
 		Cluster: simCluster, Group: "g", TTL: n.w.p.TTL, Now: n.Now,
-		Node: coord.NodeInfo{Name: n.name, Incarnation: n.inc, State: coord.StateStarting},
+		Node: n.info(coord.StateStarting),
 	})
 	if err != nil {
 		n.nextRenew = n.w.now + 100
@@ -285,16 +302,23 @@ func (n *node) renew() {
 // the server's publishStatus does.
 func (n *node) publish() {
 	st := n.rep.Status()
-	info := coord.NodeInfo{
-		Name: n.name, Incarnation: n.inc, State: st.State, Role: st.Role, Epoch: st.Epoch,
-		Applied: st.Applied, Complete: st.Complete, Lag: st.Lag, Commit: st.Commit,
-	}
+	info := n.info(st.State)
+	info.Role, info.Epoch, info.Applied, info.Complete, info.Lag, info.Commit = st.Role, st.Epoch, st.Applied, st.Complete, st.Lag, st.Commit
 	if !coord.PublishDue(n.published, info, time.Duration(n.w.now-n.pubAt)*time.Millisecond) {
 		return
 	}
 	if n.reg.UpdateInfo(n.w.ctx, info) == nil {
 		n.published, n.pubAt = info, n.w.now
 	}
+}
+
+// info is the node's record in state, as a server publishes it.
+func (n *node) info(state string) coord.NodeInfo {
+	info := coord.NodeInfo{Name: n.name, Incarnation: n.inc, State: state, DataID: n.disk.id}
+	if n.recovered {
+		info.Durable = n.rep.Status().Applied
+	}
+	return info
 }
 
 // sender is a node's replica.Sender.

@@ -98,7 +98,8 @@ func NewWorld(seed uint64, p Params, tr *sim.Trace) *World {
 	}
 	w.coord = newCoordinator(w)
 	for i := range p.Nodes {
-		w.nodes = append(w.nodes, w.startNode(fmt.Sprintf("n%d", i+1)))
+		name := fmt.Sprintf("n%d", i+1)
+		w.nodes = append(w.nodes, w.startNode(name, newDisk(w, name), false))
 	}
 	for i := range p.Clients {
 		w.clients = append(w.clients, newClient(w, i))
