@@ -35,7 +35,7 @@ server', and load any of them with 'lockstep bench'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newUpCmd(), newStatusCmd(), newFenceCmd(), newWatchdogCmd(), newBenchCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(), newUpCmd(), newStatusCmd(), newFenceCmd(), newWatchdogCmd(), newBenchCmd(), newVersionCmd(), newBackupCmd(), newRestoreCmd())
 	return root
 }
 
