@@ -58,8 +58,26 @@ func (m *Machine) OpenSnapshot() (statemachine.Snapshot, error) {
 // snapshot is an open store View waiting to be written out.
 type snapshot struct{ view storage.View }
 
+var _ statemachine.DataSnapshot = (*snapshot)(nil)
+
 func (s *snapshot) Seq() uint64  { return s.view.AppliedSeq() }
 func (s *snapshot) Close() error { return s.view.Close() }
+
+// DataKeys is the number of entries the view holds, expired or not.
+func (s *snapshot) DataKeys() int64 { return s.view.Stats().Keys }
+
+// ScanData lists the entries for a backup (statemachine.DataSnapshot).
+// Expired entries are listed as Write keeps them: whether one has expired
+// is for the reader's clock to say.
+func (s *snapshot) ScanData(fn func(key, value []byte, expireAt int64) bool) error {
+	err := s.view.Scan(nil, func(key []byte, e storage.Entry) bool {
+		return fn(key, e.Value, e.ExpireAt)
+	})
+	if err != nil {
+		return fmt.Errorf("kv: snapshot scan: %w", err)
+	}
+	return nil
+}
 
 // Write streams the snapshot in the layout described above.
 func (s *snapshot) Write(w io.Writer) error {

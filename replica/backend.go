@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/lockstep/lockstep/backup"
 	"github.com/lockstep/lockstep/protocol"
 	"github.com/lockstep/lockstep/resp"
 	"github.com/lockstep/lockstep/statemachine"
@@ -30,7 +31,9 @@ import (
 // lockstep.digest is for operators and tests: it is always answered by the
 // replica it is sent to, with "seq=<applied> sha256=<hex>" of its whole
 // state (the bytes a snapshot of it would carry), so two replicas at the
-// same seq can be proven byte-identical.
+// same seq can be proven byte-identical. lockstep.backup and
+// lockstep.datadigest serve backups from committed state instead (see
+// backup.go).
 const (
 	cmdForwardWrite = "lockstep.fwd"    // lockstep.fwd <client> <num> <command> [args...]
 	cmdForwardRead  = "lockstep.read"   // lockstep.read <command> [args...]
@@ -46,6 +49,8 @@ func (r *Replica) Commands() []statemachine.Command {
 		statemachine.Command{Name: cmdForwardRead, Arity: -2, Kind: statemachine.KindRead},
 		statemachine.Command{Name: cmdDigest, Arity: 1, Kind: statemachine.KindRead},
 		statemachine.Command{Name: cmdRequest, Arity: -4, Kind: statemachine.KindWrite},
+		statemachine.Command{Name: backup.Command, Arity: -1, Kind: statemachine.KindRead},
+		statemachine.Command{Name: backup.DigestCommand, Arity: -1, Kind: statemachine.KindRead},
 	)
 }
 
@@ -190,7 +195,11 @@ func (r *Replica) Read(args [][]byte, out []byte) ([]byte, uint64, error) {
 		args = args[1:]
 	}
 	if r.Role().AnswersReads() && r.leaseValid() {
-		if out, gate, ok, err := r.readLocal(args, out); ok {
+		answer := r.readLocal
+		if strings.EqualFold(string(args[0]), backup.DigestCommand) {
+			answer = r.dataDigest
+		}
+		if out, gate, ok, err := answer(args, out); ok {
 			return out, gate, err
 		}
 	}

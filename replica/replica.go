@@ -71,8 +71,12 @@ type Lease interface {
 type Options struct {
 	Name        string
 	Incarnation string
-	Machine     *dedup.Machine
-	Store       storage.Store
+	// Cluster and Group name what the replica belongs to, for the header
+	// of a backup; they may be empty.
+	Cluster string
+	Group   string
+	Machine *dedup.Machine
+	Store   storage.Store
 	// Protocol is the replication protocol the replica runs (chain if
 	// empty). It must be the group's: a configuration naming another
 	// stops the replica with ErrWrongProtocol.

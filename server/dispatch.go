@@ -1,6 +1,11 @@
 package server
 
 import (
+	"bufio"
+	"io"
+	"net"
+	"time"
+
 	"github.com/lockstep/lockstep/resp"
 	"github.com/lockstep/lockstep/statemachine"
 )
@@ -10,6 +15,7 @@ import (
 type command struct {
 	info    statemachine.Command
 	handler func(c *conn, args [][]byte) // nil for data commands
+	stream  bool                         // a data command the Backend streams (Streamer)
 	calls   counter
 }
 
@@ -23,10 +29,12 @@ func (noCounter) Inc() {}
 // buildTable merges the backend's data commands with the server's own.
 // Lookups index it with a lower-cased byte slice, which Go does without
 // allocating.
-func buildTable(data []statemachine.Command, m *Metrics) map[string]*command {
+func buildTable(b Backend, m *Metrics) map[string]*command {
+	data := b.Commands()
+	streamer, _ := b.(Streamer)
 	t := make(map[string]*command, len(data)+len(connCommands))
 	for _, info := range data {
-		t[info.Name] = &command{info: info}
+		t[info.Name] = &command{info: info, stream: streamer != nil && streamer.Streams(info.Name)}
 	}
 	for _, cc := range connCommands {
 		t[cc.info.Name] = &command{info: cc.info, handler: cc.handler}
@@ -65,11 +73,48 @@ func (c *conn) dispatch(args [][]byte) {
 		return
 	}
 	cmd.calls.Inc()
-	if cmd.handler != nil {
+	switch {
+	case cmd.handler != nil:
 		cmd.handler(c, args)
+	case cmd.stream:
+		c.runStream(args)
+	default:
+		c.runData(cmd.info.Kind, args)
+	}
+}
+
+// streamWriteTimeout bounds one write of a stream, so a client that stops
+// reading does not hold the stream's resources (an open snapshot) forever.
+const streamWriteTimeout = time.Minute
+
+// runStream hands the connection to a streaming command (see Streamer)
+// once the replies before it are out, and closes the connection after it.
+func (c *conn) runStream(args [][]byte) {
+	c.quit = true
+	if err := c.flush(false); err != nil {
+		c.srv.cfg.Logger.Debug("client write", "id", c.id, "err", err)
 		return
 	}
-	c.runData(cmd.info.Kind, args)
+	dw := &deadlineWriter{c: c.nc, w: c.rw}
+	bw := bufio.NewWriterSize(dw, 64<<10)
+	err := c.srv.cfg.Backend.(Streamer).Stream(c.ctx, args, bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err != nil {
+		c.srv.cfg.Logger.Debug("client stream", "id", c.id, "cmd", string(args[0]), "err", err)
+	}
+}
+
+// deadlineWriter sets a write deadline before every write.
+type deadlineWriter struct {
+	c net.Conn
+	w io.Writer
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.c.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	return d.w.Write(p)
 }
 
 // runData sends a data command to the backend.

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -45,6 +46,21 @@ type CommitNotifier interface {
 	// without calling done, when gate has committed already. done may run
 	// on any goroutine, this one included, and does not block.
 	OnCommit(gate uint64, done func(error)) bool
+}
+
+// Streamer is a Backend with commands whose reply is a stream too large to
+// buffer (a backup of the whole state). The server hands such a command
+// the connection: it writes the replies of the commands before it, calls
+// Stream, and closes the connection once Stream returns, since the
+// stream's end is the end of the conversation. A client therefore sends
+// nothing after a streaming command.
+type Streamer interface {
+	// Streams reports whether the command named (lower case) streams.
+	Streams(name string) bool
+	// Stream answers the command by writing its replies to w, errors
+	// included; an error it returns means w failed, and is only logged.
+	// ctx ends when the connection is aborted.
+	Stream(ctx context.Context, args [][]byte, w io.Writer) error
 }
 
 // Config holds the front end's settings; zero values take the defaults.
@@ -98,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.Version = "dev"
 	}
 	s := &Server{cfg: cfg, started: time.Now(), conns: map[*conn]struct{}{}}
-	s.table = buildTable(cfg.Backend.Commands(), cfg.Metrics)
+	s.table = buildTable(cfg.Backend, cfg.Metrics)
 	return s, nil
 }
 

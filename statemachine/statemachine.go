@@ -155,3 +155,20 @@ type Snapshot interface {
 	Write(w io.Writer) error
 	Close() error
 }
+
+// DataSnapshot is a Snapshot that can also list the user data it holds,
+// record by record, without what the state machine keeps for itself. A
+// backup that seeds another cluster needs exactly that: the keys, their
+// values and absolute expiry times, and not the bytes of a replica's
+// snapshot, whose layout belongs to the state machine and whose seq the
+// new cluster does not share.
+type DataSnapshot interface {
+	Snapshot
+	// DataKeys is the number of records ScanData visits.
+	DataKeys() int64
+	// ScanData calls fn for every record in ascending key order until fn
+	// returns false. expireAt is in Unix milliseconds, 0 for none;
+	// records that have expired but were not yet deleted are included.
+	// The slices are valid only during the call.
+	ScanData(fn func(key, value []byte, expireAt int64) bool) error
+}

@@ -146,7 +146,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		return err
 	}
 	n.rep, err = replica.New(replica.Options{
-		Name: cf.name, Incarnation: inc, Machine: machine, Store: n.store,
+		Name: cf.name, Incarnation: inc, Cluster: cf.cluster, Group: cf.group, Machine: machine, Store: n.store,
 		Protocol: proto, Core: replica.CoreOptions{
 			Window: cf.window, CheckpointInterval: cf.cpInterval, CheckpointBytes: cf.cpBytes,
 		},
