@@ -249,4 +249,13 @@ func TestPausedTailStopsServingReads(t *testing.T) {
 	oc := redis.NewClient(&redis.Options{Addr: tp.Addr, MaxRetries: -1, ReadTimeout: 30 * time.Second})
 	defer oc.Close()
 	checkNoStaleRead(t, ctx, oc, "k", "new", "old tail")
+	// Its session is gone; the process does not exit but joins again as a
+	// new incarnation, and the chain is whole again without an operator.
+	c.waitMembers(3, 30*time.Second)
+	if tp.Exited() {
+		t.Fatalf("the thawed tail exited instead of joining again:\n%s", tp.Log())
+	}
+	if v, err := oc.Get(ctx, "k").Result(); err != nil || v != "new" {
+		t.Fatalf("GET through the rejoined node = %q, %v", v, err)
+	}
 }

@@ -118,7 +118,7 @@ func startCluster(ctx context.Context, f *serverFlags, clientAddr string, log *s
 	}
 	n := &clusterNode{cli: cli}
 	if err := n.start(ctx, f, clientAddr, log); err != nil {
-		n.close(context.Background())
+		n.close(context.Background(), false)
 		return nil, err
 	}
 	return n, nil
@@ -312,11 +312,20 @@ func (n *clusterNode) run(ctx context.Context, f *serverFlags, log *slog.Logger)
 	case <-ctx.Done():
 		return nil
 	case <-n.session.Done():
-		return fmt.Errorf("lost the coordinator lease (%v); this process stops serving and must restart to rejoin", n.session.Err())
+		return fmt.Errorf("%w: lost the coordinator lease (%w); this incarnation stops serving", errRejoin, n.session.Err())
 	case <-n.rep.Failed():
-		return fmt.Errorf("replica failed (%v); leaving the cluster so it reconfigures without this node", n.rep.Err())
+		if errors.Is(n.rep.Err(), replica.ErrStaleState) {
+			return fmt.Errorf("%w: %w", errRejoin, n.rep.Err())
+		}
+		return fmt.Errorf("replica failed (%w); leaving the cluster so it reconfigures without this node", n.rep.Err())
 	}
 }
+
+// errRejoin ends one incarnation of a cluster node that should join again
+// as a new one in the same process, rather than exit: its coordinator
+// session ended (the lease expired while etcd was out of reach, or the
+// registration is gone), or the group re-formed without the state it kept.
+var errRejoin = errors.New("rejoining the cluster")
 
 // pollNodes keeps peer addresses and client routes current.
 func (n *clusterNode) pollNodes(ctx context.Context, cluster string, log *slog.Logger) {
@@ -381,8 +390,10 @@ func (n *clusterNode) publishStatus(ctx context.Context, log *slog.Logger) {
 }
 
 // close leaves the cluster: the lease is revoked so peers reconfigure at
-// once instead of waiting for it to expire.
-func (n *clusterNode) close(ctx context.Context) {
+// once instead of waiting for it to expire. A process that goes on to
+// join again (rejoining) stands its watchdog down whatever happened to the
+// lease: the watchdog fences on end of file, which must mean death.
+func (n *clusterNode) close(ctx context.Context, rejoining bool) {
 	left := false
 	if n.session != nil {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -390,8 +401,8 @@ func (n *clusterNode) close(ctx context.Context) {
 		cancel()
 	}
 	if n.watchdog != nil {
-		if left {
-			watchdogStandDown(n.watchdog) // the lease is gone already
+		if left || rejoining {
+			watchdogStandDown(n.watchdog) // the lease is gone already, or this process lives on
 		}
 		_ = n.watchdog.Close()
 	}

@@ -195,19 +195,52 @@ func runServer(ctx context.Context, f *serverFlags) error {
 }
 
 // runClusterServer runs a node that replicates through an etcd-coordinated
-// group.
+// group. An incarnation whose coordinator session ends, or whose kept
+// state the group re-formed without, does not end the process: it closes
+// and the node joins again as a new incarnation, keeping its data when the
+// configuration still counts on it (coord.KeepData). So an etcd outage or
+// partition longer than the lease costs service while it lasts, but
+// neither data nor an operator's restart: when every member lost its
+// lease, the group re-forms from their disks. A failed disk, or any other
+// replica failure, still stops the process.
 func runClusterServer(ctx context.Context, f *serverFlags, set settings) error {
-	log := set.log
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", f.listen, err)
+	addr := f.listen
+	for joined := false; ; joined = true {
+		err := runIncarnation(ctx, f, set, &addr, joined)
+		if ctx.Err() != nil || !errors.Is(err, errRejoin) {
+			return err
+		}
+		set.log.Warn("joining the cluster again as a new incarnation", "reason", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
 	}
-	cn, err := startCluster(ctx, f, ln.Addr().String(), log)
+}
+
+// runIncarnation runs one incarnation of a cluster node on addr (which it
+// sets to the address bound, so the next one listens where clients and
+// peers know it). After a first join, failing to reach etcd again is a
+// reason to retry (errRejoin) rather than give up.
+func runIncarnation(ctx context.Context, f *serverFlags, set settings, addr *string, joined bool) (err error) {
+	log := set.log
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", *addr, err)
+	}
+	*addr = ln.Addr().String()
+	cn, err := startCluster(ctx, f, *addr, log)
 	if err != nil {
 		_ = ln.Close()
+		if joined {
+			return fmt.Errorf("%w: %w", errRejoin, err)
+		}
 		return err
 	}
-	defer cn.close(context.Background())
+	defer func() { cn.close(context.Background(), errors.Is(err, errRejoin) && ctx.Err() == nil) }()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	lost := make(chan error, 1)
