@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -264,6 +265,48 @@ func planRecovery(cur Config, byName map[string]NodeInfo) (Config, bool, string)
 	next.Epoch++
 	next.Revision = 0
 	return next, true, "recover " + memberList(next.Members) + " from their data after every member died"
+}
+
+// ErrNotDown means a forced recovery was asked of a group that is not down
+// (a member lives) or that has no member whose data is back.
+var ErrNotDown = errors.New("lockstep: group is not down waiting for its members' data")
+
+// ForceRecovery is the operator's way on when a group is down after a total
+// outage and a member's data directory will not come back (a lost disk):
+// it re-forms the group, like planRecovery, from the members whose
+// restarted processes are live on their own directories, in the same
+// order, and returns the members left out. What may be lost with them:
+// under every protocol, each complete member holds every acknowledged
+// write (a write is acknowledged once every member has it durably), so
+// only a member that had just joined may lack some; writes that were
+// never acknowledged (a chain head's last entries, say) may be lost or
+// kept. It fails with ErrNotDown if a member lives or none is back.
+func ForceRecovery(cur Config, nodes []NodeInfo) (next Config, missing []Member, err error) {
+	byName := make(map[string]NodeInfo, len(nodes))
+	for _, n := range nodes {
+		if cur.Index(n.Member()) >= 0 {
+			return Config{}, nil, fmt.Errorf("%w: member %s is live", ErrNotDown, n.Member())
+		}
+		byName[n.Name] = n
+	}
+	next = cur.clone()
+	next.Members = next.Members[:0]
+	for _, m := range cur.Members {
+		n, ok := byName[m.Name]
+		if want := cur.Data[m.Name]; !ok || want == "" || n.DataID != want {
+			missing = append(missing, m)
+			continue
+		}
+		next.Members = append(next.Members, n.Member())
+	}
+	if len(next.Members) == 0 {
+		return Config{}, nil, fmt.Errorf("%w: no member's data is back; start at least one member on its data directory", ErrNotDown)
+	}
+	next.Joining = nil
+	next.Epoch++
+	next.Revision = 0
+	next.pruneData()
+	return next, missing, nil
 }
 
 // describeData names a member's data directory for a plan reason.

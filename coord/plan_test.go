@@ -1,6 +1,7 @@
 package coord
 
 import (
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -313,5 +314,29 @@ func TestKeepData(t *testing.T) {
 	}
 	if KeepData(nil, "a", "d-a") {
 		t.Error("KeepData with no configuration = true")
+	}
+}
+
+func TestForceRecovery(t *testing.T) {
+	cur := *dataOf(cfg(7, "d", "a", "b", "c"), "a", "b", "c", "d")
+	next, missing, err := ForceRecovery(cur, restarted("c", "a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := dataOf(&Config{Epoch: 8, Protocol: "chain", Members: []Member{{Name: "a", Incarnation: "j-a"}, {Name: "c", Incarnation: "j-c"}}}, "a", "c")
+	if next.Revision = 0; !reflect.DeepEqual(next, *want) {
+		t.Fatalf("next = %+v, want %+v", next, *want)
+	}
+	if len(missing) != 1 || missing[0].Name != "b" {
+		t.Fatalf("missing = %v, want b", missing)
+	}
+	if err := checkSuccessor(cur, next); err != nil {
+		t.Fatalf("breaks the CAS rules: %v", err)
+	}
+	if _, _, err := ForceRecovery(cur, append(live("a"), restarted("c")...)); !errors.Is(err, ErrNotDown) {
+		t.Fatalf("with a live member: %v, want ErrNotDown", err)
+	}
+	if _, _, err := ForceRecovery(cur, with(restarted("a"), "a", func(n *NodeInfo) { n.DataID = "d-x" })); !errors.Is(err, ErrNotDown) {
+		t.Fatalf("with no member's data back: %v, want ErrNotDown", err)
 	}
 }

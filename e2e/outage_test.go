@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -161,4 +162,61 @@ func TestCoordinatorOutage(t *testing.T) {
 	wg.Wait()
 	c.waitIdentical("n1", "n2", "n3")
 	checkLinearizable(t, &w.rec)
+}
+
+// TestRecoverWithoutALostMember: after a total outage one member's disk
+// is gone for good. The group waits for it, says so, and `lockstep
+// recover --yes` re-forms it from the others with every acknowledged
+// write; the lost member then joins again on an empty directory.
+func TestRecoverWithoutALostMember(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: real processes killed and restarted")
+	}
+	c, _ := startDurableCluster(t, pbProto)
+	w := &workload{c: c, keys: 5, addrs: func() []string { return c.addrsOf("n1", "n2") }}
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := w.run(ctx, 8, uint64(time.Now().UnixNano()))
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	proctest.Eventually(t, 30*time.Second, "writes before the outage", func() bool { return w.acked.Load() >= 200 })
+	c.killAll()
+	before := w.acked.Load()
+	c.start("n1")
+	c.start("n2")
+	proctest.Eventually(t, 10*time.Second, "status to say the group waits for n3", func() bool {
+		return strings.Contains(c.status().Down, "the data of n3")
+	})
+	out, err := exec.Command(lockstepBin, "recover", "--etcd-endpoints", c.endpoints).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "left out, their data not back: n3") {
+		t.Fatalf("recover without --yes: %v\n%s", err, out)
+	}
+	if out, err = exec.Command(lockstepBin, "recover", "--etcd-endpoints", c.endpoints, "--yes").CombinedOutput(); err != nil {
+		t.Fatalf("recover --yes: %v\n%s", err, out)
+	}
+	t.Logf("recover: %s", out)
+	proctest.Eventually(t, 30*time.Second, "writes after the recovery", func() bool { return w.acked.Load() >= before+200 })
+	c.extraArgs = func(name string) []string {
+		return []string{"--storage", "pebble", "--fsync", "always", "--data-dir", filepath.Join(t.TempDir(), name)}
+	}
+	c.start("n3") // on a new, empty directory
+	c.waitMembers(3, 60*time.Second)
+	cancel()
+	wg.Wait()
+	c.waitIdentical("n1", "n2", "n3")
+	checkLinearizable(t, &w.rec)
+}
+
+// addrsOf returns the client addresses of the named nodes.
+func (c *cluster) addrsOf(names ...string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		if p, ok := c.procs[n]; ok {
+			out = append(out, p.Addr)
+		}
+	}
+	return out
 }
