@@ -12,6 +12,7 @@ import (
 	"github.com/lockstep/lockstep/kv"
 	"github.com/lockstep/lockstep/statemachine"
 	"github.com/lockstep/lockstep/storage"
+	"github.com/lockstep/lockstep/transport/memnet"
 )
 
 // keptWrites is how many writes the kept state of these tests holds: keys
@@ -91,5 +92,99 @@ func TestRecoveredJoinerStops(t *testing.T) {
 				t.Fatalf("replica not Recovered made the joiner: Err = %v, epoch %d, role %v; want it joining in epoch 2", r.Err(), r.Epoch(), r.Role())
 			}
 		})
+	}
+}
+
+// writesOnly is a machine whose SpeculativeSeq counts only the writes it
+// applied since tracking began, which is all statemachine.DeltaTracker
+// promises. kv also counts the whole state held when tracking began as
+// speculative; with writesOnly, the runtime's own hold on kept state is
+// all that keeps a read of it from going out early.
+type writesOnly struct {
+	*kv.Machine
+	from uint64 // the applied seq when tracking last began
+}
+
+func (w *writesOnly) TrackChanges(on bool) {
+	w.Machine.TrackChanges(on)
+	w.from = w.Machine.AppliedSeq()
+}
+
+func (w *writesOnly) SpeculativeSeq(args [][]byte) uint64 {
+	if s := w.Machine.SpeculativeSeq(args); s > w.from {
+		return s
+	}
+	return 0
+}
+
+// TestRecoveredPrimaryHoldsKeptReads: a checkpoint primary executes
+// writes before any backup has them, and a restart loses its record of
+// which of its state is still speculative. Re-formed after a total
+// outage, it must not answer a read of the state it kept before the
+// commit point reaches that state: until a backup holds it, a write the
+// read observes may exist nowhere else and be lost with this process.
+// The reply to such a read is held (OnCommit, through which the server
+// releases replies) while the only backup is cut off, and released once
+// the backup has caught up and acknowledged.
+func TestRecoveredPrimaryHoldsKeptReads(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(*kv.Machine) statemachine.StateMachine
+	}{
+		{"kv", nil},
+		{"writes-only-tracker", func(m *kv.Machine) statemachine.StateMachine { return &writesOnly{Machine: m} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			net := memnet.New(0)
+			defer net.Close()
+			cfg := coord.Config{Epoch: 1, Protocol: ProtocolCheckpoint}
+			var group []*Replica
+			for _, name := range []string{"a", "b"} {
+				r := newKept(t, ProtocolCheckpoint, name, true, tc.wrap)
+				ep := net.Add(name, r)
+				r.Attach(ep, ep, nil)
+				group = append(group, r)
+				cfg.Members = append(cfg.Members, coord.Member{Name: name, Incarnation: "i"})
+			}
+			primary := group[0]
+			net.Cut("a", "b")
+			for _, r := range group {
+				go r.Run(ctx)
+				r.SetConfig(cfg)
+			}
+			waitFor(t, "a to be primary", func() bool { return primary.Role() == RolePrimary })
+			checkKeptReadHeld(ctx, t, primary, func() { net.Heal("a", "b") })
+		})
+	}
+}
+
+// checkKeptReadHeld reads a kept key at primary, which no backup
+// has acknowledged, and checks that the reply is held until heal lets a
+// backup catch up, and then released at a commit point that covers the
+// kept state.
+func checkKeptReadHeld(ctx context.Context, t *testing.T, primary *Replica, heal func()) {
+	t.Helper()
+	out, gate, err := primary.Read(toArgs("GET", "k3"), nil)
+	if err != nil || string(out) != "$2\r\nv3\r\n" {
+		t.Fatalf("GET k3 at the primary = %q, %v; want v3 from its kept state", out, err)
+	}
+	released := make(chan error, 1)
+	if !primary.OnCommit(gate, func(err error) { released <- err }) {
+		t.Fatalf("a read of kept state was released at once (gate %d, commit %d), before any backup held that state",
+			gate, primary.Status().Commit)
+	}
+	heal()
+	select {
+	case err := <-released:
+		if err != nil {
+			t.Fatalf("the held read ended with %v, want its release once the backup caught up", err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("the held read was never released (commit %d, gate %d)", primary.Status().Commit, gate)
+	}
+	if c := primary.Status().Commit; c < keptWrites {
+		t.Fatalf("the read was released at commit %d, below the kept state at %d", c, keptWrites)
 	}
 }
