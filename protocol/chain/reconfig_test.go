@@ -355,6 +355,47 @@ func TestTransitiveBarrier(t *testing.T) {
 	}
 }
 
+// TestRestartedMemberBarrier: a group re-formed after a total outage
+// runs on the state its members kept (Options.Restarted), and a member's
+// kept state may lag what the group committed. A member with a
+// predecessor is therefore not complete, and as tail serves no reads,
+// until its predecessor's first message of the configuration has told it
+// how far to go and it has applied that far; the head, with no one
+// upstream, is complete at once. Without Restarted, a member of the first
+// configuration is complete at once.
+func TestRestartedMemberBarrier(t *testing.T) {
+	o := small
+	o.Restarted = true
+	c := newCluster(t, o)
+	c.Add("a", 3)
+	c.Add("b", 3).Manual = true
+	c.Config(cfg(1, "", "a", "b"))
+	if st := c.status("a"); st.Role != chain.RoleHead || !st.Complete {
+		t.Fatalf("restarted head %+v: want complete at once", st)
+	}
+	if st := c.status("b"); st.Role != chain.RoleTail || st.Complete || st.ReadReady {
+		t.Fatalf("restarted tail before a spoke: %+v, want incomplete", st)
+	}
+	c.Propose("a", "e4")
+	c.Run() // a answers b's Hello with e4, reporting 4: b's barrier
+	if st := c.status("b"); st.Complete || st.ReadReady || st.Applied != 3 {
+		t.Fatalf("restarted tail told 4, applied 3: %+v, want incomplete", st)
+	}
+	c.ApplyAll(c.Node("b"))
+	c.Run()
+	if st := c.status("b"); !st.Complete || !st.ReadReady || st.Applied != 4 || c.Node("a").Commit != 4 {
+		t.Fatalf("restarted tail at its barrier: %+v, head commit %d; want a complete tail, commit 4", st, c.Node("a").Commit)
+	}
+
+	c = newCluster(t, small)
+	c.Add("a", 3)
+	c.Add("b", 3)
+	c.Config(cfg(1, "", "a", "b"))
+	if st := c.status("b"); !st.Complete || !st.ReadReady {
+		t.Fatalf("tail of a first configuration, not restarted: %+v, want complete at once", st)
+	}
+}
+
 // TestSnapshotWaitEndsByApplying: a promoted member told to fetch a
 // snapshot may instead reach what its new predecessor can serve by
 // applying entries it already received; it then says Hello again instead

@@ -235,6 +235,63 @@ func TestJoinerDoesNotCount(t *testing.T) {
 	}
 }
 
+// newKeptGroup is newGroup with every core on a state kept at store seq
+// applied, as processes restarted on their data directories find it.
+func newKeptGroup(t *testing.T, opts checkpoint.Options, applied uint64, names ...string) *group {
+	g := newGroup(t, opts, names...)
+	for _, n := range names {
+		o := opts
+		o.ID = n
+		g.cores[n] = checkpoint.New(o, applied)
+	}
+	return g
+}
+
+// TestRestartedBackupBarrier: a group re-formed after a total outage runs
+// on the state its members kept (Options.Restarted), and a backup's kept
+// state may lag what the primary committed. A backup is therefore not
+// complete (it may not take over) until the primary's first message of
+// the configuration after its snapshot has told it how far to go and it
+// has installed that far; being told to fetch a snapshot does not count.
+// The primary, with no one upstream, is complete at once. Without
+// Restarted, a backup of the first configuration is complete at once.
+func TestRestartedBackupBarrier(t *testing.T) {
+	o := tiny
+	o.Restarted = true
+	g := newKeptGroup(t, o, 3, "a", "b")
+	g.eager["b"] = false
+	g.config(1, "", "a", "b")
+	if st := g.status("a"); st.Role != checkpoint.RolePrimary || !st.Complete || !st.ReadReady {
+		t.Fatalf("restarted primary %+v: want complete at once", st)
+	}
+	if st := g.status("b"); st.Role != checkpoint.RoleBackup || st.Complete {
+		t.Fatalf("restarted backup before a spoke: %+v, want incomplete", st)
+	}
+	g.run() // b's kept state is of no known lineage: it is told to fetch a snapshot
+	if st := g.status("b"); g.snap["b"] != "a" || st.Complete {
+		t.Fatalf("restarted backup told to fetch a snapshot: need %q, %+v; want a snapshot from a, incomplete", g.snap["b"], st)
+	}
+	g.cores["a"].Hold(3)
+	g.cores["b"].Restored("a", 3)
+	g.collect("b")
+	g.checkpoint("a", 5, "x")
+	g.run() // a accepts b's Hello, reporting its head 5 (b's barrier), and sends checkpoint 5
+	if st := g.status("b"); st.Complete || st.Applied != 3 {
+		t.Fatalf("restarted backup told 5, installed 3: %+v, want incomplete", st)
+	}
+	g.install("b")
+	g.run()
+	if st := g.status("b"); !st.Complete || st.Applied != 5 || g.commit["a"] != 5 {
+		t.Fatalf("restarted backup at its barrier: %+v, primary commit %d; want complete, commit 5", st, g.commit["a"])
+	}
+
+	g = newKeptGroup(t, tiny, 3, "a", "b")
+	g.config(1, "", "a", "b")
+	if st := g.status("b"); !st.Complete {
+		t.Fatalf("backup of a first configuration, not restarted: %+v, want complete at once", st)
+	}
+}
+
 // TestLostChunk checks that a backup missing a chunk asks again and
 // installs the checkpoint whole, and that a lost ack is repaired by the
 // primary's go-back-N resend.

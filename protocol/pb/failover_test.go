@@ -264,6 +264,53 @@ func TestJoinerNeverPrimary(t *testing.T) {
 	}
 }
 
+// TestRestartedBackupBarrier: a group re-formed after a total outage runs
+// on the state its members kept (Options.Restarted), and a backup's kept
+// state may lag what the primary committed. A backup is therefore not
+// complete (it may not take over) until the primary's first entries of
+// the configuration have told it how far to go and it has applied that
+// far; being told to fetch a snapshot does not count. The primary, with
+// no one upstream, is complete at once. Without Restarted, a backup of
+// the first configuration is complete at once.
+func TestRestartedBackupBarrier(t *testing.T) {
+	o := small
+	o.Restarted = true
+	c := newCluster(t, o)
+	c.Add("a", 3)
+	c.Add("b", 3)
+	c.Config(cfg(1, "", "a", "b"))
+	if st := c.status("a"); st.Role != pb.RolePrimary || !st.Complete || !st.ReadReady {
+		t.Fatalf("restarted primary %+v: want complete at once", st)
+	}
+	if st := c.status("b"); st.Role != pb.RoleBackup || st.Complete {
+		t.Fatalf("restarted backup before a spoke: %+v, want incomplete", st)
+	}
+	c.Run() // a kept log of unknown lineage: b is told to fetch a snapshot
+	if st := c.status("b"); c.Node("b").Need != "a" || st.Complete {
+		t.Fatalf("restarted backup told to fetch a snapshot: need %q, %+v; want a snapshot from a, incomplete", c.Node("b").Need, st)
+	}
+	c.Restore("b", "a")
+	c.Node("b").Manual = true
+	c.Propose("a", "e4")
+	c.Run() // a accepts b's Hello and sends e4, reporting 4: b's barrier
+	if st := c.status("b"); st.Complete || st.Applied != 3 {
+		t.Fatalf("restarted backup told 4, applied 3: %+v, want incomplete", st)
+	}
+	c.ApplyAll(c.Node("b"))
+	c.Run()
+	if st := c.status("b"); !st.Complete || st.Applied != 4 || c.Node("a").Commit != 4 {
+		t.Fatalf("restarted backup at its barrier: %+v, primary commit %d; want complete, commit 4", st, c.Node("a").Commit)
+	}
+
+	c = newCluster(t, small)
+	c.Add("a", 3)
+	c.Add("b", 3)
+	c.Config(cfg(1, "", "a", "b"))
+	if st := c.status("b"); !st.Complete {
+		t.Fatalf("backup of a first configuration, not restarted: %+v, want complete at once", st)
+	}
+}
+
 // TestStaleSnapshotRefused: a snapshot is accepted only from the primary
 // that asked for it, in the configuration in which it asked.
 func TestStaleSnapshotRefused(t *testing.T) {
