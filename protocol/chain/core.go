@@ -154,6 +154,9 @@ type downLink struct {
 	floor uint64      // the successor is known to hold every seq <= floor (Hello or ack)
 	idle  group.Timer // ticks without ack progress while sent entries are unacknowledged
 	greet bool        // answer the Hello with an (empty, if need be) MsgEntries
+	asked bool        // MsgSnapshotNeeded went out and no Hello came since
+	// askAgain counts ticks while asked, to repeat MsgSnapshotNeeded.
+	askAgain group.Timer
 }
 
 // upLink is the state of the link to the predecessor, reset with every
@@ -340,10 +343,20 @@ func (c *Core) Tick() {
 // successor is not known to hold (go-back-N), or, if it is known to hold
 // them all, an empty MsgEntries, which makes it repeat its ack (the ack,
 // not the entries, may be what was lost).
+//
+// After it answered a Hello with MsgSnapshotNeeded, it sends nothing until
+// the next Hello. That Hello can be lost, and a successor that restored a
+// snapshot as far as the last seq it heard of believes itself caught up
+// and does not say it again; so the question is asked again after
+// ResendTicks, and a successor that no longer needs the snapshot answers
+// with a Hello (see onSnapshotNeeded).
 func (c *Core) tickDown() {
 	d := &c.down
 	if d.idle.Tick(d.ready && d.ack+1 < d.next, c.opts.ResendTicks) {
 		d.next, d.greet = d.floor+1, true
+	}
+	if d.askAgain.Tick(d.asked && !d.ready, c.opts.ResendTicks) {
+		c.send(Message{Type: MsgSnapshotNeeded, To: c.succ, Seq: c.log.Base})
 	}
 }
 

@@ -91,3 +91,48 @@ func TestHelloAfterEveryEpoch(t *testing.T) {
 		t.Fatalf("head commit %d, want 2", c.Node("a").Commit)
 	}
 }
+
+// TestLostHelloAfterSnapshot: a joiner's Hello after it restored a
+// snapshot is lost, and it believes itself caught up (it had heard the
+// tail's last seq before the snapshot), so it does not say Hello again;
+// the tail, waiting for that Hello, sends it nothing, not even its next
+// entry. The tail asks again (MsgSnapshotNeeded) after ResendTicks, the
+// joiner answers with its position, and the entries flow. Found by the
+// whole-node simulation after a total outage, where a cut swallowed the
+// Hello.
+func TestLostHelloAfterSnapshot(t *testing.T) {
+	c := newCluster(t, small, "a", "j")
+	c.Config(cfg(1, "", "a"), "a")
+	for _, d := range seqs(1, 5) {
+		c.Propose("a", d)
+	}
+	c.Config(cfg(2, "j", "a"))
+	c.Run()
+	if j := c.Node("j"); j.Need != "a" {
+		t.Fatalf("joiner NeedSnapshot %q, want a", j.Need)
+	}
+	c.Propose("a", "e6")
+	c.Propose("a", "e7")
+	c.Run()
+	// The joiner hears the tail's last seq while it waits for the snapshot
+	// (in the simulation, entries sent just before MsgSnapshotNeeded).
+	if err := c.Node("j").Core.StepMessage(chain.Message{Type: chain.MsgEntries, From: "a", To: "j", Epoch: 2, Seq: 7}); err != nil {
+		t.Fatal(err)
+	}
+	c.Drop = sim.DropN(1, isType(chain.MsgHello, "j"))
+	if seq := c.Restore("j", "a"); seq != 7 {
+		t.Fatalf("snapshot at %d, want 7", seq)
+	}
+	c.Run()
+	c.Drop = nil
+	c.Propose("a", "e8")
+	c.Run()
+	for range 3 {
+		c.Tick("a", small.ResendTicks)
+		c.Tick("j", small.HelloTicks)
+		c.Run()
+	}
+	if st := c.status("j"); st.Applied != 8 {
+		t.Fatalf("joiner applied %d, want 8: the tail never streamed to it again", st.Applied)
+	}
+}

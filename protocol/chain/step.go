@@ -55,11 +55,12 @@ func (c *Core) onHello(m Message) error {
 	// it arrived. The successor holds at least floor either way.
 	d.floor = max(d.floor, m.Seq)
 	if d.floor < c.log.Base {
-		d.ready = false
+		d.ready, d.asked = false, true
+		d.askAgain.Reset()
 		c.send(Message{Type: MsgSnapshotNeeded, To: c.succ, Seq: c.log.Base})
 		return nil
 	}
-	d.ready, d.next, d.greet = true, d.floor+1, true
+	d.ready, d.next, d.greet, d.asked = true, d.floor+1, true, false
 	d.idle.Reset()
 	if c.succIsEnd {
 		// The end of the chain reports its own applied seq: an ack.
@@ -140,7 +141,13 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 	}
 	u := &c.up
 	u.quiet.Reset()
-	if u.awaitSnap || c.applied >= m.Seq {
+	if u.awaitSnap {
+		return nil
+	}
+	if c.applied >= m.Seq {
+		// Stale, or asked again because the Hello this replica sent
+		// after its snapshot was lost: say where it stands.
+		c.sendHello()
 		return nil
 	}
 	u.awaitSnap, u.snapFrom = true, m.Seq
