@@ -2,13 +2,18 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep/lockstep/coord"
 	"github.com/lockstep/lockstep/internal/proctest"
@@ -219,4 +224,93 @@ func (c *cluster) addrsOf(names ...string) []string {
 		}
 	}
 	return out
+}
+
+// TestRollingRestart restarts every member of a durable chain in turn
+// (SIGTERM, then start again on its data directory) under 8 clients:
+// nothing acknowledged may be lost and the history must be linearizable.
+// It reports the longest write stall around each restart and how many
+// full snapshots the restarted members installed (INFO
+// lockstep_snapshots_installed); docs/BENCHMARKS.md records them.
+func TestRollingRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: three restarts under load")
+	}
+	c, _ := startDurableCluster(t, chainProto)
+	w := &workload{c: c, keys: 5, addrs: c.addrs}
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := w.run(ctx, 8, uint64(time.Now().UnixNano()))
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	proctest.Eventually(t, 30*time.Second, "writes before the restarts", func() bool { return w.acked.Load() >= 200 })
+	for i := 1; i <= 3; i++ {
+		name := nodeName(i)
+		stall := watchStall(&w.acked)
+		if err := c.procs[name].Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		wctx, wcancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := c.procs[name].Wait(wctx)
+		wcancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%s did not stop on SIGTERM", name)
+		}
+		c.start(name)
+		c.waitMembers(3, 60*time.Second)
+		before := w.acked.Load()
+		proctest.Eventually(t, 30*time.Second, "writes after restarting "+name, func() bool { return w.acked.Load() >= before+50 })
+		t.Logf("restart of %s: longest write stall %v, snapshots it installed: %s", name, stall().Round(time.Millisecond),
+			infoField(t, c.procs[name].Addr, "lockstep_snapshots_installed"))
+	}
+	cancel()
+	wg.Wait()
+	c.waitIdentical("n1", "n2", "n3")
+	checkLinearizable(t, &w.rec)
+}
+
+// watchStall samples n every millisecond until the returned function is
+// called, which reports the longest time n stood still.
+func watchStall(n *atomic.Int64) func() time.Duration {
+	done := make(chan time.Duration)
+	stop := make(chan struct{})
+	go func() {
+		var longest time.Duration
+		last, since := n.Load(), time.Now()
+		tk := time.NewTicker(time.Millisecond)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				done <- max(longest, time.Since(since))
+				return
+			case <-tk.C:
+			}
+			if v := n.Load(); v != last {
+				longest = max(longest, time.Since(since))
+				last, since = v, time.Now()
+			}
+		}
+	}()
+	return func() time.Duration { close(stop); return <-done }
+}
+
+// infoField reads one field of INFO replication from addr.
+func infoField(t *testing.T, addr, field string) string {
+	t.Helper()
+	rc := redis.NewClient(&redis.Options{Addr: addr})
+	defer rc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	info, err := rc.Info(ctx, "replication").Result()
+	if err != nil {
+		return "?"
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
+			return v
+		}
+	}
+	return "?"
 }

@@ -22,6 +22,8 @@ func (r *Replica) Collectors() []prometheus.Collector {
 		gauge("commit_seq", "Commit point: replies up to it may be released.", func() float64 { return float64(r.commit.seq.Load()) }),
 		gauge("backup_lag", "At a primary, how far its slowest backup is behind.", func() float64 { return float64(r.Status().Lag) }),
 		counter("forwarded_total", "Requests forwarded to the replica that orders writes or answers reads.", func() float64 { return float64(r.stats.forwarded.Load()) }),
+		counter("snapshots_installed_total", "Snapshots (full copies of a peer's state) this replica installed.", func() float64 { return float64(r.stats.installed.Load()) }),
+		counter("snapshot_installed_bytes_total", "Bytes of the snapshots this replica installed.", func() float64 { return float64(r.stats.installedBytes.Load()) }),
 	}
 	if r.Status().Epochs.Interval <= 0 {
 		return cs

@@ -349,5 +349,10 @@ type stats struct {
 	applied   atomic.Uint64
 	dropped   atomic.Uint64
 	forwarded atomic.Uint64
-	snapshots atomic.Uint64
+	snapshots atomic.Uint64 // served
+	// installed counts snapshots this replica installed (full copies of
+	// a peer's state), and installedBytes their size: a restart that
+	// costs a full copy shows here.
+	installed      atomic.Uint64
+	installedBytes atomic.Uint64
 }

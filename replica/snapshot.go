@@ -354,6 +354,8 @@ func (r *Replica) install(from string, seq uint64, buf *bytes.Buffer, start time
 		return r.fail(fmt.Errorf("snapshot from %s announced seq %d but restored %d", from, seq, got))
 	}
 	r.core.Restored(from, seq)
+	r.stats.installed.Add(1)
+	r.stats.installedBytes.Add(uint64(size))
 	r.log.Info("snapshot installed", "from", from, "seq", seq, "bytes", size, "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -61,8 +61,9 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 		if r.Role().Orders() {
 			redisRole = "master"
 		}
-		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:%s\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_complete:%d\r\nlockstep_backup_lag:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\n",
-			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load())
+		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:%s\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_complete:%d\r\nlockstep_backup_lag:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\nlockstep_snapshots_installed:%d\r\nlockstep_snapshot_bytes_installed:%d\r\n",
+			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load(),
+			r.stats.installed.Load(), r.stats.installedBytes.Load())
 		if e := st.Epochs; e.Interval > 0 {
 			b = fmt.Appendf(b, "lockstep_checkpoint_interval_ms:%d\r\nlockstep_checkpoints:%d\r\nlockstep_checkpoint_bytes:%d\r\nlockstep_checkpoint_last_bytes:%d\r\nlockstep_checkpoint_deferred:%d\r\nlockstep_dirty_bytes:%d\r\n",
 				e.Interval.Milliseconds(), e.Made, e.Bytes, e.LastBytes, e.Deferred, e.DirtyBytes)
