@@ -135,7 +135,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 		}
 		if err != nil {
 			r.mu.Unlock()
-			return out, 0, r.fail(err)
+			return out, 0, r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 		seq, err := r.core.Propose(u)
 		if errors.Is(err, protocol.ErrWindowFull) && r.opts.NoWindowWait {
@@ -160,7 +160,7 @@ func (r *Replica) propose(client string, num uint64, args [][]byte, out []byte) 
 		out, err = r.sm.Apply(seq, u, out)
 		if err != nil {
 			r.mu.Unlock()
-			return out, 0, r.fail(err)
+			return out, 0, r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
 		}
 		// The core hears Applied from the run loop, once for all the
 		// writes since its last turn, so they leave in one message.
@@ -256,7 +256,14 @@ func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, er
 		gate = max(gate, r.recoveredSeq)
 	}
 	out, err := r.sm.Read(args, r.opts.Now().UnixMilli(), out)
-	return out, gate, true, err
+	if err != nil {
+		// The machine reports a bad request in its reply; an error is
+		// state it cannot read (StateMachine's contract), and a replica
+		// with a failing disk stops, so that the group fails over to one
+		// that can answer.
+		return out, 0, true, r.fail(fmt.Errorf("%w: %w", ErrStorage, err)) // takes no lock of ours
+	}
+	return out, gate, true, nil
 }
 
 // Wait blocks until the write (or a primary's read) numbered gate has
@@ -359,7 +366,7 @@ func (r *Replica) sweepOnce(after []byte, batch int) []byte {
 		return after // window full or role lost: try the same keys later
 	}
 	if _, err := r.sm.Apply(seq, u, nil); err != nil {
-		r.fail(err) // takes no lock of ours
+		r.fail(fmt.Errorf("%w: %w", ErrStorage, err)) // takes no lock of ours
 		return nil
 	}
 	r.headApplied = seq

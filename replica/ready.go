@@ -68,7 +68,7 @@ func (r *Replica) closeEpochLocked() (protocol.Ready, error) {
 	r.flushHeadAppliedLocked()
 	delta, err := r.sm.TakeDelta()
 	if err != nil {
-		return protocol.Ready{}, err
+		return protocol.Ready{}, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	if err := r.core.CloseEpoch(r.sm.AppliedSeq(), delta); err != nil {
 		return protocol.Ready{}, err
@@ -78,7 +78,14 @@ func (r *Replica) closeEpochLocked() (protocol.Ready, error) {
 
 // carryOut does what is left of rd once the lock is released: it sends
 // the messages, publishes the commit point and starts a snapshot fetch.
+//
+// A replica that has failed does none of it, whatever its store says now:
+// its store may have lost writes it applied, and a sync that works again
+// after one that failed does not bring them back.
 func (r *Replica) carryOut(ctx context.Context, rd protocol.Ready) {
+	if r.Err() != nil {
+		return
+	}
 	if r.opts.SyncBeforeSend && (outboxLen(rd.Messages) > 0 || rd.Commit > 0) {
 		if err := r.store.Sync(); err != nil {
 			r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
@@ -99,7 +106,7 @@ func (r *Replica) applyLocked(entries []protocol.Entry) error {
 	for _, e := range entries {
 		var err error
 		if scratch, err = r.sm.Apply(e.Seq, e.Data, scratch[:0]); err != nil {
-			return err
+			return fmt.Errorf("%w: %w", ErrStorage, err)
 		}
 	}
 	r.stats.applied.Add(uint64(len(entries)))

@@ -43,8 +43,10 @@ var (
 	ErrFailed = errors.New("lockstep: replica failed")
 	// ErrWrongProtocol: the group runs another protocol than this replica.
 	ErrWrongProtocol = errors.New("lockstep: group runs another replication protocol")
-	// ErrStorage: the store could not make applied state durable (a failed
-	// fsync, a full disk); the replica stops rather than acknowledge it.
+	// ErrStorage: the store failed under the replica: it could not make
+	// applied state durable (a failed fsync, a full disk), or could not
+	// read or change it. The replica stops rather than acknowledge a
+	// write it may not hold, or answer from state it cannot read.
 	ErrStorage = errors.New("lockstep: storage cannot persist writes")
 	// ErrStaleState: the replica kept its state across a restart, but the
 	// group was re-formed without it (see Options.Recovered).

@@ -104,6 +104,8 @@ type StateMachine interface {
 	Apply(seq uint64, u Update, out []byte) ([]byte, error)
 	// Read answers a read request from the current state, treating entries
 	// that expired before nowMillis as absent, and appends the RESP reply.
+	// A bad request is answered in the reply; an error, as Prepare's, means
+	// the replica cannot read its own state and must stop.
 	Read(args [][]byte, nowMillis int64, out []byte) ([]byte, error)
 	// AppliedSeq is the sequence number of the last applied Update.
 	AppliedSeq() uint64

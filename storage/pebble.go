@@ -53,6 +53,14 @@ const defaultCacheSize = 64 << 20
 // have written.
 var ErrCorrupt = errors.New("lockstep: storage data corrupt")
 
+// ErrFailed means a write or an fsync of the store failed (a failing disk,
+// a full one) or pebble gave up (Logger.Fatalf). The store then takes no
+// more writes: Apply and Sync return ErrFailed for the rest of its life.
+// What it applied may not be on disk, and a later fsync that succeeds
+// would not prove that it is: the kernel may have dropped the pages whose
+// writeback failed and marked them clean. Reads still work.
+var ErrFailed = errors.New("lockstep: storage failed")
+
 // PebbleOptions configures OpenPebble.
 type PebbleOptions struct {
 	// ClusterID, if non-empty, is recorded on the first open that gives one;
@@ -92,9 +100,10 @@ type Pebble struct {
 	keyBuf []byte
 
 	state     atomic.Pointer[pebbleState]
-	syncedSeq atomic.Uint64 // highest seq known to be on disk
-	clusterID string        // recorded cluster id, "" if none; set by load
-	dataID    string        // the directory's data id; set by load
+	failed    atomic.Pointer[error] // set once, by fail
+	syncedSeq atomic.Uint64         // highest seq known to be on disk
+	clusterID string                // recorded cluster id, "" if none; set by load
+	dataID    string                // the directory's data id; set by load
 
 	keyPool sync.Pool // *[]byte scratch for Get's prefixed key
 
@@ -107,11 +116,12 @@ var _ Store = (*Pebble)(nil)
 // OpenPebble opens or creates the store in dir. It restores AppliedSeq and
 // Stats from the last durable state and checks the cluster id.
 func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
-	db, err := openDB(dir, opts)
+	p := &Pebble{views: make(map[*pebbleView]struct{})}
+	db, err := openDB(dir, opts, p.fail)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pebble{db: db, views: make(map[*pebbleView]struct{})}
+	p.db = db
 	p.keyPool.New = func() any { b := make([]byte, 0, 64); return &b }
 	if err := p.load(opts.ClusterID); err != nil {
 		return nil, errors.Join(err, db.Close())
@@ -119,7 +129,9 @@ func OpenPebble(dir string, opts PebbleOptions) (*Pebble, error) {
 	return p, nil
 }
 
-func openDB(dir string, opts PebbleOptions) (*pebble.DB, error) {
+// openDB opens pebble in dir; fatal is told when pebble gives up
+// (Logger.Fatalf).
+func openDB(dir string, opts PebbleOptions, fatal func(error) error) (*pebble.DB, error) {
 	size := opts.CacheSize
 	if size <= 0 {
 		size = defaultCacheSize
@@ -141,7 +153,7 @@ func openDB(dir string, opts PebbleOptions) (*pebble.DB, error) {
 	po := &pebble.Options{
 		FS:                 fs,
 		Cache:              cache,
-		Logger:             slogLogger{log},
+		Logger:             slogLogger{l: log, fatal: fatal},
 		FormatMajorVersion: pebble.FormatNewest,
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
@@ -220,7 +232,7 @@ func (p *Pebble) load(clusterID string) error {
 		return fmt.Errorf("%w: directory has %q, opened as %q", ErrWrongCluster, stored, clusterID)
 	}
 	if stored == nil {
-		if err := p.db.Set(keyCluster, []byte(clusterID), pebble.Sync); err != nil {
+		if err := setSync(p.db, keyCluster, []byte(clusterID)); err != nil {
 			return fmt.Errorf("lockstep: record cluster id: %w", err)
 		}
 		p.clusterID = clusterID
@@ -239,11 +251,51 @@ func (p *Pebble) loadDataID() error {
 		b := make([]byte, 8)
 		_, _ = rand.Read(b)
 		id = []byte(hex.EncodeToString(b))
-		if err := p.db.Set(keyDataID, id, pebble.Sync); err != nil {
+		if err := setSync(p.db, keyDataID, id); err != nil {
 			return fmt.Errorf("lockstep: record data id: %w", err)
 		}
 	}
 	p.dataID = string(id)
+	return nil
+}
+
+// setSync writes one key durably.
+func setSync(db *pebble.DB, key, value []byte) error {
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, value, nil); err != nil {
+		return err
+	}
+	return commitSync(db, b)
+}
+
+// commitSync commits b and waits until it is on disk, returning the error
+// of a failed WAL write or fsync. Pebble's own synchronous commit
+// (Batch.Commit or DB.Apply with pebble.Sync) does not return that error:
+// it calls Logger.Fatalf ("fatal commit error"), which would take the
+// process down before the caller could stop acknowledging in order.
+// ApplyNoSyncWait and SyncWait make the same commit and the same wait,
+// and hand the error back.
+func commitSync(db *pebble.DB, b *pebble.Batch) error {
+	if err := db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		return err
+	}
+	return b.SyncWait()
+}
+
+// fail records err as the store's failure, unless one is recorded
+// already, and returns the recorded failure (wrapping ErrFailed).
+func (p *Pebble) fail(err error) error {
+	err = fmt.Errorf("%w: %w", ErrFailed, err)
+	p.failed.CompareAndSwap(nil, &err)
+	return *p.failed.Load()
+}
+
+// failure is the store's recorded failure, or nil.
+func (p *Pebble) failure() error {
+	if e := p.failed.Load(); e != nil {
+		return *e
+	}
 	return nil
 }
 
@@ -416,7 +468,8 @@ func (p *Pebble) Durable() bool { return true }
 // Sync makes every Batch applied before the call durable.
 //
 // It writes an empty LogData record with pebble.Sync, the idiom pebble
-// itself uses to sync the WAL (see Checkpoint's WithFlushedWAL). The WAL is
+// itself uses to sync the WAL (see Checkpoint's WithFlushedWAL), through
+// commitSync so that a failed fsync comes back as an error. The WAL is
 // one sequential log, so syncing a record syncs every batch committed before
 // it; a WAL retired by a memtable switch was synced when it was closed. The
 // record adds nothing to the memtable. Group commit comes from pebble's
@@ -426,18 +479,29 @@ func (p *Pebble) Durable() bool { return true }
 // at once for an empty batch without touching the WAL.
 //
 // A Sync with nothing applied since the last completed one returns at once.
+// A failed Sync fails the store (ErrFailed): a WAL write or fsync that
+// failed once is never retried, since a retry that succeeds proves
+// nothing about the writes the failed one lost.
 func (p *Pebble) Sync() error {
 	p.life.RLock()
 	defer p.life.RUnlock()
 	if p.closed {
 		return ErrClosed
 	}
+	if err := p.failure(); err != nil {
+		return err
+	}
 	seq := p.AppliedSeq()
 	if seq <= p.syncedSeq.Load() {
 		return nil
 	}
-	if err := p.db.LogData(nil, pebble.Sync); err != nil {
+	b := p.db.NewBatch()
+	defer b.Close()
+	if err := b.LogData(nil, nil); err != nil {
 		return fmt.Errorf("lockstep: storage sync: %w", err)
+	}
+	if err := commitSync(p.db, b); err != nil {
+		return p.fail(fmt.Errorf("sync: %w", err))
 	}
 	for {
 		old := p.syncedSeq.Load()
@@ -470,6 +534,9 @@ func (p *Pebble) Snapshot() (View, error) {
 }
 
 // Close closes open views, flushes the memtable to disk and closes pebble.
+// A failed store is not flushed: a flush starts a new WAL, and pebble
+// panics when closing the old one fails, as its final fsync would; and
+// nothing more is to be made durable in a store that failed.
 //
 // Once the closed flag is set and the in-flight calls have drained, no
 // method touches db, so the rest runs without the lock: a view's Scan
@@ -495,7 +562,9 @@ func (p *Pebble) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := p.db.Flush(); err != nil {
+	if err := p.failure(); err != nil {
+		errs = append(errs, err)
+	} else if err := p.db.Flush(); err != nil {
 		errs = append(errs, fmt.Errorf("lockstep: storage flush: %w", err))
 	}
 	if err := p.db.Close(); err != nil {
@@ -546,16 +615,26 @@ func (v *pebbleView) Close() error {
 }
 
 // slogLogger adapts slog to pebble's Logger.
-type slogLogger struct{ l *slog.Logger }
+type slogLogger struct {
+	l     *slog.Logger
+	fatal func(error) error // fails the store
+}
 
 func (s slogLogger) Infof(format string, args ...any) {
 	s.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-// Fatalf logs and panics: pebble calls it on invariant violations and does
-// not expect it to return, and a library must not exit the process.
+// Fatalf fails the store, logs and panics. Pebble calls it when it cannot
+// go on (a MANIFEST write or fsync failed, an invariant broke) and does
+// not expect it to return: returning would let the caller carry on as if
+// the operation had worked. The panic ends the process, loudly, unless
+// someone recovers it, as a library must not exit the process itself;
+// the store is failed first, so even then it takes no more writes.
 func (s slogLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	s.l.Error(msg, "component", "pebble")
+	if s.fatal != nil {
+		s.fatal(errors.New("pebble: " + msg))
+	}
+	s.l.Error("pebble gave up; stopping", "component", "pebble", "err", msg)
 	panic("pebble: " + msg)
 }

@@ -21,6 +21,9 @@ func (p *Pebble) Apply(b *Batch) error {
 	if p.closed {
 		return ErrClosed
 	}
+	if err := p.failure(); err != nil {
+		return err
+	}
 	p.applyMu.Lock()
 	defer p.applyMu.Unlock()
 	cur := p.state.Load()
@@ -45,14 +48,14 @@ func (p *Pebble) Apply(b *Batch) error {
 	if err := d.Finish(); err != nil {
 		return fmt.Errorf("lockstep: storage apply: %w", err)
 	}
-	sync := pebble.NoSync
+	// Sync's bookkeeping assumes seqs only grow, so a Replace batch, which
+	// may lower the seq, is made durable here and recorded as synced.
+	commit := func() error { return pb.Commit(pebble.NoSync) }
 	if b.Replace {
-		// Sync's bookkeeping assumes seqs only grow, so a batch that may
-		// lower the seq is made durable here and recorded as synced.
-		sync = pebble.Sync
+		commit = func() error { return commitSync(p.db, pb) }
 	}
-	if err := pb.Commit(sync); err != nil {
-		return fmt.Errorf("lockstep: storage apply seq %d: %w", b.Seq, err)
+	if err := commit(); err != nil {
+		return p.fail(fmt.Errorf("apply seq %d: %w", b.Seq, err))
 	}
 	p.state.Store(next)
 	if b.Replace {

@@ -1,5 +1,6 @@
 // Package replicatest runs a group of real replica runtimes in one
-// process: each replica.Replica gets an in-memory store, a link to the
+// process: each replica.Replica gets a store (in memory unless the test
+// builds its own, such as Pebble on a failing disk), a link to the
 // others through transport/memnet, a lease the test switches off, and a
 // RESP server on 127.0.0.1 so that forwarding and lockstep.req work end
 // to end. The coordinator is the test itself: it decides each
@@ -62,6 +63,11 @@ type Options struct {
 	// CheckpointInterval is the checkpoint protocol's epoch (default 5ms).
 	CheckpointInterval time.Duration
 	Logger             *slog.Logger
+	// NewStore builds the store of the replica called name (default: an
+	// in-memory one). A durable store (Durable() true) makes the replica
+	// sync it before it sends or acknowledges anything, as a node run
+	// with --fsync always does. The cluster closes the stores.
+	NewStore func(name string) (storage.Store, error)
 }
 
 func (o *Options) defaults() {
@@ -85,6 +91,9 @@ func (o *Options) defaults() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.NewStore == nil {
+		o.NewStore = func(string) (storage.Store, error) { return storage.NewMemory(), nil }
 	}
 }
 
@@ -127,6 +136,7 @@ type Cluster struct {
 	nodes  []*Node
 	cancel context.CancelFunc
 	runs   sync.WaitGroup
+	closed sync.Once
 
 	mu  sync.Mutex
 	cfg coord.Config // the last configuration handed out
@@ -165,7 +175,19 @@ func Start(opts Options) (*Cluster, error) {
 // newNode wires one replica as cmd/lockstep does, with the in-memory
 // network, a test lease and a RESP server on a port the OS chose.
 func (c *Cluster) newNode(name, inc string) (*Node, error) {
-	st := storage.NewMemory()
+	st, err := c.opts.NewStore(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: store %s: %w", ErrStart, name, err)
+	}
+	n, err := c.wire(name, inc, st)
+	if err != nil {
+		return nil, errors.Join(err, st.Close())
+	}
+	return n, nil
+}
+
+// wire builds the replica and the server of a node over its store.
+func (c *Cluster) wire(name, inc string, st storage.Store) (*Node, error) {
 	machine, err := dedup.Wrap(kv.New(st, kv.Options{}), 0)
 	if err != nil {
 		return nil, fmt.Errorf("%w: state machine %s: %w", ErrStart, name, err)
@@ -173,9 +195,10 @@ func (c *Cluster) newNode(name, inc string) (*Node, error) {
 	r, err := replica.New(replica.Options{
 		Name: name, Incarnation: inc, Machine: machine, Store: st,
 		Protocol: c.opts.Protocol, Tick: c.opts.Tick, WaitTimeout: c.opts.WaitTimeout,
-		ForwardBudget: c.opts.ForwardBudget,
-		Core:          replica.CoreOptions{CheckpointInterval: c.opts.CheckpointInterval},
-		Logger:        c.opts.Logger.With("node", name),
+		ForwardBudget:  c.opts.ForwardBudget,
+		SyncBeforeSend: st.Durable(),
+		Core:           replica.CoreOptions{CheckpointInterval: c.opts.CheckpointInterval},
+		Logger:         c.opts.Logger.With("node", name),
 		// What Prepare records (random ids) follows the seed too.
 		Rand: rand.New(rand.NewPCG(c.opts.Seed, uint64(len(c.nodes)))),
 	})
@@ -198,9 +221,13 @@ func (c *Cluster) newNode(name, inc string) (*Node, error) {
 	return n, nil
 }
 
-// Close stops the servers, the replicas' run loops and the network, and
-// waits for their goroutines.
-func (c *Cluster) Close() {
+// Close stops the servers, the replicas' run loops and the network,
+// waits for their goroutines and closes the stores. Only the first call
+// does anything, so a test may close the cluster to inspect its stores
+// and still leave Close to its cleanup.
+func (c *Cluster) Close() { c.closed.Do(c.close) }
+
+func (c *Cluster) close() {
 	// Every request a test made has been answered by now; connections
 	// still open are the forwarders' idle ones, and a graceful close
 	// would linger on each for half a second.
@@ -221,6 +248,9 @@ func (c *Cluster) Close() {
 		_ = n.store.Close()
 	}
 }
+
+// Store is the replica's store, for a test that checks what it holds.
+func (n *Node) Store() storage.Store { return n.store }
 
 // Node returns the replica called name, or nil.
 func (c *Cluster) Node(name string) *Node {

@@ -47,17 +47,32 @@ func startGroup(t *testing.T, ctx context.Context, protocol string) *Cluster {
 // group; any others wait outside it.
 func startCluster(t *testing.T, ctx context.Context, protocol string, names []string) *Cluster {
 	t.Helper()
-	logger := slog.New(slog.DiscardHandler)
-	if testing.Verbose() && os.Getenv("LOCKSTEP_LOG") != "" {
-		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	return startWith(t, ctx, Options{Protocol: protocol, Names: names, Seed: testSeed(t)})
+}
+
+// startWith is startCluster with the options given (a test's logger
+// unless they have one).
+func startWith(t *testing.T, ctx context.Context, opts Options) *Cluster {
+	t.Helper()
+	if opts.Logger == nil {
+		opts.Logger = testLogger()
 	}
-	c, err := Start(Options{Protocol: protocol, Names: names, Seed: testSeed(t), Logger: logger})
+	c, err := Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	reconfigure(t, ctx, c, View{Members: []string{"r1", "r2", "r3"}})
 	return c
+}
+
+// testLogger discards the replicas' logs unless the test runs verbose
+// with LOCKSTEP_LOG set.
+func testLogger() *slog.Logger {
+	if testing.Verbose() && os.Getenv("LOCKSTEP_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // reconfigure hands out v and waits until its members serve in it.

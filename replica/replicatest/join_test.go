@@ -48,9 +48,13 @@ func TestJoinerCatchesUpBySnapshot(t *testing.T) {
 
 // sameDigests reports whether every replica answers lockstep.digest
 // with the same state and seq.
-func sameDigests(ctx context.Context, c *Cluster) bool {
+func sameDigests(ctx context.Context, c *Cluster) bool { return digestsEqual(ctx, c.Nodes()) }
+
+// digestsEqual reports whether nodes answer lockstep.digest with the same
+// state and seq.
+func digestsEqual(ctx context.Context, nodes []*Node) bool {
 	var first string
-	for i, n := range c.Nodes() {
+	for i, n := range nodes {
 		v, err := n.Read(ctx, "lockstep.digest")
 		if !isValue(v, err) || (i > 0 && string(v.Str) != first) {
 			return false
