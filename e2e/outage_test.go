@@ -95,14 +95,7 @@ func TestTotalOutageKeepsAcknowledgedWrites(t *testing.T) {
 
 func totalOutage(t *testing.T, protocol string, etcdToo bool) {
 	c, startEtcd := startDurableCluster(t, protocol)
-	w := &workload{c: c, keys: 5, addrs: c.addrs}
-	ctx, cancel := context.WithCancel(context.Background())
-	wg := w.run(ctx, 8, uint64(time.Now().UnixNano()))
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	proctest.Eventually(t, 30*time.Second, "writes before the outage", func() bool { return w.acked.Load() >= 200 })
+	w, stop := startLoad(t, c, c.addrs, "writes before the outage")
 	c.killAll()
 	before := w.acked.Load()
 	proctest.Eventually(t, 10*time.Second, "status to say whom the group waits for", func() bool {
@@ -121,8 +114,7 @@ func totalOutage(t *testing.T, protocol string, etcdToo bool) {
 	t.Logf("%d writes acknowledged before the outage; the group served writes again %v after the restart",
 		before, time.Since(start).Round(time.Millisecond))
 	c.waitMembers(3, 60*time.Second)
-	cancel()
-	wg.Wait()
+	stop()
 	c.waitIdentical("n1", "n2", "n3")
 	checkLinearizable(t, &w.rec)
 }
@@ -137,14 +129,7 @@ func TestCoordinatorOutage(t *testing.T) {
 		t.Skip("slow: a 30 s coordinator outage")
 	}
 	c, startEtcd := startDurableCluster(t, chainProto)
-	w := &workload{c: c, keys: 5, addrs: c.addrs}
-	ctx, cancel := context.WithCancel(context.Background())
-	wg := w.run(ctx, 8, uint64(time.Now().UnixNano()))
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	proctest.Eventually(t, 30*time.Second, "writes before the outage", func() bool { return w.acked.Load() >= 200 })
+	w, stop := startLoad(t, c, c.addrs, "writes before the outage")
 	c.etcd.Close()
 	stopped := time.Now()
 	time.Sleep(10 * time.Second) // the outage itself, not a wait for a state
@@ -163,8 +148,7 @@ func TestCoordinatorOutage(t *testing.T) {
 		}
 	}
 	c.waitMembers(3, 60*time.Second)
-	cancel()
-	wg.Wait()
+	stop()
 	c.waitIdentical("n1", "n2", "n3")
 	checkLinearizable(t, &w.rec)
 }
@@ -178,14 +162,7 @@ func TestRecoverWithoutALostMember(t *testing.T) {
 		t.Skip("slow: real processes killed and restarted")
 	}
 	c, _ := startDurableCluster(t, pbProto)
-	w := &workload{c: c, keys: 5, addrs: func() []string { return c.addrsOf("n1", "n2") }}
-	ctx, cancel := context.WithCancel(context.Background())
-	wg := w.run(ctx, 8, uint64(time.Now().UnixNano()))
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	proctest.Eventually(t, 30*time.Second, "writes before the outage", func() bool { return w.acked.Load() >= 200 })
+	w, stop := startLoad(t, c, func() []string { return c.addrsOf("n1", "n2") }, "writes before the outage")
 	c.killAll()
 	before := w.acked.Load()
 	c.start("n1")
@@ -207,8 +184,7 @@ func TestRecoverWithoutALostMember(t *testing.T) {
 	}
 	c.start("n3") // on a new, empty directory
 	c.waitMembers(3, 60*time.Second)
-	cancel()
-	wg.Wait()
+	stop()
 	c.waitIdentical("n1", "n2", "n3")
 	checkLinearizable(t, &w.rec)
 }
@@ -237,14 +213,7 @@ func TestRollingRestart(t *testing.T) {
 		t.Skip("slow: three restarts under load")
 	}
 	c, _ := startDurableCluster(t, chainProto)
-	w := &workload{c: c, keys: 5, addrs: c.addrs}
-	ctx, cancel := context.WithCancel(context.Background())
-	wg := w.run(ctx, 8, uint64(time.Now().UnixNano()))
-	defer func() {
-		cancel()
-		wg.Wait()
-	}()
-	proctest.Eventually(t, 30*time.Second, "writes before the restarts", func() bool { return w.acked.Load() >= 200 })
+	w, stop := startLoad(t, c, c.addrs, "writes before the restarts")
 	for i := 1; i <= 3; i++ {
 		name := nodeName(i)
 		stall := watchStall(&w.acked)
@@ -264,8 +233,7 @@ func TestRollingRestart(t *testing.T) {
 		t.Logf("restart of %s: longest write stall %v, snapshots it installed: %s", name, stall().Round(time.Millisecond),
 			infoField(t, c.procs[name].Addr, "lockstep_snapshots_installed"))
 	}
-	cancel()
-	wg.Wait()
+	stop()
 	c.waitIdentical("n1", "n2", "n3")
 	checkLinearizable(t, &w.rec)
 }
@@ -313,4 +281,21 @@ func infoField(t *testing.T, addr, field string) string {
 		}
 	}
 	return "?"
+}
+
+// startLoad runs 8 clients of a workload over 5 keys through addrs until
+// stop (also called at cleanup; calling it twice is harmless), and returns
+// once they have 200 writes acknowledged (what names that wait).
+func startLoad(t *testing.T, c *cluster, addrs func() []string, what string) (*workload, func()) {
+	t.Helper()
+	w := &workload{c: c, keys: 5, addrs: addrs}
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := w.run(ctx, 8, uint64(time.Now().UnixNano()))
+	stop := func() {
+		cancel()
+		wg.Wait()
+	}
+	t.Cleanup(stop)
+	proctest.Eventually(t, 30*time.Second, what, func() bool { return w.acked.Load() >= 200 })
+	return w, stop
 }
