@@ -385,6 +385,9 @@ func (s *supervisor) waitServing(ctx context.Context, cfg coord.Config) bool {
 		if nodes, err := coord.ListNodes(ctx, s.cli, upCluster); err == nil && allServing(cfg, nodes) {
 			return true
 		}
+		if cur, err := coord.GetConfig(ctx, s.cli, upCluster, upGroup); err == nil && cur.Epoch > cfg.Epoch {
+			return false // superseded (a resumed cluster's old configuration): the watch has the next
+		}
 		select {
 		case <-ctx.Done():
 			return false
