@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -228,6 +229,14 @@ func TestRollingRestart(t *testing.T) {
 		}
 		c.start(name)
 		c.waitMembers(3, 60*time.Second)
+		if !strings.Contains(c.procs[name].Log(), "setting local state from an earlier run aside") {
+			t.Errorf("%s did not set its earlier state aside:\n%s", name, c.procs[name].Log())
+		}
+		aside := filepath.Join(c.dataDirOf(name), "pebble.replaced")
+		proctest.Eventually(t, 10*time.Second, "the data set aside at "+name+"'s restart to go once it is a member", func() bool {
+			_, err := os.Stat(aside)
+			return os.IsNotExist(err)
+		})
 		before := w.acked.Load()
 		proctest.Eventually(t, 30*time.Second, "writes after restarting "+name, func() bool { return w.acked.Load() >= before+50 })
 		t.Logf("restart of %s: longest write stall %v, snapshots it installed: %s", name, stall().Round(time.Millisecond),
@@ -298,4 +307,16 @@ func startLoad(t *testing.T, c *cluster, addrs func() []string, what string) (*w
 	t.Cleanup(stop)
 	proctest.Eventually(t, 30*time.Second, what, func() bool { return w.acked.Load() >= 200 })
 	return w, stop
+}
+
+// dataDirOf is the --data-dir extraArgs gives name.
+func (c *cluster) dataDirOf(name string) string {
+	args := c.extraArgs(name)
+	for i, a := range args {
+		if a == "--data-dir" && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	c.t.Fatalf("no --data-dir for %s", name)
+	return ""
 }

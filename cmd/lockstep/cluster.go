@@ -102,6 +102,9 @@ type clusterNode struct {
 	tr      *transport.Transport
 	store   storage.Store
 	peers   sync.Map // name -> peer address
+	// dataDir is the Pebble directory ("" for memory), whose replaced
+	// copy (setAside) goes once this node is a complete member.
+	dataDir string
 	// watchdog is the write end of the watchdog's pipe: it must stay open
 	// (and referenced) while the process serves; see watchdog.go.
 	watchdog *os.File
@@ -139,6 +142,9 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	var recovered bool
 	if n.store, recovered, err = openReplicaStore(f, id, cur, log); err != nil {
 		return err
+	}
+	if f.storage != "memory" {
+		n.dataDir = filepath.Join(f.dataDir, "pebble")
 	}
 	inc := coord.NewIncarnation()
 	machine, err := dedup.Wrap(kv.New(n.store, kv.Options{}), 0)
@@ -252,17 +258,51 @@ func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *
 	case seq > 0 && coord.KeepData(cur, f.cluster.name, id):
 		log.Info("keeping local state: this directory holds a member's state, which the group may need to re-form",
 			"dir", dir, "data_id", id, "applied", seq, "epoch", cur.Epoch)
+		if err := dropReplaced(dir, log); err != nil {
+			return nil, false, err
+		}
 		st, err := open()
 		return st, err == nil, err
 	case seq > 0:
-		log.Info("discarding local state from an earlier run (the group does not count on it); it will be rebuilt from a snapshot",
-			"dir", dir, "applied", seq)
-		if err := os.RemoveAll(dir); err != nil {
+		if err := setAside(dir, seq, log); err != nil {
 			return nil, false, err
 		}
 	}
 	st, err := open()
 	return st, false, err
+}
+
+// replacedDir is where setAside keeps a data directory the group no longer
+// counts on until a complete copy has replaced it.
+func replacedDir(dir string) string { return dir + ".replaced" }
+
+// setAside makes room for a fresh store in dir, whose state (seq) the group
+// no longer counts on, without deleting data before a complete copy has
+// been installed in its place: dir moves to replacedDir, which is deleted
+// once this node is a complete member again (dropReplaced). If a replaced
+// directory is there already, this node never became a member on dir
+// since, so dir is the incomplete one and goes.
+func setAside(dir string, seq uint64, log *slog.Logger) error {
+	old := replacedDir(dir)
+	if _, err := os.Stat(old); err == nil {
+		log.Info("discarding an incomplete copy; the earlier data stays aside until a complete one is installed",
+			"dir", dir, "applied", seq, "kept", old)
+		return os.RemoveAll(dir)
+	}
+	log.Info("setting local state from an earlier run aside (the group does not count on it); a snapshot will rebuild it, and it is deleted once this node is a complete member",
+		"dir", dir, "applied", seq, "aside", old)
+	return os.Rename(dir, old)
+}
+
+// dropReplaced deletes the directory setAside kept, if any: dir holds a
+// complete copy now.
+func dropReplaced(dir string, log *slog.Logger) error {
+	old := replacedDir(dir)
+	if _, err := os.Stat(old); err != nil {
+		return nil
+	}
+	log.Info("deleting the data set aside at an earlier start: a complete copy replaced it", "dir", old)
+	return os.RemoveAll(old)
 }
 
 // dataID is the store's data directory id, "" for memory.
@@ -370,6 +410,12 @@ func (n *clusterNode) publishStatus(ctx context.Context, log *slog.Logger) {
 		case <-t.C:
 		}
 		st := n.rep.Status()
+		if st.Complete && n.dataDir != "" {
+			if err := dropReplaced(n.dataDir, log); err != nil {
+				log.Warn("could not delete data set aside", "err", err)
+			}
+			n.dataDir = "" // once: the copy is complete
+		}
 		info := n.session.Info()
 		info.State, info.Role, info.Epoch, info.Applied = st.State, st.Role, st.Epoch, st.Applied
 		info.Complete, info.Lag, info.Commit = st.Complete, st.Lag, st.Commit
