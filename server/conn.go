@@ -283,7 +283,8 @@ func (c *conn) settle() error {
 }
 
 // lingerClose half-closes the connection and discards what the client is
-// still sending before closing it. Closing a socket with unread input makes
+// still sending (until it goes quiet for lingerIdle, lingerTime at most)
+// before closing it. Closing a socket with unread input makes
 // the kernel send a reset, which can destroy replies the client has not
 // read yet: the last error line after a protocol error, or the answers to a
 // pipeline cut short by shutdown.
@@ -296,12 +297,31 @@ func (c *conn) lingerClose() {
 	if err := tc.CloseWrite(); err != nil {
 		return
 	}
-	_ = tc.SetReadDeadline(time.Now().Add(lingerTime))
-	_, _ = io.Copy(io.Discard, io.LimitReader(tc, lingerBytes))
+	// Input still on its way arrives within a round trip of the
+	// half-close; a pooled client that sends nothing and keeps its end
+	// open must not hold a shutdown for the whole lingerTime, during which
+	// a node that is leaving its group has not left yet.
+	end := time.Now().Add(lingerTime)
+	buf := make([]byte, 32<<10)
+	for read := 0; read < lingerBytes; {
+		deadline := time.Now().Add(lingerIdle)
+		if end.Before(deadline) {
+			deadline = end
+		}
+		_ = tc.SetReadDeadline(deadline)
+		n, err := tc.Read(buf)
+		read += n
+		if err != nil {
+			return
+		}
+	}
 }
 
+// lingerTime bounds lingerClose; a variable so a test can make it long.
+var lingerTime = 500 * time.Millisecond
+
 const (
-	lingerTime  = 500 * time.Millisecond
+	lingerIdle  = 20 * time.Millisecond
 	lingerBytes = 4 << 20
 )
 

@@ -368,3 +368,25 @@ func TestLargeValue(t *testing.T) {
 		t.Fatalf("GET big: %v, %d bytes", err, len(v.Str))
 	}
 }
+
+// TestShutdownDoesNotWaitForIdleClients: an idle client that keeps its
+// connection open (a pool) does not hold Shutdown for the whole linger, so
+// a node that leaves its group on shutdown leaves promptly.
+func TestShutdownDoesNotWaitForIdleClients(t *testing.T) {
+	defer func(d time.Duration) { lingerTime = d }(lingerTime)
+	lingerTime = time.Hour // a shutdown that waits out the linger fails the 5 s context
+	s, addr := startServer(t, nil)
+	var idle []*client
+	for range 4 {
+		cl := dial(t, addr)
+		if got := cl.do("PING"); got != "PONG" {
+			t.Fatalf("PING = %s", got)
+		}
+		idle = append(idle, cl)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown with %d idle clients: %v (it waited for them to close)", len(idle), err)
+	}
+}

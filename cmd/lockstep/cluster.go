@@ -102,6 +102,7 @@ type clusterNode struct {
 	tr      *transport.Transport
 	store   storage.Store
 	peers   sync.Map // name -> peer address
+	log     *slog.Logger
 	// dataDir is the Pebble directory ("" for memory), whose replaced
 	// copy (setAside) goes once this node is a complete member.
 	dataDir string
@@ -119,7 +120,7 @@ func startCluster(ctx context.Context, f *serverFlags, clientAddr string, log *s
 	if err != nil {
 		return nil, fmt.Errorf("--etcd-endpoints %s: %w", cf.etcd, err)
 	}
-	n := &clusterNode{cli: cli}
+	n := &clusterNode{cli: cli, log: log}
 	if err := n.start(ctx, f, clientAddr, log); err != nil {
 		n.close(context.Background(), false)
 		return nil, err
@@ -445,6 +446,7 @@ func (n *clusterNode) close(ctx context.Context, rejoining bool) {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		left = n.session.Close(cctx) == nil
 		cancel()
+		n.log.Info("left the cluster", "lease_revoked", left)
 	}
 	if n.watchdog != nil {
 		if left || rejoining {

@@ -313,9 +313,11 @@ func serve(ctx context.Context, f *serverFlags, set settings, ln net.Listener, b
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), f.shutdownWait)
 	defer cancel()
+	began := time.Now()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("clients did not finish in time", "err", err)
 	}
+	log.Info("clients finished", "took", time.Since(began).Round(time.Millisecond))
 	if adm != nil {
 		_ = adm.Shutdown(sctx)
 	}
