@@ -227,9 +227,6 @@ func TestRollingRestart(t *testing.T) {
 		if errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("%s did not stop on SIGTERM", name)
 		}
-		if os.Getenv("LOCKSTEP_DUMP") != "" {
-			t.Logf("stopped %s at %s:\n%s", name, time.Now().Format("15:04:05.000"), c.procs[name].Log())
-		}
 		c.start(name)
 		c.waitMembers(3, 60*time.Second)
 		if !strings.Contains(c.procs[name].Log(), "setting local state from an earlier run aside") {
@@ -242,9 +239,6 @@ func TestRollingRestart(t *testing.T) {
 		})
 		before := w.acked.Load()
 		proctest.Eventually(t, 30*time.Second, "writes after restarting "+name, func() bool { return w.acked.Load() >= before+50 })
-		if os.Getenv("LOCKSTEP_DUMP") != "" {
-			c.dumpLogs()
-		}
 		t.Logf("restart of %s: longest write stall %v, snapshots it installed: %s", name, stall().Round(time.Millisecond),
 			infoField(t, c.procs[name].Addr, "lockstep_snapshots_installed"))
 	}
