@@ -94,10 +94,11 @@ type Node struct {
 
 	// mu orders writes (exclusive) against reads (shared), which the
 	// state machine's contract requires.
-	mu     sync.RWMutex
-	env    env
-	failed atomic.Pointer[error]
-	closed atomic.Bool
+	mu       sync.RWMutex
+	env      env
+	failed   atomic.Pointer[error]
+	failedCh chan struct{} // closed by the first fail
+	closed   atomic.Bool
 }
 
 // New builds a node. The store's AppliedSeq is where the sequence resumes.
@@ -128,6 +129,8 @@ func New(cfg Config) (*Node, error) {
 		now:   cfg.Now,
 		log:   cfg.Logger,
 		env:   env{rnd: cfg.Rand},
+
+		failedCh: make(chan struct{}),
 	}
 	n.commit = newGroupCommit(cfg.Store, cfg.Machine.AppliedSeq())
 	return n, nil
@@ -158,9 +161,15 @@ func (n *Node) fail(err error) error {
 	err = fmt.Errorf("%w: %w", ErrFailed, err)
 	if n.failed.CompareAndSwap(nil, &err) {
 		n.log.Error("node stopped serving", "err", err)
+		close(n.failedCh)
 	}
 	return *n.failed.Load()
 }
+
+// Failed is closed when the node stops on a storage error (see Err): the
+// process should then exit, loudly, rather than stay up refusing every
+// request.
+func (n *Node) Failed() <-chan struct{} { return n.failedCh }
 
 // Write orders a write request, applies it, and appends its reply to out.
 // The reply must not reach the client before Wait(gate) returns nil.

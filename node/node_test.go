@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -97,5 +98,28 @@ func TestGroupCommitSharesFlushes(t *testing.T) {
 		t.Fatalf("%d syncs for 800 writes", s)
 	} else {
 		t.Logf("%d syncs for 800 writes", s)
+	}
+}
+
+// TestFailedSyncClosesFailed: a write whose flush fails is not
+// acknowledged, and the node reports that it stopped (Failed), so the
+// process can exit rather than stay up refusing every request.
+func TestFailedSyncClosesFailed(t *testing.T) {
+	store := failingStore{storage.NewMemory()}
+	n, err := New(Config{Machine: kv.New(store, kv.Options{}), Store: store})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, gate, err := n.Write([][]byte{[]byte("SET"), []byte("k"), []byte("v")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Wait(context.Background(), gate); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Wait after a failed flush = %v, want ErrFailed", err)
+	}
+	select {
+	case <-n.Failed():
+	default:
+		t.Fatal("Failed not closed after the node stopped")
 	}
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -23,3 +24,9 @@ func (c *countingStore) Sync() error {
 	time.Sleep(200 * time.Microsecond)
 	return nil
 }
+
+// failingStore is a durable memory store whose Sync fails.
+type failingStore struct{ storage.Store }
+
+func (failingStore) Durable() bool { return true }
+func (failingStore) Sync() error   { return errors.New("fsync: input/output error") }

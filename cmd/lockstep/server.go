@@ -191,7 +191,22 @@ func runServer(ctx context.Context, f *serverFlags) error {
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	defer stopSweep()
 	go n.RunExpirySweeper(sweepCtx, 100*time.Millisecond, 1000)
-	return serve(ctx, f, set, ln, n, n.Err, nil)
+	// A storage failure stops the process (fail-stop): serving on would
+	// only refuse every request while looking alive to a supervisor.
+	go func() {
+		select {
+		case <-n.Failed():
+			stopSweep()
+		case <-sweepCtx.Done():
+		}
+	}()
+	if err := serve(sweepCtx, f, set, ln, n, n.Err, nil); err != nil {
+		return err
+	}
+	if err := n.Err(); err != nil && !errors.Is(err, node.ErrClosed) {
+		return fmt.Errorf("storage failed, stopping: %w", err)
+	}
+	return nil
 }
 
 // runClusterServer runs a node that replicates through an etcd-coordinated
