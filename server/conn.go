@@ -283,8 +283,8 @@ func (c *conn) settle() error {
 }
 
 // lingerClose half-closes the connection and discards what the client is
-// still sending (until it goes quiet for lingerIdle, lingerTime at most)
-// before closing it. Closing a socket with unread input makes
+// still sending (lingerTime at most; at a shutdown, only until it goes
+// quiet for lingerIdle) before closing it. Closing a socket with unread input makes
 // the kernel send a reset, which can destroy replies the client has not
 // read yet: the last error line after a protocol error, or the answers to a
 // pipeline cut short by shutdown.
@@ -297,14 +297,20 @@ func (c *conn) lingerClose() {
 	if err := tc.CloseWrite(); err != nil {
 		return
 	}
-	// Input still on its way arrives within a round trip of the
-	// half-close; a pooled client that sends nothing and keeps its end
-	// open must not hold a shutdown for the whole lingerTime, during which
-	// a node that is leaving its group has not left yet.
+	// At a shutdown (draining), a pooled client that sends nothing and
+	// keeps its end open must not hold the server for the whole
+	// lingerTime, during which a node that is leaving its group has not
+	// left yet: the drain ends once the client has been quiet for
+	// lingerIdle. After a protocol error the client may still be sending
+	// a large request, so it gets the whole lingerTime.
+	idle := lingerTime
+	if c.draining.Load() {
+		idle = lingerIdle
+	}
 	end := time.Now().Add(lingerTime)
 	buf := make([]byte, 32<<10)
 	for read := 0; read < lingerBytes; {
-		deadline := time.Now().Add(lingerIdle)
+		deadline := time.Now().Add(idle)
 		if end.Before(deadline) {
 			deadline = end
 		}
