@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,18 +25,7 @@ var replicationFaults = []string{"--fault-drop-rate", "0.1", "--fault-delay", "2
 // set, else one from the clock, logged with the command that replays it.
 // Process timing is the machine's, so a replay repeats the fault
 // decisions, not the exact interleaving.
-func e2eSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("LOCKSTEP_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test -race -count=1 -run '^%s$' ./e2e/)", seed, seed, t.Name())
-	return seed
-}
+func e2eSeed(t *testing.T) uint64 { return proctest.Seed(t, "./e2e/") }
 
 // subSeed derives the i-th component's seed from seed, never 0 (which
 // would make a component pick its own random seed, unreplayable).

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/lockstep/lockstep/internal/faultproxy"
+	"github.com/lockstep/lockstep/internal/proctest"
 	"github.com/lockstep/lockstep/kv"
 	"github.com/lockstep/lockstep/node"
 	"github.com/lockstep/lockstep/server"
@@ -368,18 +369,7 @@ func checkStored(t *testing.T, ctx context.Context, addr string, entries []migra
 
 // migrateSeed returns the seed of the fault proxy: LOCKSTEP_SEED if set,
 // else one from the clock, logged with the command that replays it.
-func migrateSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("LOCKSTEP_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test -race -count=1 -run '^%s$' ./cmd/lockstep/)", seed, seed, t.Name())
-	return seed
-}
+func migrateSeed(t *testing.T) uint64 { return proctest.Seed(t, "./cmd/lockstep/") }
 
 // TestMigrateAuthHint checks that a refused login points at where the
 // password is read from, and that other errors get no hint.

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -272,4 +273,20 @@ func Children(pid int) []int {
 		}
 	}
 	return kids
+}
+
+// Seed returns the seed of a randomized test: LOCKSTEP_SEED if set, else
+// one from the clock, logged with the command that replays it (pkg is the
+// package's path from the module root, as go test takes it: ./e2e/).
+func Seed(t testing.TB, pkg string) uint64 {
+	t.Helper()
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("LOCKSTEP_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test -race -count=1 -run '^%s$' %s)", seed, seed, t.Name(), pkg)
+	return seed
 }

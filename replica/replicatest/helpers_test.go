@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lockstep/lockstep/internal/proctest"
 	"github.com/lockstep/lockstep/replica"
 	"github.com/lockstep/lockstep/resp"
 	"go.uber.org/goleak"
@@ -22,18 +23,7 @@ var protocols = []string{replica.ProtocolChain, replica.ProtocolPrimaryBackup, r
 // logs the command that replays it. The seed fixes the harness's choices
 // (incarnations, the order of concurrent clients' operations); goroutine
 // scheduling stays the machine's.
-func testSeed(t *testing.T) uint64 {
-	t.Helper()
-	seed := uint64(time.Now().UnixNano())
-	if s := os.Getenv("LOCKSTEP_SEED"); s != "" {
-		var err error
-		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
-			t.Fatalf("LOCKSTEP_SEED=%q: %v", s, err)
-		}
-	}
-	t.Logf("seed %d (replay: LOCKSTEP_SEED=%d go test -race -count=1 -run '^%s$' ./replica/replicatest/)", seed, seed, t.Name())
-	return seed
-}
+func testSeed(t *testing.T) uint64 { return proctest.Seed(t, "./replica/replicatest/") }
 
 // startGroup starts a three-replica group running protocol, installs
 // the first configuration (r1 first) and waits until every replica
