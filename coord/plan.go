@@ -79,8 +79,8 @@ func plan(cur *Config, nodes []NodeInfo, opts PlanOptions) (Config, bool, string
 		n, ok := byName[m.Name]
 		return ok && n.Incarnation == m.Incarnation
 	}
-	if len(cur.Members) > 0 && !slices.ContainsFunc(cur.Members, isLive) {
-		return planRecovery(*cur, byName)
+	if needsRecovery(*cur, byName, isLive) {
+		return planRecovery(*cur, byName, isLive)
 	}
 	if hasPrimary(cur.Protocol) && len(cur.Members) > 0 && !isLive(cur.Members[0]) {
 		return planTakeover(*cur, byName, isLive)
@@ -231,24 +231,49 @@ func planJoin(cur Config, live []NodeInfo) (Config, bool, string) {
 	return cur.clone(), false, "no change"
 }
 
-// planRecovery re-forms a group whose every member died (a total outage:
-// power lost, every process killed) from the members' own data
-// directories, once a process restarted on each of them has registered:
-// every member is replaced by the new incarnation on its directory, in
-// the same order, at a new epoch. The order is what makes it safe: each
-// replica made its state durable before passing it downstream (see
+// needsRecovery reports whether a member of cur is dead and no live member
+// is complete (holds every write the group may have acknowledged). Then
+// removing the dead would leave the group with no member that can carry it
+// on, and would drop the state only the dead hold: after a total outage,
+// say, the first lease to expire would otherwise get its member removed
+// while the others' registrations linger, and the group would re-form
+// from members that lag. The group waits for the dead to come back on
+// their data instead (planRecovery).
+func needsRecovery(cur Config, byName map[string]NodeInfo, isLive func(Member) bool) bool {
+	dead := false
+	for _, m := range cur.Members {
+		if !isLive(m) {
+			dead = true
+		} else if byName[m.Name].Complete {
+			return false
+		}
+	}
+	return dead
+}
+
+// planRecovery re-forms a group that has dead members and no complete live
+// one (a total outage: power lost, every process killed) from the members'
+// own data directories, once a process restarted on each dead member's
+// directory has registered: each dead member is replaced by the new
+// incarnation on its directory, in the same order, at a new epoch, and
+// the live ones stay. The order is what makes it safe: each replica made
+// its state durable before passing it downstream (see
 // replica.Options.SyncBeforeSend), so the head or primary holds every
-// write any other member holds, and each member holds every write that
-// was acknowledged. The restarted replicas then catch up from the head
-// or primary as after any reconfiguration, and every one but the head
-// counts as incomplete until it has. While a member's directory is
-// missing, the group stays down and the reason names whom it waits for:
-// re-forming without it could lose writes only it holds (under chain
-// replication, a head holds entries no one else has).
-func planRecovery(cur Config, byName map[string]NodeInfo) (Config, bool, string) {
+// write any other member holds, and a complete member holds every write
+// that was acknowledged. The restarted replicas then catch up from the
+// head or primary as after any reconfiguration, and every one but the
+// head counts as incomplete until it has. While a dead member's directory
+// is missing, the group stays down and the reason names whom it waits
+// for: re-forming without it could lose writes only it holds.
+func planRecovery(cur Config, byName map[string]NodeInfo, isLive func(Member) bool) (Config, bool, string) {
 	next := cur.clone()
 	var missing []string
+	allDead := true
 	for i, m := range cur.Members {
+		if isLive(m) {
+			allDead = false
+			continue
+		}
 		n, ok := byName[m.Name]
 		want := cur.Data[m.Name]
 		if !ok || want == "" || n.DataID != want {
@@ -257,14 +282,19 @@ func planRecovery(cur Config, byName map[string]NodeInfo) (Config, bool, string)
 		}
 		next.Members[i] = n.Member()
 	}
-	if len(missing) > 0 {
-		return cur.clone(), false, "group down: every member is dead; waiting for a restart on the data of " +
-			strings.Join(missing, ", ")
+	why := "every member is dead"
+	if !allDead {
+		why = "no live member is complete"
 	}
-	next.Joining = nil
+	if len(missing) > 0 {
+		return cur.clone(), false, "group down: " + why + "; waiting for a restart on the data of " + strings.Join(missing, ", ")
+	}
+	if next.Joining != nil && !isLive(*next.Joining) {
+		next.Joining = nil
+	}
 	next.Epoch++
 	next.Revision = 0
-	return next, true, "recover " + memberList(next.Members) + " from their data after every member died"
+	return next, true, "recover " + memberList(next.Members) + " from their data: " + why
 }
 
 // ErrNotDown means a forced recovery was asked of a group that is not down

@@ -12,7 +12,7 @@ import (
 func live(names ...string) []NodeInfo {
 	out := make([]NodeInfo, len(names))
 	for i, n := range names {
-		out[i] = NodeInfo{Name: n, Incarnation: "i-" + n, State: StateServing, CreateRevision: int64(10 + i)}
+		out[i] = NodeInfo{Name: n, Incarnation: "i-" + n, State: StateServing, Complete: true, CreateRevision: int64(10 + i)}
 	}
 	return out
 }
@@ -163,8 +163,12 @@ func pbcfg(epoch uint64, joining string, names ...string) *Config {
 	return c
 }
 
-// complete marks names as complete members that applied the given seqs.
+// complete marks names as complete members that applied the given seqs,
+// and every other node as incomplete.
 func complete(nodes []NodeInfo, applied map[string]uint64) []NodeInfo {
+	for i := range nodes {
+		nodes[i].Complete = false
+	}
 	for name, a := range applied {
 		nodes = with(nodes, name, func(n *NodeInfo) { n.Complete, n.Applied = true, a })
 	}
@@ -192,7 +196,10 @@ func TestPlanPrimaryBackup(t *testing.T) {
 			nodes: complete(live("b", "c"), map[string]uint64{"b": 9, "c": 9}), want: pbcfg(6, "", "b", "c")},
 		{name: "an incomplete backup is passed over", cur: pbcfg(5, "", "a", "b", "c"),
 			nodes: complete(live("b", "c"), map[string]uint64{"b": 3}), want: pbcfg(6, "", "b", "c")},
-		{name: "no complete backup: group down", cur: pbcfg(5, "", "a", "b"), nodes: live("b"), because: "no live backup is complete"},
+		{name: "an incomplete backup is passed over however far it got", cur: pbcfg(5, "", "a", "b", "c"),
+			nodes: with(complete(live("b", "c"), map[string]uint64{"b": 3}), "c", func(n *NodeInfo) { n.Applied = 9 }),
+			want:  pbcfg(6, "", "b", "c"), because: "backup b/i-b takes over (applied 3)"},
+		{name: "no complete backup: group down", cur: pbcfg(5, "", "a", "b"), nodes: complete(live("b"), nil), because: "no live member is complete"},
 		{name: "takeover removes dead backups and joiner", cur: pbcfg(5, "d", "a", "b", "c"),
 			nodes: complete(live("c"), map[string]uint64{"c": 4}), want: pbcfg(6, "", "c"), because: "remove dead [a/i-a b/i-b]"},
 		{name: "takeover keeps a live joiner", cur: pbcfg(5, "d", "a", "b"),
@@ -339,4 +346,22 @@ func TestForceRecovery(t *testing.T) {
 	if _, _, err := ForceRecovery(cur, with(restarted("a"), "a", func(n *NodeInfo) { n.DataID = "d-x" })); !errors.Is(err, ErrNotDown) {
 		t.Fatalf("with no member's data back: %v, want ErrNotDown", err)
 	}
+}
+
+// TestPlanKeepsTheOnlyCompleteMember: a dead head whose only live
+// successor is incomplete (promoted, not yet at its barrier) is not
+// removed: that would drop the only copy of writes the head committed
+// (after a total outage, the head's lease may expire first while the
+// tail's registration lingers). The group waits for the head's data and
+// re-forms with it in front once it is back.
+func TestPlanKeepsTheOnlyCompleteMember(t *testing.T) {
+	cur := dataOf(cfg(6, "", "a", "b"), "a", "b")
+	lagging := complete(live("b"), nil)
+	checkPlan(t, cur, lagging, PlanOptions{}, nil, "group down: no live member is complete; waiting for a restart on the data of a")
+	back := append(lagging, restarted("a")...)
+	want := dataOf(cfg(7, "", "a", "b"), "a", "b")
+	want.Members[0].Incarnation = "j-a"
+	checkPlan(t, cur, back, PlanOptions{}, want, "recover")
+	// With a complete live member the dead head is removed as before.
+	checkPlan(t, cur, live("b"), PlanOptions{}, dataOf(cfg(7, "", "b"), "b"), "remove dead [a/i-a]")
 }

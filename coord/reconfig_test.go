@@ -33,7 +33,7 @@ func startNode(t *testing.T, e *Embedded, cluster, name string, ttl time.Duratio
 	logger := slog.New(countingHandler{Handler: testLogger(t).Handler(), msg: "reconfigured", n: n.acts})
 	n.s, err = NewSession(testCtx(t), cli, SessionConfig{
 		Cluster: cluster, Group: "g", TTL: ttl, Logger: logger,
-		Node: NodeInfo{Name: name, State: StateServing},
+		Node: NodeInfo{Name: name, State: StateServing, Complete: true},
 	})
 	if err != nil {
 		t.Fatalf("NewSession(%s): %v", name, err)

@@ -70,18 +70,18 @@ func (w *World) groupLost() bool {
 	return !w.recoverable()
 }
 
-// recoverable reports whether every member of the configuration is gone
-// while each one's disk is still there for a restarted process to keep:
-// coord.Plan then re-forms the group from them.
+// recoverable reports whether each member of the configuration that is
+// gone has its disk still there for a restarted process to keep:
+// coord.Plan then re-forms the group from them, with the live ones.
 func (w *World) recoverable() bool {
 	cfg := w.coord.cfg
 	for _, m := range cfg.Members {
 		n := w.byName(m.Name)
+		if n != nil && !n.down && n.inc == m.Incarnation {
+			continue // live, if incomplete
+		}
 		if n == nil || cfg.Data[m.Name] == "" || n.disk.id != cfg.Data[m.Name] {
 			return false
-		}
-		if !n.down && n.inc == m.Incarnation {
-			return false // a live member that is not complete: no recovery
 		}
 	}
 	return true

@@ -1,6 +1,8 @@
 package nodesim
 
 import (
+	"strings"
+
 	"github.com/lockstep/lockstep/coord"
 )
 
@@ -190,6 +192,9 @@ func (c *coordinator) plan() {
 	c.cfg = &next
 	c.rev++
 	c.w.stats.Inc("configuration")
+	if strings.HasPrefix(why, "recover") {
+		c.w.stats.Inc("recovered from disks")
+	}
 	c.w.logf("coordinator: epoch %d %v joining %v: %s", next.Epoch, next.Members, next.Joining, why)
 	c.changed() // Plan makes one change at a time
 }

@@ -22,6 +22,10 @@ type disk struct {
 	w      *World
 	id     string // the directory's data id (coord.NodeInfo.DataID)
 	synced *storage.Memory
+	// failed records that a Sync failed, the one storage failure the
+	// simulation injects: a replica that stops on ErrStorage without it
+	// was handed an update it could not apply.
+	failed bool
 }
 
 func newDisk(w *World, name string) *disk {
@@ -36,6 +40,7 @@ func (d *disk) Durable() bool { return true }
 func (d *disk) Sync() error {
 	if d.w.faulty && d.w.p.Faults > 0 && d.w.rng.Float64() < syncFaultRate*d.w.p.Faults {
 		d.w.stats.Inc("fsync failed")
+		d.failed = true
 		return errDiskFault
 	}
 	d.synced = d.Memory.Clone()
@@ -43,4 +48,7 @@ func (d *disk) Sync() error {
 }
 
 // crash loses what was not synced.
-func (d *disk) crash() { d.Memory = d.synced.Clone() }
+func (d *disk) crash() {
+	d.w.logf("disk %s: applied %d, synced %d", d.id, d.Memory.AppliedSeq(), d.synced.AppliedSeq())
+	d.Memory, d.failed = d.synced.Clone(), false
+}

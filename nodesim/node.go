@@ -161,9 +161,10 @@ func (n *node) step() error {
 	if err := n.rep.Err(); err != nil {
 		// A failed fsync stops a replica, and so does kept state the
 		// group re-formed without; the process exits and is restarted.
-		// Any other error means it was handed an update it could not
-		// apply.
-		if !errors.Is(err, replica.ErrStorage) && !errors.Is(err, replica.ErrStaleState) {
+		// Any other error, a storage error without a disk fault
+		// included, means it was handed an update it could not apply.
+		diskFault := errors.Is(err, replica.ErrStorage) && n.disk.failed
+		if !diskFault && !errors.Is(err, replica.ErrStaleState) {
 			return sim.Violation("%s (%s) stopped: %v", n.name, n.inc, err)
 		}
 		if errors.Is(err, replica.ErrStorage) {

@@ -101,7 +101,9 @@ func TestSimDeterministic(t *testing.T) {
 
 // TestIncompleteBackupNotPromoted runs IncompleteBackupScenario: with
 // every complete member dead, the only backup left lags the commit point,
-// so the group must stay down rather than serve from it.
+// so the group must not serve from it: it stays down, or re-forms from the
+// dead members' disks once they are back (Run checks that nothing
+// acknowledged is lost either way).
 func TestIncompleteBackupNotPromoted(t *testing.T) {
 	for _, proto := range []string{coord.ProtocolPrimaryBackup, coord.ProtocolCheckpoint} {
 		for seed := uint64(1); seed <= 8; seed++ {
@@ -113,7 +115,7 @@ func TestIncompleteBackupNotPromoted(t *testing.T) {
 			if st.Get("scenario struck") != 1 {
 				t.Fatalf("%s seed %d: the scenario did not play out (%v)", proto, seed, &st.Counters)
 			}
-			if st.Get("group lost") != 1 {
+			if st.Get("group lost") != 1 && st.Get("recovered from disks") == 0 {
 				t.Fatalf("%s seed %d: with every complete member dead, the group served again from a backup that lagged the commit point (%v)",
 					proto, seed, &st.Counters)
 			}

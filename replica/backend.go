@@ -237,11 +237,21 @@ func (r *Replica) digest(out []byte) ([]byte, uint64, error) {
 // replica that executes speculatively waits only for the speculative
 // writes the read could observe, which its state machine knows.
 func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, error) {
+	out, gate, readGate, ok, err := r.readLocked(args, out)
+	if ok && err == nil {
+		err = r.syncAnswered(readGate)
+	}
+	return out, gate, ok, err
+}
+
+// readLocked answers a read from this replica's state, under the lock, and
+// says what the reply must wait for (see readLocal).
+func (r *Replica) readLocked(args [][]byte, out []byte) ([]byte, uint64, protocol.ReadGate, bool, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	st := r.core.Status()
 	if !st.ReadReady {
-		return out, 0, false, nil
+		return out, 0, st.ReadGate, false, nil
 	}
 	var gate uint64
 	switch st.ReadGate {
@@ -261,9 +271,27 @@ func (r *Replica) readLocal(args [][]byte, out []byte) ([]byte, uint64, bool, er
 		// state it cannot read (StateMachine's contract), and a replica
 		// with a failing disk stops, so that the group fails over to one
 		// that can answer.
-		return out, 0, true, r.fail(fmt.Errorf("%w: %w", ErrStorage, err)) // takes no lock of ours
+		return out, 0, st.ReadGate, true, r.fail(fmt.Errorf("%w: %w", ErrStorage, err)) // takes no lock of ours
 	}
-	return out, gate, true, nil
+	return out, gate, st.ReadGate, true, nil
+}
+
+// syncAnswered makes what a chain's tail answered from durable before the
+// answer leaves. The tail answers from what it applied, which need not be
+// on its disk yet (it acks only after a sync, but reads do not wait for
+// one); a reply vouches for the writes it shows as an ack does, and after a
+// total outage the group may re-form from this tail's disk alone. The sync
+// is shared with the writes' group commit and returns at once when nothing
+// was applied since the last one. Other protocols' reads wait for the
+// commit point, which covers it.
+func (r *Replica) syncAnswered(gate protocol.ReadGate) error {
+	if gate != protocol.GateNone || !r.opts.SyncBeforeSend {
+		return nil
+	}
+	if err := r.store.Sync(); err != nil {
+		return r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	return nil
 }
 
 // Wait blocks until the write (or a primary's read) numbered gate has

@@ -81,6 +81,12 @@ func (r *Replica) Stream(ctx context.Context, args [][]byte, w io.Writer) error 
 		return backup.WriteError(w, "ERR lockstep: backup: "+err.Error())
 	}
 	defer snap.Close()
+	if gate == 0 { // a chain tail's state: make it durable first (see syncAnswered)
+		err = r.syncAnswered(protocol.GateNone)
+	}
+	if err != nil {
+		return backup.WriteError(w, "ERR lockstep: backup: "+err.Error())
+	}
 	if err := r.Wait(ctx, gate); err != nil {
 		return backup.WriteError(w, tryAgain(fmt.Sprintf("backup at seq %d not committed here: %v", gate, err)))
 	}
