@@ -123,7 +123,9 @@ func testOne(ctx context.Context, dir string, m mutants.Mutant) (mutants.Verdict
 	if m.Run != "" {
 		args = append(args, "-run", m.Run)
 	}
-	args = append(append(args, m.Args...), m.Pkg)
+	// The package first: go test hands everything after a flag it does not
+	// know (a test binary's own, such as nodesim's -seeds) to the binary.
+	args = append(append(args, m.Pkg), m.Args...)
 	out, err := goCmd(ctx, dir, m.Timeout+compileTimeout, args)
 	if errors.Is(err, context.DeadlineExceeded) {
 		return mutants.Verdict{Status: mutants.Timeout, Test: "killed after " + (m.Timeout + compileTimeout).String()}, out
