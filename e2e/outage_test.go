@@ -135,7 +135,7 @@ func TestCoordinatorOutage(t *testing.T) {
 	stopped := time.Now()
 	time.Sleep(10 * time.Second) // the outage itself, not a wait for a state
 	during := w.acked.Load()
-	time.Sleep(20 * time.Second)
+	time.Sleep(20 * time.Second) // the rest of the outage
 	if n := w.acked.Load() - during; n > 0 {
 		t.Errorf("%d writes acknowledged between 10 s and 30 s into the outage, past every lease", n)
 	}

@@ -20,7 +20,7 @@ type fakeEtcd struct {
 }
 
 func (f *fakeEtcd) Put(_ context.Context, key, val string, _ ...clientv3.OpOption) (*clientv3.PutResponse, error) {
-	time.Sleep(100 * time.Microsecond)
+	time.Sleep(100 * time.Microsecond) // a Put's latency, so writers overlap: the point of the fake
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.puts++
