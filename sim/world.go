@@ -18,7 +18,7 @@ type Config = protocol.Config
 // Every hook may draw from World.Rng only in a fixed order, and none may
 // be left nil unless its comment says so.
 type Rules[M any, R protocol.Core] struct {
-	// Protocol gives New (called with applied 0), the codec every message
+	// Protocol gives New (called with applied 0, or a kept state's seq), the codec every message
 	// passes through, and To.
 	Protocol[M, R]
 	// From names the sender of a message.
@@ -80,6 +80,11 @@ type WorldParams struct {
 	// TornCrash makes a crash lose what is in flight from the node on a
 	// random half of its links, as a crash in the middle of sending does.
 	TornCrash bool
+	// KeepClean makes a crashed replica whose state was all committed
+	// (Status.Commit reached what it applied, as a graceful stop waits
+	// for) restart on that state, not empty, half of the time: the
+	// restart a durable node makes after a clean stop.
+	KeepClean bool
 }
 
 // MaxRoles bounds the role indexes that WorldStats counts by.
@@ -91,6 +96,7 @@ type WorldStats struct {
 	Crashes    [MaxRoles]int // by role at the time of the crash
 	Suspicions [MaxRoles]int // live replicas the master took for crashed, by role
 	Restarts   int
+	Kept       int // restarts on a state kept from a clean stop (Params.KeepClean)
 	Configs    int
 	Snapshots  int // counted by Rules.Install
 	Resets     int
@@ -110,6 +116,7 @@ func (s *WorldStats) Add(o WorldStats) {
 		s.Suspicions[i] += o.Suspicions[i]
 	}
 	s.Restarts += o.Restarts
+	s.Kept += o.Kept
 	s.Configs += o.Configs
 	s.Snapshots += o.Snapshots
 	s.Resets += o.Resets

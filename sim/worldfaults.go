@@ -68,6 +68,10 @@ func (w *World[M, R]) crash(n *Replica[R]) {
 		n.DetectAt = w.Step + 1 + int64(w.Rng.IntN(int(w.Params.Detect)))
 	}
 	n.Alive = false
+	n.Clean = nil
+	if w.Params.KeepClean && n.Applied > 0 && n.Core.Status().Commit >= n.Applied {
+		n.Clean = n.KVStore.Snapshot()
+	}
 	n.RestartAt = 0
 	if w.Rng.IntN(4) != 0 {
 		n.RestartAt = max(n.DetectAt, w.Step) + 1 + int64(w.Rng.IntN(int(w.Params.Restart)))
@@ -127,10 +131,23 @@ func (w *World[M, R]) Failed(n *Replica[R]) bool {
 // restart brings a removed node back empty, as a new incarnation with
 // lost state, knowing the current configuration (which does not include
 // it).
+//
+// With WorldParams.KeepClean, a node whose state was all committed when
+// it crashed restarts on that state half of the time instead, as a node
+// that stopped cleanly keeps its disk: its core starts at the kept seq.
 func (w *World[M, R]) restart(n *Replica[R]) {
+	clean := n.Clean
 	*n = *w.newReplica(n.Name, n.Index, n.Incarnation+1)
+	if clean != nil && w.Rng.IntN(2) == 0 {
+		n.Core = w.Rules.New(n.Name, clean.Seq)
+		n.Restore(clean)
+		n.KeptFrom = clean.Seq
+		w.Stats.Kept++
+		w.Trace.Logf("restart %s on its kept state at %d", n.Name, clean.Seq)
+	} else {
+		w.Trace.Logf("restart %s", n.Name)
+	}
 	w.started(n)
 	n.Core.SetConfig(w.Cfg)
 	w.Stats.Restarts++
-	w.Trace.Logf("restart %s", n.Name)
 }

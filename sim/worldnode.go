@@ -21,6 +21,12 @@ type Replica[R any] struct {
 	CommitSeen uint64  // the highest Ready.Commit
 	DetectAt   int64   // the step the master notices the crash
 	RestartAt  int64   // the step a crashed replica restarts, once removed (0: never)
+	// Clean is the state a crashed replica may restart on (see
+	// WorldParams.KeepClean), or nil.
+	Clean *KVSnapshot
+	// KeptFrom is the seq a replica restarted on kept state at, 0 for
+	// one that started empty.
+	KeptFrom uint64
 
 	configs []timedConfig // published, not yet delivered
 }

@@ -41,6 +41,16 @@ type Options struct {
 	// predecessor, while behind it, before the successor sends Hello
 	// again (default 10).
 	HelloTicks int
+	// RetainBytes is how much history, in bytes of entry data, the
+	// replica keeps beyond what its successor still needs, like Redis's
+	// replication backlog (default 0: none). A replica that stopped with
+	// a state that was all committed (see Status.Commit) may rejoin on
+	// it as a joiner; if the tail still holds the entries after its
+	// applied seq, it streams them instead of sending a snapshot. It also
+	// widens the JoinWindow gate: a tail acks as many entries beyond its
+	// joiner as fit in RetainBytes (at the log's mean entry size), so a
+	// joiner's catch-up does not stall writes while its backlog fits.
+	RetainBytes int
 	// Restarted means the replica runs on state kept from an earlier
 	// process (a group re-formed after a total outage, see coord.Plan):
 	// in the first configuration that makes it a member with someone
@@ -89,8 +99,10 @@ type Status struct {
 	Epoch       uint64
 	Applied     uint64 // the runtime's applied seq as last reported
 	Last        uint64 // the newest seq received or proposed
-	Commit      uint64 // every seq <= Commit is applied here and by every complete member
-	Pending     int    // entries held in the log: Last-Pending is the oldest seq a successor may resume from
+	Commit      uint64 // every seq <= Commit is applied here and by every complete member (at a joiner, everything it applied)
+	Pending     int    // entries held for peers: Last-Pending is the newest seq no peer needs
+	Retained    int    // entries held in all, Pending and the history kept within RetainBytes
+	Oldest      uint64 // the oldest seq a successor may resume from: a Hello with an older seq needs a snapshot
 	Predecessor string
 	Successor   string
 	// CaughtUp, for a replica with a predecessor, means it has applied
@@ -126,10 +138,14 @@ type Core struct {
 	pred, succ string
 	succIsEnd  bool // the successor is the end of the chain: its Hello and acks report its own applied seq
 
-	applied    uint64
-	log        wire.Log // entries (log.Base, log.Last()]
-	commit     uint64   // monotonic; see Status.Commit
-	commitSent uint64   // the last Commit handed out in a Ready
+	applied uint64
+	log     wire.Log // entries (log.Base, log.Last()]
+	// released is the newest seq no peer needs from this replica's log
+	// any more (the highest trimPoint so far): the log holds what follows
+	// it for peers, and up to RetainBytes of what precedes it.
+	released   uint64
+	commit     uint64 // monotonic; see Status.Commit
+	commitSent uint64 // the last Commit handed out in a Ready
 
 	down downLink // this replica as predecessor of succ
 	up   upLink   // this replica as successor of pred
@@ -175,7 +191,7 @@ type upLink struct {
 // New returns a Core for the replica opts.ID whose state machine has
 // applied entries 1..applied. It has no role until SetConfig.
 func New(opts Options, applied uint64) *Core {
-	c := &Core{opts: opts.withDefaults(), applied: applied}
+	c := &Core{opts: opts.withDefaults(), applied: applied, released: applied}
 	c.log.Reset(applied)
 	return c
 }
@@ -308,7 +324,7 @@ func (c *Core) Restored(from string, seq uint64) {
 		return
 	}
 	c.log.Reset(seq)
-	c.applied = seq
+	c.applied, c.released = seq, seq
 	c.ready.Apply = nil
 	c.up.awaitSnap = false
 	c.up.gapHello = false
@@ -395,7 +411,9 @@ func (c *Core) Detail() Status {
 		Applied:     c.applied,
 		Last:        c.log.Last(),
 		Commit:      c.commit,
-		Pending:     c.log.Len(),
+		Pending:     int(c.log.Last() - c.released),
+		Retained:    c.log.Len(),
+		Oldest:      c.log.Base,
 		Predecessor: c.pred,
 		Successor:   c.succ,
 	}

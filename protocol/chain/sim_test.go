@@ -47,6 +47,8 @@ func coverage(s simStats) []sim.Tally {
 		{What: "tail crashes", N: s.Crashes[chain.RoleTail]},
 		{What: "joiner crashes", N: s.Crashes[chain.RoleJoining]},
 		{What: "promotions", N: s.promotions},
+		{What: "restarts on kept state", N: s.Kept},
+		{What: "joins from a kept state by the retained log", N: s.logJoins},
 		{What: "snapshots", N: s.Snapshots},
 		{What: "link resets", N: s.Resets},
 		{What: "cuts", N: s.Cuts},
@@ -100,7 +102,9 @@ func (w *world) check() error {
 			return err
 		}
 	}
-	bound := uint64(w.p.opts.Window + w.p.opts.JoinWindow)
+	// A tail acks as many entries beyond its joiner as fit in RetainBytes,
+	// and every entry takes at least a byte.
+	bound := uint64(w.p.opts.Window + max(w.p.opts.JoinWindow, w.p.opts.RetainBytes))
 	for _, n := range w.Nodes {
 		if !n.Alive || !w.InConfig(n.Name) {
 			continue

@@ -37,6 +37,7 @@ func (w *world) install(j *simNode, _ string, snap *sim.KVSnapshot) error {
 		return nil
 	}
 	j.Restore(snap)
+	j.KeptFrom = 0 // it did need a snapshot
 	j.Core.Restored("", snap.Seq)
 	if st := j.Core.Detail(); st.Applied != snap.Seq || st.Last != snap.Seq {
 		return violation("%s restored %d but has applied %d, last %d", j.Name, snap.Seq, st.Applied, st.Last)
@@ -85,8 +86,12 @@ func (w *world) checkPropose(n *simNode, err error) (bool, error) {
 // or promotes a caught-up joiner, or adds a restarted node as joiner: one
 // change per step.
 func (w *world) master() error {
+	j := w.By[w.Cfg.Joining]
 	if w.Reconfigure(w.caughtUp, "promote %s") == sim.Promoted {
 		w.stats.promotions++
+		if j.KeptFrom > 0 {
+			w.stats.logJoins++
+		}
 	}
 	return nil
 }

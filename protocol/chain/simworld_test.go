@@ -23,6 +23,7 @@ type simParams struct {
 	detect   int64     // most steps the master takes to notice a crash
 	restart  int64     // most steps a removed crashed node stays down
 	snap     int64     // most steps between taking a snapshot and installing it
+	keep     bool      // a replica crashed with all it applied committed may restart on that state
 }
 
 func drawParams(rng *rand.Rand) simParams {
@@ -36,6 +37,7 @@ func drawParams(rng *rand.Rand) simParams {
 			MaxBatch:    1 + rng.IntN(8),
 			ResendTicks: 2 + rng.IntN(9),
 			HelloTicks:  2 + rng.IntN(9),
+			RetainBytes: rng.IntN(2) * rng.IntN(400),
 		},
 		clients:  2 + rng.IntN(3),
 		pCrash:   0.001 + 0.01*rng.Float64()*rng.Float64(),
@@ -48,6 +50,7 @@ func drawParams(rng *rand.Rand) simParams {
 		detect:   2 + int64(rng.IntN(10)),
 		restart:  5 + int64(rng.IntN(60)),
 		snap:     int64(rng.IntN(2) * rng.IntN(20)),
+		keep:     rng.IntN(4) != 0,
 	}
 }
 
@@ -59,6 +62,7 @@ func (p simParams) world() sim.WorldParams {
 		POp: p.pOp, PApply: p.pApply, PTick: p.pTick,
 		PCrash: p.pCrash, PReset: p.pReset, PCut: p.pCut,
 		CfgDelay: p.cfgDelay, Detect: p.detect, Restart: p.restart, Snap: p.snap,
+		KeepClean: p.keep,
 	}
 }
 
@@ -83,18 +87,20 @@ type world struct {
 type simStats struct {
 	sim.WorldStats // Crashes by chain.Role
 	promotions     int
+	logJoins       int // joiners on kept state promoted without a snapshot
 }
 
 func (s *simStats) add(o simStats) {
 	s.WorldStats.Add(o.WorldStats)
 	s.promotions += o.promotions
+	s.logJoins += o.logJoins
 }
 
 // String summarizes the stats for logs.
 func (s simStats) String() string {
-	return fmt.Sprintf("crashes head %d middle %d tail %d joiner %d; restarts %d configs %d promotions %d snapshots %d resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
+	return fmt.Sprintf("crashes head %d middle %d tail %d joiner %d; restarts %d configs %d promotions %d (from a kept state by log %d of %d) snapshots %d resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
 		s.Crashes[chain.RoleHead], s.Crashes[chain.RoleMiddle], s.Crashes[chain.RoleTail], s.Crashes[chain.RoleJoining],
-		s.Restarts, s.Configs, s.promotions, s.Snapshots, s.Resets, s.Cuts, s.Writes, s.Reads, s.WindowFull, s.Stale, s.Settled, s.Lost)
+		s.Restarts, s.Configs, s.promotions, s.logJoins, s.Kept, s.Snapshots, s.Resets, s.Cuts, s.Writes, s.Reads, s.WindowFull, s.Stale, s.Settled, s.Lost)
 }
 
 func newWorld(seed uint64, trace *sim.Trace) *world {

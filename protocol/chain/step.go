@@ -159,7 +159,8 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 // log, advances the commit point, acknowledges upstream and streams applied
 // entries downstream.
 func (c *Core) settle() {
-	c.log.Trim(c.trimPoint())
+	c.released = max(c.released, c.trimPoint())
+	c.log.TrimOver(c.retainFrom(), c.opts.RetainBytes)
 	c.advanceCommit()
 	c.ackUpstream(false)
 	c.stream()
@@ -181,11 +182,34 @@ func (c *Core) trimPoint() uint64 {
 	return t
 }
 
+// retainFrom is the newest seq the log may drop to keep within
+// RetainBytes: nothing a peer needs, nor anything a successor being served
+// from the retained history (a joiner that restarted behind) still lacks.
+func (c *Core) retainFrom() uint64 {
+	if d := &c.down; c.succ != "" && d.ready {
+		return min(c.released, d.floor)
+	}
+	return c.released
+}
+
 // joinerFloor is how far the joiner behind this tail (or single member) has
-// provably applied, at least the oldest entry still held for it: the tail
-// buffers only applied entries above it.
+// provably applied, or at least where the tail stood when nothing was held
+// for it yet (released): the tail buffers only applied entries above it.
 func (c *Core) joinerFloor() uint64 {
-	return max(c.down.ack, c.log.Base)
+	return max(c.down.ack, c.released)
+}
+
+// joinAllowance is how many entries beyond its joiner's floor a tail (or
+// single member) may apply and ack: JoinWindow, or as many as fit in
+// RetainBytes at the log's mean entry size if that is more, since a
+// backlog that fits is one the tail would retain anyway.
+func (c *Core) joinAllowance() uint64 {
+	w := uint64(c.opts.JoinWindow)
+	if c.opts.RetainBytes <= 0 || c.log.Len() == 0 {
+		return w
+	}
+	mean := max(uint64(c.log.Bytes())/uint64(c.log.Len()), 1)
+	return max(w, uint64(c.opts.RetainBytes)/mean)
 }
 
 // windowBase is the seq Propose's window counts from: at the head the
@@ -195,11 +219,11 @@ func (c *Core) joinerFloor() uint64 {
 func (c *Core) windowBase() uint64 {
 	if c.role == RoleSingle {
 		if c.succ != "" {
-			return min(c.applied, c.joinerFloor()+uint64(c.opts.JoinWindow))
+			return min(c.applied, c.joinerFloor()+c.joinAllowance())
 		}
 		return c.applied
 	}
-	return c.log.Base
+	return c.released
 }
 
 // advanceCommit moves the commit point: the applied seq at the end of the
@@ -211,6 +235,10 @@ func (c *Core) advanceCommit() {
 		p = c.applied
 	case RoleHead, RoleMiddle:
 		p = min(c.applied, c.down.ack)
+	case RoleJoining:
+		// A joiner applies only what the tail streams, and the tail
+		// streams only what it applied: entries it committed.
+		p = c.applied
 	default:
 		return
 	}
@@ -230,7 +258,7 @@ func (c *Core) upstreamAck() uint64 {
 		return c.applied
 	case RoleTail:
 		if c.succ != "" {
-			return min(c.applied, c.joinerFloor()+uint64(c.opts.JoinWindow))
+			return min(c.applied, c.joinerFloor()+c.joinAllowance())
 		}
 		return c.applied
 	case RoleMiddle:

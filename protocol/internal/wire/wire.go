@@ -30,6 +30,7 @@ type Log struct {
 	ring []Entry
 	off  int // index in ring of entry Base+1
 	n    int // entries held
+	size int // total length of the held entries' Data
 }
 
 const (
@@ -45,6 +46,9 @@ func (l *Log) Last() uint64 { return l.Base + uint64(l.n) }
 // Len is the number of entries held.
 func (l *Log) Len() int { return l.n }
 
+// Bytes is the total length of the held entries' data.
+func (l *Log) Bytes() int { return l.size }
+
 // at returns the slot of the i-th entry held (0 is entry Base+1).
 func (l *Log) at(i int) *Entry { return &l.ring[(l.off+i)&(len(l.ring)-1)] }
 
@@ -55,6 +59,7 @@ func (l *Log) Append(e Entry) {
 	}
 	*l.at(l.n) = e
 	l.n++
+	l.size += len(e.Data)
 }
 
 // resize moves the entries into a new ring of size (a power of two that
@@ -93,8 +98,34 @@ func (l *Log) Trim(seq uint64) {
 	if seq <= l.Base {
 		return
 	}
-	n := int(min(seq-l.Base, uint64(l.n)))
+	l.drop(int(min(seq-l.Base, uint64(l.n))))
+}
+
+// TrimOver drops the oldest entries with seq <= seq while the entries
+// held total more than limit bytes: what a replica must keep is up to seq,
+// and it retains up to limit bytes of older history besides, so that a
+// replica that restarts a little behind can continue from it instead of
+// needing a snapshot. TrimOver(seq, 0) is Trim(seq).
+func (l *Log) TrimOver(seq uint64, limit int) {
+	if seq <= l.Base {
+		return
+	}
+	most := int(min(seq-l.Base, uint64(l.n)))
+	n, size := 0, l.size
+	for n < most && size > limit {
+		size -= len(l.at(n).Data)
+		n++
+	}
+	l.drop(n)
+}
+
+// drop removes the oldest n entries.
+func (l *Log) drop(n int) {
+	if n == 0 {
+		return
+	}
 	for i := range n {
+		l.size -= len(l.at(i).Data)
 		*l.at(i) = Entry{}
 	}
 	l.off = (l.off + n) & (len(l.ring) - 1)
@@ -157,7 +188,7 @@ func (l *Log) Receive(ents, apply []Entry) (_ []Entry, dup, gap bool) {
 
 // Reset empties the log and makes seq its base, as after a snapshot.
 func (l *Log) Reset(seq uint64) {
-	l.ring, l.off, l.n = nil, 0, 0
+	l.ring, l.off, l.n, l.size = nil, 0, 0, 0
 	l.Base = seq
 }
 

@@ -73,24 +73,30 @@ func TestLogRing(t *testing.T) {
 		switch k := r.IntN(100); {
 		case k < 60: // bursts of appends, some long enough to grow the ring past keepRing
 			for range r.IntN(1 + 300*r.IntN(2) + 3000*r.IntN(2)*r.IntN(2)) {
-				e := Entry{Seq: base + uint64(len(model)) + 1, Data: []byte{byte(step)}}
+				e := Entry{Seq: base + uint64(len(model)) + 1, Data: make([]byte, r.IntN(4))}
 				l.Append(e)
 				model = append(model, e)
 			}
-		case k < 99:
+		case k < 80:
 			seq := base + uint64(r.IntN(len(model)+2))
 			l.Trim(seq)
 			if seq > base {
 				n := min(int(seq-base), len(model))
 				model, base = model[n:], base+uint64(n)
 			}
+		case k < 99:
+			seq, limit := base+uint64(r.IntN(len(model)+2)), r.IntN(2*modelBytes(model)+1)
+			l.TrimOver(seq, limit)
+			for len(model) > 0 && model[0].Seq <= seq && modelBytes(model) > limit {
+				model, base = model[1:], base+1
+			}
 		default:
 			base += uint64(r.IntN(5))
 			l.Reset(base)
 			model = nil
 		}
-		if l.Base != base || l.Len() != len(model) || l.Last() != base+uint64(len(model)) {
-			t.Fatalf("step %d: base %d len %d, want %d %d", step, l.Base, l.Len(), base, len(model))
+		if l.Base != base || l.Len() != len(model) || l.Last() != base+uint64(len(model)) || l.Bytes() != modelBytes(model) {
+			t.Fatalf("step %d: base %d len %d bytes %d, want %d %d %d", step, l.Base, l.Len(), l.Bytes(), base, len(model), modelBytes(model))
 		}
 		if len(l.ring) > keepRing && l.Len() <= len(l.ring)/8 {
 			t.Fatalf("step %d: a ring of %d slots holds %d entries: it should have shrunk", step, len(l.ring), l.Len())
@@ -111,6 +117,14 @@ func TestLogRing(t *testing.T) {
 	if !shrank {
 		t.Errorf("the ring never shrank: the test did not reach that path")
 	}
+}
+
+func modelBytes(ents []Entry) int {
+	n := 0
+	for _, e := range ents {
+		n += len(e.Data)
+	}
+	return n
 }
 
 // TestReceiveRuns checks Receive against a plain loop over batches with
