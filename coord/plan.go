@@ -334,6 +334,7 @@ func ForceRecovery(cur Config, nodes []NodeInfo) (next Config, missing []Member,
 	}
 	next.Joining = nil
 	next.Epoch++
+	next.Forced++
 	next.Revision = 0
 	next.pruneData()
 	return next, missing, nil
@@ -362,6 +363,27 @@ func describeData(id string) string {
 func KeepData(cur *Config, name, dataID string) bool {
 	return cur != nil && dataID != "" && cur.Data[name] == dataID &&
 		slices.ContainsFunc(cur.Members, func(m Member) bool { return m.Name == name })
+}
+
+// Clean is what a node records on its disk when it stops gracefully with
+// a state that is all committed (replica.Retire): the seq it holds, the
+// data directory's id, and the history it was committed in.
+type Clean struct {
+	Seq    uint64 `json:"seq"`
+	DataID string `json:"data_id"`
+	Forced uint64 `json:"forced"`
+}
+
+// KeepClean decides whether a process that starts on a data directory
+// with id dataID at applied seq, which is not a member's (KeepData says
+// no), keeps it as a joiner's state: only when the directory's clean-stop
+// record c matches it exactly (nothing was applied after the record was
+// made) and the group's history is still the one it was committed in (no
+// forced recovery since). The state is then a prefix of the group's
+// history, and the joiner catches up from the tail's retained log.
+func KeepClean(cur *Config, c Clean, dataID string, seq uint64) bool {
+	return cur != nil && dataID != "" && seq > 0 &&
+		c.Seq == seq && c.DataID == dataID && c.Forced == cur.Forced
 }
 
 func memberList(ms []Member) string {

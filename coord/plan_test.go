@@ -330,7 +330,7 @@ func TestForceRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := dataOf(&Config{Epoch: 8, Protocol: "chain", Members: []Member{{Name: "a", Incarnation: "j-a"}, {Name: "c", Incarnation: "j-c"}}}, "a", "c")
+	want := dataOf(&Config{Epoch: 8, Protocol: "chain", Members: []Member{{Name: "a", Incarnation: "j-a"}, {Name: "c", Incarnation: "j-c"}}, Forced: 1}, "a", "c")
 	if next.Revision = 0; !reflect.DeepEqual(next, *want) {
 		t.Fatalf("next = %+v, want %+v", next, *want)
 	}
@@ -345,6 +345,28 @@ func TestForceRecovery(t *testing.T) {
 	}
 	if _, _, err := ForceRecovery(cur, with(restarted("a"), "a", func(n *NodeInfo) { n.DataID = "d-x" })); !errors.Is(err, ErrNotDown) {
 		t.Fatalf("with no member's data back: %v, want ErrNotDown", err)
+	}
+}
+
+// TestKeepClean: a clean-stop record lets a state be kept only if nothing
+// was applied since, it is the same directory's, and no recovery was
+// forced since (which may have lost writes it counts as committed).
+func TestKeepClean(t *testing.T) {
+	cur := &Config{Epoch: 9, Forced: 1}
+	rec := Clean{Seq: 40, DataID: "d-a", Forced: 1}
+	if !KeepClean(cur, rec, "d-a", 40) {
+		t.Fatal("a matching record is not kept")
+	}
+	for what, ok := range map[string]bool{
+		"applied since":   KeepClean(cur, rec, "d-a", 41),
+		"other directory": KeepClean(cur, rec, "d-b", 40),
+		"forced since":    KeepClean(&Config{Epoch: 10, Forced: 2}, rec, "d-a", 40),
+		"no group":        KeepClean(nil, rec, "d-a", 40),
+		"memory storage":  KeepClean(cur, Clean{Seq: 40, Forced: 1}, "", 40),
+	} {
+		if ok {
+			t.Errorf("kept with %s", what)
+		}
 	}
 }
 

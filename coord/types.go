@@ -118,6 +118,12 @@ type Config struct {
 	// process restarted on that directory take its member's place again
 	// (see Plan); a node without one can only rejoin by state transfer.
 	Data map[string]string `json:"data,omitempty"`
+	// Forced counts the recoveries an operator forced (ForceRecovery)
+	// without some member's data. Each may have lost committed writes, so
+	// the group's history after it is not an extension of the one before:
+	// a state a node kept from a clean stop (see KeepClean) rejoins only
+	// in the history it was committed in.
+	Forced uint64 `json:"forced,omitempty"`
 	// Revision is the etcd mod revision the configuration was read at (or
 	// written with). CASConfig compares it; it is not stored.
 	Revision int64 `json:"-"`

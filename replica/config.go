@@ -22,6 +22,7 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	r.mu.Lock()
 	r.flushHeadAppliedLocked()
 	r.cfg = cfg
+	r.history.see(cfg.Forced)
 	r.member = setCoreConfig(r.core, cfg, r.opts.Name, r.opts.Incarnation)
 	if err := r.checkRecoveryLocked(cfg); err != nil {
 		r.mu.Unlock()

@@ -54,7 +54,9 @@ func newCore(proto, id string, opts CoreOptions, sm statemachine.StateMachine) (
 	applied := sm.AppliedSeq()
 	switch proto {
 	case ProtocolChain, "":
-		return chain.New(chain.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, Restarted: opts.Restarted}, applied), nil
+		return chain.New(chain.Options{
+			ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, RetainBytes: opts.RetainBytes, Restarted: opts.Restarted,
+		}, applied), nil
 	case ProtocolPrimaryBackup:
 		return pb.New(pb.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, Restarted: opts.Restarted}, applied), nil
 	case ProtocolCheckpoint:
@@ -88,6 +90,9 @@ type CoreOptions struct {
 	Window int
 	// MaxBatch is the most entries one message carries.
 	MaxBatch int
+	// RetainBytes is how much committed history a chain replica keeps
+	// for members that rejoin on a state they kept (chain.Options).
+	RetainBytes int
 	// CheckpointInterval is the epoch length of checkpoint replication
 	// (default 20 ms); CheckpointBytes the dirty state past which an
 	// epoch is cut early (default 4 MiB); CheckpointWindow the most

@@ -19,6 +19,9 @@ import (
 func (r *Replica) handleReady(ctx context.Context) {
 	r.readyMu.Lock()
 	defer r.readyMu.Unlock()
+	if r.retiring.Load() {
+		return
+	}
 	for range 64 {
 		r.mu.Lock()
 		rd, err := r.readyLocked()

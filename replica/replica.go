@@ -188,9 +188,15 @@ type Replica struct {
 	fetching fetchState
 	kept     keptSnapshots
 	failed   atomic.Pointer[error]
+	// retiring is set by Retire: the core's effects are no longer carried
+	// out, so the replica applies nothing more.
+	retiring atomic.Bool
 	failedCh chan struct{}
 	stats    stats
 
+	// history is the group history the state belongs to, for Retire
+	// (guarded by mu).
+	history historySeen
 	// recoveredSeq is the applied seq of a Recovered store at start; reads
 	// wait for the commit point to reach it (see readLocal).
 	recoveredSeq uint64

@@ -37,6 +37,8 @@ type clusterFlags struct {
 	window          int
 	cpInterval      time.Duration
 	cpBytes         int
+	logRetention    string
+	retainBytes     int
 	faults          transport.Faults // chaos testing: an unreliable replication network
 	fenceOnExit     bool
 }
@@ -76,6 +78,11 @@ func (c *clusterFlags) validate() error {
 	if c.cpBytes < 1024 {
 		return fmt.Errorf("--checkpoint-bytes %d: want at least 1024", c.cpBytes)
 	}
+	n, err := parseBytes(c.logRetention)
+	if err != nil || n > 1<<40 {
+		return fmt.Errorf("--log-retention %q: want a size such as 64mb (0 keeps no history)", c.logRetention)
+	}
+	c.retainBytes = int(n)
 	if c.leaseTTL < time.Second {
 		return fmt.Errorf("--lease-ttl %v: must be at least 1s (etcd leases are whole seconds)", c.leaseTTL)
 	}
@@ -106,6 +113,9 @@ type clusterNode struct {
 	// dataDir is the Pebble directory ("" for memory), whose replaced
 	// copy (setAside) goes once this node is a complete member.
 	dataDir string
+	// root is --data-dir for durable storage ("" for memory), where a
+	// clean stop is recorded.
+	root string
 	// watchdog is the write end of the watchdog's pipe: it must stay open
 	// (and referenced) while the process serves; see watchdog.go.
 	watchdog *os.File
@@ -146,6 +156,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	}
 	if f.storage != "memory" {
 		n.dataDir = filepath.Join(f.dataDir, "pebble")
+		n.root = f.dataDir
 	}
 	inc := coord.NewIncarnation()
 	machine, err := dedup.Wrap(kv.New(n.store, kv.Options{}), 0)
@@ -156,6 +167,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		Name: cf.name, Incarnation: inc, Cluster: cf.cluster, Group: cf.group, Machine: machine, Store: n.store,
 		Protocol: proto, Core: replica.CoreOptions{
 			Window: cf.window, CheckpointInterval: cf.cpInterval, CheckpointBytes: cf.cpBytes,
+			RetainBytes: cf.retainBytes,
 		},
 		Logger:         log.With("component", "replica"),
 		SyncBeforeSend: n.store.Durable() && f.fsync == "always",
@@ -223,7 +235,9 @@ func groupProtocol(ctx context.Context, cli *clientv3.Client, cf *clusterFlags) 
 // openReplicaStore opens the node's storage. A data directory that holds a
 // member's state in the group's configuration cur is kept (recovered): the
 // group may be down after a total outage and re-form from it (see
-// coord.KeepData and coord.Plan). Any other earlier state is discarded,
+// coord.KeepData and coord.Plan). So is a state the node left all
+// committed at a clean stop (coord.KeepClean): it rejoins on it. Any other
+// earlier state is discarded,
 // after checking that the directory belongs to this cluster: the process
 // rejoins as a new member and receives a snapshot.
 func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *slog.Logger) (storage.Store, bool, error) {
@@ -251,6 +265,7 @@ func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *
 	}
 	owner, seq, id := old.ClusterID(), old.AppliedSeq(), old.DataID()
 	_ = old.Close()
+	clean, cleanOK := takeCleanStop(f.dataDir, log)
 	switch {
 	case owner != "" && owner != clusterID:
 		return nil, false, fmt.Errorf("open storage in %s: %w: directory has %q, this cluster is %q", dir, storage.ErrWrongCluster, owner, clusterID)
@@ -264,6 +279,11 @@ func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *
 		}
 		st, err := open()
 		return st, err == nil, err
+	case cleanOK && coord.KeepClean(cur, clean, id, seq):
+		log.Info("keeping local state: it was all committed when this node stopped cleanly; it rejoins at that seq and catches up from the group's retained log",
+			"dir", dir, "data_id", id, "applied", seq)
+		st, err := open()
+		return st, false, err
 	case seq > 0:
 		if err := setAside(dir, seq, log); err != nil {
 			return nil, false, err
@@ -436,11 +456,13 @@ func (n *clusterNode) publishStatus(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// close leaves the cluster: the lease is revoked so peers reconfigure at
-// once instead of waiting for it to expire. A process that goes on to
+// close leaves the cluster: the replica retires, recording a clean stop
+// if its state is all committed, and the lease is revoked so peers
+// reconfigure at once instead of waiting for it to expire. A process that goes on to
 // join again (rejoining) stands its watchdog down whatever happened to the
 // lease: the watchdog fences on end of file, which must mean death.
 func (n *clusterNode) close(ctx context.Context, rejoining bool) {
+	n.retire(n.root)
 	left := false
 	if n.session != nil {
 		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)

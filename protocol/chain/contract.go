@@ -55,7 +55,7 @@ func (c *Core) Status() protocol.Status {
 		Applied:        c.applied,
 		Last:           c.log.Last(),
 		Commit:         c.commit,
-		Pending:        c.log.Len(),
+		Pending:        int(c.log.Last() - c.released),
 		CaughtUp:       c.caughtUp(),
 		Complete:       c.complete(),
 		ReadReady:      c.ReadReady(),
