@@ -15,6 +15,10 @@ var ErrNotRetired = errors.New("lockstep: state not known to be all committed")
 // retirePoll is how often Retire looks at the commit point while it waits.
 const retirePoll = time.Millisecond
 
+// ErrRetirePending: TryRetire's answer while the commit point has not
+// reached what the replica applied yet.
+var ErrRetirePending = errors.New("lockstep: retiring: commit point behind applied")
+
 // Retire prepares a graceful stop so that the state left on disk can be
 // kept: it stops applying what upstream sends, waits until the replica
 // knows that everything it applied is committed (Status.Commit reaches
@@ -32,44 +36,63 @@ const retirePoll = time.Millisecond
 // count of the configurations this replica ran under (coord.Config). A
 // replica that saw a forced recovery while it ran cannot name one, and
 // returns ErrNotRetired.
+//
+// Retire is BeginRetire and then TryRetire until it is no longer
+// pending; a simulation, which cannot block, makes those calls itself.
 func (r *Replica) Retire(ctx context.Context) (seq, forced uint64, err error) {
+	r.BeginRetire(ctx)
+	t := time.NewTicker(retirePoll)
+	defer t.Stop()
+	for {
+		seq, forced, err := r.TryRetire()
+		if !errors.Is(err, ErrRetirePending) {
+			return seq, forced, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, 0, fmt.Errorf("%w: %w: %w", ErrNotRetired, err, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// BeginRetire sends what the head applied last and stops the replica
+// from applying or sending anything more (see Retire).
+func (r *Replica) BeginRetire(ctx context.Context) {
+	r.Flush(ctx) // the head's last proposals leave before the replica stops sending
+	r.readyMu.Lock()
+	r.retiring.Store(true)
+	r.readyMu.Unlock()
+}
+
+// TryRetire reports, after BeginRetire, whether the state is known to be
+// all committed: if so it syncs the store and returns the seq and the
+// history (see Retire); ErrRetirePending means not yet; ErrNotRetired
+// that it cannot be.
+func (r *Replica) TryRetire() (seq, forced uint64, err error) {
 	if r.proto != ProtocolChain {
 		return 0, 0, fmt.Errorf("%w: %s replicas always rejoin by snapshot", ErrNotRetired, r.proto)
 	}
 	if err := r.Err(); err != nil {
 		return 0, 0, err
 	}
-	r.mu.RLock()
-	history, known, mixed := r.history.forced, r.history.known, r.history.mixed
-	r.mu.RUnlock()
+	r.mu.Lock()
+	st, applied, h := r.core.Status(), r.sm.AppliedSeq(), r.history
+	r.mu.Unlock()
 	switch {
-	case r.sm.AppliedSeq() == 0:
+	case !r.retiring.Load():
+		return 0, 0, fmt.Errorf("%w: BeginRetire was not called", ErrNotRetired)
+	case applied == 0:
 		return 0, 0, fmt.Errorf("%w: nothing applied", ErrNotRetired)
-	case !known || mixed:
+	case !h.known || h.mixed:
 		return 0, 0, fmt.Errorf("%w: the group's history changed (a forced recovery) while this replica ran", ErrNotRetired)
+	case st.Commit < applied:
+		return 0, 0, fmt.Errorf("%w: commit point %d, applied %d", ErrRetirePending, st.Commit, applied)
 	}
-	r.Flush(ctx) // the head's last proposals leave before the replica stops sending
-	r.readyMu.Lock()
-	r.retiring.Store(true)
-	r.readyMu.Unlock()
-	t := time.NewTicker(retirePoll)
-	defer t.Stop()
-	for {
-		r.mu.Lock()
-		st, applied := r.core.Status(), r.sm.AppliedSeq()
-		r.mu.Unlock()
-		if applied > 0 && st.Commit >= applied {
-			if err := r.store.Sync(); err != nil {
-				return 0, 0, r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
-			}
-			return applied, history, nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, 0, fmt.Errorf("%w: commit point %d, applied %d: %w", ErrNotRetired, st.Commit, applied, ctx.Err())
-		case <-t.C:
-		}
+	if err := r.store.Sync(); err != nil {
+		return 0, 0, r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
 	}
+	return applied, h.forced, nil
 }
 
 // historySeen is the Forced count (coord.Config) of the configurations a
