@@ -144,6 +144,7 @@ func TestBadFlags(t *testing.T) {
 	cases := [][]string{
 		{"--storage", "rocks"}, {"--fsync", "sometimes"}, {"--listen", "nope"},
 		{"--max-clients", "0"}, {"--proto-max-bulk-len", "huge"}, {"--log-level", "loud"}, {"--no-such-flag"},
+		{"--log-retention", "lots", "--etcd-endpoints", "http://127.0.0.1:1", "--name", "n1"},
 	}
 	for _, args := range cases {
 		out, err := exec.Command(lockstepBin, append([]string{"server", "--data-dir", t.TempDir()}, args...)...).CombinedOutput()
