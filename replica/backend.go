@@ -288,10 +288,7 @@ func (r *Replica) syncAnswered(gate protocol.ReadGate) error {
 	if gate != protocol.GateNone || !r.opts.SyncBeforeSend {
 		return nil
 	}
-	if err := r.store.Sync(); err != nil {
-		return r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
-	}
-	return nil
+	return r.syncStore()
 }
 
 // Wait blocks until the write (or a primary's read) numbered gate has

@@ -63,3 +63,27 @@ func TestTailReadIsDurable(t *testing.T) {
 		t.Fatalf("the tail answered a read of seq 1 with only %d synced", got)
 	}
 }
+
+// TestSingleMemberCommitIsDurable: a single member's commit point is what
+// it applied, which nothing else made durable; the replies it releases
+// must wait for a sync (a commit point already covered by an earlier
+// sync is released without one).
+func TestSingleMemberCommitIsDurable(t *testing.T) {
+	store := &syncedStore{Store: storage.NewMemory()}
+	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: newMachine(t, store), Store: store, SyncBeforeSend: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(dropAll{}, nil, nil)
+	r.InstallConfig(t.Context(), coord.Config{Epoch: 1, Protocol: ProtocolChain, Members: []coord.Member{{Name: "n1", Incarnation: "i"}}})
+	if _, seq, err := r.propose("", 0, toArgs("SET", "k", "v"), nil); err != nil || seq != 1 {
+		t.Fatalf("propose: seq %d, %v", seq, err)
+	}
+	r.Flush(t.Context())
+	if c := r.commit.seq.Load(); c != 1 {
+		t.Fatalf("commit point %d after Flush, want 1", c)
+	}
+	if got := store.syncedSeq(); got < 1 {
+		t.Fatalf("a single member released seq 1 with only %d synced", got)
+	}
+}

@@ -85,22 +85,47 @@ func (r *Replica) closeEpochLocked() (protocol.Ready, error) {
 // A replica that has failed does none of it, whatever its store says now:
 // its store may have lost writes it applied, and a sync that works again
 // after one that failed does not bring them back.
+//
+// A commit point that is durable here already is published before the
+// sync the messages need: a replica that orders writes has synced every
+// entry it sent, and the commit point never passes what its peers
+// acknowledged of them, so the replies it releases need not wait for an
+// fsync of the writes proposed since (which the next round commits).
 func (r *Replica) carryOut(ctx context.Context, rd protocol.Ready) {
 	if r.Err() != nil {
 		return
 	}
-	if r.opts.SyncBeforeSend && (outboxLen(rd.Messages) > 0 || rd.Commit > 0) {
-		if err := r.store.Sync(); err != nil {
-			r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
+	commit := rd.Commit
+	if commit > 0 && (!r.opts.SyncBeforeSend || commit <= r.synced.Load()) {
+		r.commit.advance(commit)
+		commit = 0
+	}
+	if r.opts.SyncBeforeSend && (outboxLen(rd.Messages) > 0 || commit > 0) {
+		if err := r.syncStore(); err != nil {
 			return
 		}
 	}
 	r.sendAll(rd.Messages)
-	if rd.Commit > 0 {
-		r.commit.advance(rd.Commit)
+	if commit > 0 {
+		r.commit.advance(commit)
 	}
 	if rd.NeedSnapshot != "" {
 		r.startFetch(ctx, rd.NeedSnapshot)
+	}
+}
+
+// syncStore makes every batch applied so far durable and records how far
+// that reached (synced); a failed sync fails the replica.
+func (r *Replica) syncStore() error {
+	seq := r.store.AppliedSeq()
+	if err := r.store.Sync(); err != nil {
+		return r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
+	}
+	for {
+		old := r.synced.Load()
+		if seq <= old || r.synced.CompareAndSwap(old, seq) {
+			return nil
+		}
 	}
 }
 

@@ -188,6 +188,9 @@ type Replica struct {
 	fetching fetchState
 	kept     keptSnapshots
 	failed   atomic.Pointer[error]
+	// synced is the applied seq the last successful store sync covered
+	// (see syncStore).
+	synced atomic.Uint64
 	// retiring is set by Retire: the core's effects are no longer carried
 	// out, so the replica applies nothing more.
 	retiring atomic.Bool

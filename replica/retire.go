@@ -89,8 +89,8 @@ func (r *Replica) TryRetire() (seq, forced uint64, err error) {
 	case st.Commit < applied:
 		return 0, 0, fmt.Errorf("%w: commit point %d, applied %d", ErrRetirePending, st.Commit, applied)
 	}
-	if err := r.store.Sync(); err != nil {
-		return 0, 0, r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
+	if err := r.syncStore(); err != nil {
+		return 0, 0, err
 	}
 	return applied, h.forced, nil
 }
