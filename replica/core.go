@@ -58,7 +58,10 @@ func newCore(proto, id string, opts CoreOptions, sm statemachine.StateMachine) (
 			ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, RetainBytes: opts.RetainBytes, Restarted: opts.Restarted,
 		}, applied), nil
 	case ProtocolPrimaryBackup:
-		return pb.New(pb.Options{ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, Restarted: opts.Restarted}, applied), nil
+		return pb.New(pb.Options{
+			ID: id, Window: opts.Window, MaxBatch: opts.MaxBatch, RetainBytes: opts.RetainBytes,
+			Committed: opts.Committed, Restarted: opts.Restarted,
+		}, applied), nil
 	case ProtocolCheckpoint:
 		t, ok := sm.(statemachine.DeltaTracker)
 		if !ok {
@@ -90,8 +93,9 @@ type CoreOptions struct {
 	Window int
 	// MaxBatch is the most entries one message carries.
 	MaxBatch int
-	// RetainBytes is how much committed history a chain replica keeps
-	// for members that rejoin on a state they kept (chain.Options).
+	// RetainBytes is how much history a chain or primary-backup replica
+	// keeps for members that rejoin on a state they kept (chain.Options,
+	// pb.Options).
 	RetainBytes int
 	// CheckpointInterval is the epoch length of checkpoint replication
 	// (default 20 ms); CheckpointBytes the dirty state past which an
@@ -107,6 +111,10 @@ type CoreOptions struct {
 	// Restarted is set by the runtime when the replica runs on state kept
 	// from an earlier process (Options.Recovered).
 	Restarted bool
+	// Committed is set by the runtime when the state was kept from a
+	// clean stop (Options.Committed): a primary-backup core then names it
+	// all committed, which lets the primary stream from it.
+	Committed bool
 
 	// now is the runtime's clock (Options.Now), on which a checkpoint core
 	// times its epochs; nil is time.Now.

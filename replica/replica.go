@@ -132,6 +132,11 @@ type Options struct {
 	// instead, the replica fails with ErrStaleState: its state may hold
 	// writes the group never committed, and it must start again empty.
 	Recovered bool
+	// Committed means the store holds state this node kept from a clean
+	// stop (coord.KeepClean): all committed, so a prefix of the group's
+	// history. The replica joins on it and catches up from the ordering
+	// replica's retained log (CoreOptions.Committed).
+	Committed bool
 }
 
 // Forwarder sends a request this replica cannot answer to the replica
@@ -233,6 +238,7 @@ func New(opts Options) (*Replica, error) {
 	}
 	opts.Core.now = opts.Now
 	opts.Core.Restarted = opts.Recovered
+	opts.Core.Committed = opts.Committed
 	core, err := newCore(opts.Protocol, opts.Name, opts.Core, opts.Machine)
 	if err != nil {
 		return nil, err

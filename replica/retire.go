@@ -28,9 +28,10 @@ var ErrRetirePending = errors.New("lockstep: retiring: commit point behind appli
 // catch up from the tail's retained log rather than by snapshot.
 //
 // The replica applies nothing after Retire, successful or not: call it
-// last, once clients are gone, before leaving the group. Only chain
-// replication supports it; the others return ErrNotRetired, as does a
-// wait that ctx ends first.
+// last, once clients are gone, before leaving the group. Chain and
+// primary-backup replicas support it; checkpoint replicas return
+// ErrNotRetired (a backup's state is a checkpoint, and the primary's runs
+// ahead of its commit point), as does a wait that ctx ends first.
 //
 // It also returns the history the state was committed in: the Forced
 // count of the configurations this replica ran under (coord.Config). A
@@ -70,7 +71,7 @@ func (r *Replica) BeginRetire(ctx context.Context) {
 // history (see Retire); ErrRetirePending means not yet; ErrNotRetired
 // that it cannot be.
 func (r *Replica) TryRetire() (seq, forced uint64, err error) {
-	if r.proto != ProtocolChain {
+	if r.proto == ProtocolCheckpoint {
 		return 0, 0, fmt.Errorf("%w: %s replicas always rejoin by snapshot", ErrNotRetired, r.proto)
 	}
 	if err := r.Err(); err != nil {

@@ -150,8 +150,8 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	if err != nil {
 		return err
 	}
-	var recovered bool
-	if n.store, recovered, err = openReplicaStore(f, id, cur, log); err != nil {
+	var kept keptAs
+	if n.store, kept, err = openReplicaStore(f, id, cur, log); err != nil {
 		return err
 	}
 	if f.storage != "memory" {
@@ -171,7 +171,8 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		},
 		Logger:         log.With("component", "replica"),
 		SyncBeforeSend: n.store.Durable() && f.fsync == "always",
-		Recovered:      recovered,
+		Recovered:      kept == keptMember,
+		Committed:      kept == keptClean,
 	})
 	if err != nil {
 		return err
@@ -194,7 +195,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		Node: coord.NodeInfo{
 			Name: cf.name, Incarnation: inc, ClientAddr: clientAddr, PeerAddr: n.tr.Addr(),
 			AdminAddr: f.adminAddr, Pid: os.Getpid(), Host: host, State: coord.StateStarting,
-			DataID: dataID(n.store), Durable: durableSeq(n.store, recovered),
+			DataID: dataID(n.store), Durable: durableSeq(n.store, kept),
 		},
 	})
 	if err != nil {
@@ -240,13 +241,13 @@ func groupProtocol(ctx context.Context, cli *clientv3.Client, cf *clusterFlags) 
 // earlier state is discarded,
 // after checking that the directory belongs to this cluster: the process
 // rejoins as a new member and receives a snapshot.
-func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *slog.Logger) (storage.Store, bool, error) {
+func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *slog.Logger) (storage.Store, keptAs, error) {
 	if f.storage == "memory" {
-		return storage.NewMemory(), false, nil
+		return storage.NewMemory(), keptNothing, nil
 	}
 	dir := filepath.Join(f.dataDir, "pebble")
 	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
-		return nil, false, fmt.Errorf("--data-dir: %w", err)
+		return nil, keptNothing, fmt.Errorf("--data-dir: %w", err)
 	}
 	open := func() (*storage.Pebble, error) {
 		st, err := storage.OpenPebble(dir, storage.PebbleOptions{ClusterID: clusterID, Logger: log.With("component", "pebble")})
@@ -257,41 +258,50 @@ func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *
 	}
 	if _, err := os.Stat(dir); err != nil {
 		st, err := open()
-		return st, false, err
+		return st, keptNothing, err
 	}
 	old, err := storage.OpenPebble(dir, storage.PebbleOptions{}) // look before recording the cluster id
 	if err != nil {
-		return nil, false, fmt.Errorf("open storage in %s: %w", dir, err)
+		return nil, keptNothing, fmt.Errorf("open storage in %s: %w", dir, err)
 	}
 	owner, seq, id := old.ClusterID(), old.AppliedSeq(), old.DataID()
 	_ = old.Close()
 	clean, cleanOK := takeCleanStop(f.dataDir, log)
 	switch {
 	case owner != "" && owner != clusterID:
-		return nil, false, fmt.Errorf("open storage in %s: %w: directory has %q, this cluster is %q", dir, storage.ErrWrongCluster, owner, clusterID)
+		return nil, keptNothing, fmt.Errorf("open storage in %s: %w: directory has %q, this cluster is %q", dir, storage.ErrWrongCluster, owner, clusterID)
 	case owner == "" && seq > 0:
-		return nil, false, fmt.Errorf("--data-dir %s holds a standalone node's data (%d updates); a cluster replica would discard it, so move it away or choose another --data-dir", f.dataDir, seq)
+		return nil, keptNothing, fmt.Errorf("--data-dir %s holds a standalone node's data (%d updates); a cluster replica would discard it, so move it away or choose another --data-dir", f.dataDir, seq)
 	case seq > 0 && coord.KeepData(cur, f.cluster.name, id):
 		log.Info("keeping local state: this directory holds a member's state, which the group may need to re-form",
 			"dir", dir, "data_id", id, "applied", seq, "epoch", cur.Epoch)
 		if err := dropReplaced(dir, log); err != nil {
-			return nil, false, err
+			return nil, keptNothing, err
 		}
 		st, err := open()
-		return st, err == nil, err
+		return st, keptMember, err
 	case cleanOK && coord.KeepClean(cur, clean, id, seq):
 		log.Info("keeping local state: it was all committed when this node stopped cleanly; it rejoins at that seq and catches up from the group's retained log",
 			"dir", dir, "data_id", id, "applied", seq)
 		st, err := open()
-		return st, false, err
+		return st, keptClean, err
 	case seq > 0:
 		if err := setAside(dir, seq, log); err != nil {
-			return nil, false, err
+			return nil, keptNothing, err
 		}
 	}
 	st, err := open()
-	return st, false, err
+	return st, keptNothing, err
 }
+
+// keptAs says what openReplicaStore kept of an earlier run's state.
+type keptAs int
+
+const (
+	keptNothing keptAs = iota // a fresh store
+	keptMember                // a member's state, which the group may re-form from (Recovered)
+	keptClean                 // a state left all committed at a clean stop (Committed)
+)
 
 // replacedDir is where setAside keeps a data directory the group no longer
 // counts on until a complete copy has replaced it.
@@ -334,9 +344,9 @@ func dataID(st storage.Store) string {
 	return ""
 }
 
-// durableSeq is what a recovered store holds; 0 if it started empty.
-func durableSeq(st storage.Store, recovered bool) uint64 {
-	if !recovered {
+// durableSeq is what a kept store holds; 0 if it started empty.
+func durableSeq(st storage.Store, kept keptAs) uint64 {
+	if kept == keptNothing {
 		return 0
 	}
 	return st.AppliedSeq()

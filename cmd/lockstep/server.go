@@ -98,7 +98,7 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.StringVar(&c.group, "group", "default", "replication group this node serves")
 	fl.StringVar(&c.protocol, "protocol", "", "replication protocol: chain, primary-backup or checkpoint (empty: the group's own, or chain for a new group); a node is refused by a group that runs another")
 	fl.DurationVar(&c.cpInterval, "checkpoint-interval", replica.DefaultCheckpointInterval, "checkpoint protocol: epoch length; the primary ships the state its writes dirtied once per epoch, and replies wait for it")
-	fl.StringVar(&c.logRetention, "log-retention", "64mb", "chain protocol: how much committed history each replica keeps in memory (like Redis's repl-backlog-size), so that a node restarted after a clean stop catches up from it instead of by a full snapshot; 0 keeps none")
+	fl.StringVar(&c.logRetention, "log-retention", "64mb", "chain and primary-backup: how much committed history each replica keeps in memory (like Redis's repl-backlog-size), so that a node restarted after a clean stop catches up from it instead of by a full snapshot; 0 keeps none")
 	fl.IntVar(&c.cpBytes, "checkpoint-bytes", replica.DefaultCheckpointBytes, "checkpoint protocol: an epoch whose dirty state passes this many bytes is cut early")
 	fl.DurationVar(&c.leaseTTL, "lease-ttl", 2*time.Second, "coordinator lease: a node silent this long is removed; it stops serving before then")
 	fl.BoolVar(&c.fenceOnExit, "fence-on-exit", true, "start a watchdog process that fences this node the moment its process ends (crash, kill -9), so its group fails over at once instead of when the lease expires")

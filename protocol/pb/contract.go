@@ -57,7 +57,7 @@ func (c *Core) Status() protocol.Status {
 		Applied:        c.applied,
 		Last:           c.log.Last(),
 		Commit:         c.known,
-		Pending:        c.log.Len(),
+		Pending:        int(c.log.Last() - c.released),
 		Complete:       c.complete(),
 		ReadReady:      c.ReadReady(),
 		ReadGate:       protocol.GateApplied,

@@ -35,6 +35,20 @@ type Options struct {
 	// while behind it, before a backup or joiner sends Hello again
 	// (default 10).
 	HelloTicks int
+	// RetainBytes is how much history, in bytes of entry data, the
+	// replica keeps beyond what its peers still need, like Redis's
+	// replication backlog (default 0: none): a replica that rejoins on
+	// a state it kept (see Committed) is streamed the entries after it
+	// instead of a snapshot while they are retained. It also lets the
+	// joiner lag as many entries as fit in it (at the log's mean entry
+	// size) before it counts against Window.
+	RetainBytes int
+	// Committed means the state at the applied seq given to New is all
+	// committed (it was kept from a clean stop): it is a prefix of every
+	// later primary's history, whatever its lineage, so the replica's
+	// Hello names it as such and the primary streams from it rather than
+	// sending a snapshot.
+	Committed bool
 	// Restarted means the replica runs on state kept from an earlier
 	// process (a group re-formed after a total outage, see coord.Plan):
 	// in the first configuration that makes it a member with someone
@@ -89,7 +103,7 @@ type Status struct {
 	// Commit is, at the primary, its commit point (see Ready.Commit); at
 	// a backup or joiner, the primary's commit point as last heard.
 	Commit  uint64
-	Pending int    // entries held in the log: Last-Pending is the oldest a peer may resume from
+	Pending int    // entries held for peers: Last-Pending is the newest seq no peer needs
 	Lineage uint64 // the lineage of this replica's log (see the package comment), 0 if unknown
 	// Synced, for a backup or joiner, means the primary accepted its log
 	// as a prefix of its own in this epoch and it is not waiting for a
@@ -140,6 +154,10 @@ type Core struct {
 	commit     uint64   // primary: its commit point since taking office
 	commitSent uint64   // the last Commit handed out in a Ready
 	known      uint64   // backup: the highest commit point heard from a primary
+	// released is the newest seq no peer needs from the log any more (the
+	// highest trimPoint so far): the log holds what follows it for peers,
+	// and up to RetainBytes of what precedes it.
+	released uint64
 
 	// lineage names the history this replica's log is a prefix of: the
 	// epoch in which its primary took office (0: unknown). A primary also
@@ -171,10 +189,14 @@ type peer struct {
 // New returns a Core for the replica opts.ID whose state machine has
 // applied entries 1..applied. It has no role until SetConfig. Its lineage
 // is unknown, so a non-empty state is not trusted as a prefix of anyone's
-// history: it will be replaced by a snapshot.
+// history, and will be replaced by a snapshot, unless opts.Committed says
+// it is all committed.
 func New(opts Options, applied uint64) *Core {
-	c := &Core{opts: opts.withDefaults(), view: group.NewView(opts.ID, errs), applied: applied}
+	c := &Core{opts: opts.withDefaults(), view: group.NewView(opts.ID, errs), applied: applied, released: applied}
 	c.log.Reset(applied)
+	if opts.Committed {
+		c.known = applied
+	}
 	return c
 }
 
@@ -250,7 +272,7 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 	}
 	last := c.log.Last()
 	for i := range c.peers {
-		if c.lag(&c.peers[i]) >= uint64(c.opts.Window) {
+		if p := &c.peers[i]; c.lag(p) >= c.window(p) {
 			return 0, ErrWindowFull
 		}
 	}
@@ -260,7 +282,21 @@ func (c *Core) Propose(data []byte) (uint64, error) {
 
 // lag is how many entries the window counts against p.
 func (c *Core) lag(p *peer) uint64 {
-	return c.log.Last() - max(p.Ack, c.log.Base)
+	return c.log.Last() - max(p.Ack, c.released)
+}
+
+// window is how far p may lag before Propose refuses: Window, or for the
+// joiner as many entries as fit in RetainBytes at the log's mean entry
+// size if that is more, since a backlog that fits is one the primary
+// retains anyway (a joiner catching up from a kept state, or installing
+// a snapshot, does not stall writes while it fits).
+func (c *Core) window(p *peer) uint64 {
+	w := uint64(c.opts.Window)
+	if !p.Joining || c.opts.RetainBytes <= 0 || c.log.Len() == 0 {
+		return w
+	}
+	mean := max(uint64(c.log.Bytes())/uint64(c.log.Len()), 1)
+	return max(w, uint64(c.opts.RetainBytes)/mean)
 }
 
 // Applied reports that the runtime has applied (and made durable as its
@@ -304,7 +340,7 @@ func (c *Core) Restored(from string, seq uint64) {
 		c.barrier.Seq = min(c.barrier.Seq, seq)
 	}
 	c.log.Reset(seq)
-	c.applied = seq
+	c.applied, c.released = seq, seq
 	c.ready.Apply = nil
 	c.lineage = c.up.SnapLineage
 	c.up.AwaitSnap, c.up.GapHello = false, false
@@ -386,7 +422,7 @@ func (c *Core) Detail() Status {
 		Applied: c.applied,
 		Last:    c.log.Last(),
 		Commit:  c.known,
-		Pending: c.log.Len(),
+		Pending: int(c.log.Last() - c.released),
 		Lineage: c.lineage,
 	}
 	switch c.view.Role {

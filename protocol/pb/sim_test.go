@@ -52,6 +52,8 @@ func coverage(s simStats) []sim.Tally {
 		{What: "backups behind a new primary", N: s.behind},
 		{What: "backups ahead of a new primary", N: s.ahead},
 		{What: "joiners made backups", N: s.joins},
+		{What: "restarts on kept state", N: s.Kept},
+		{What: "joins from a kept state by the retained log", N: s.logJoins},
 		{What: "snapshots", N: s.Snapshots},
 		{What: "snapshots installed by backups", N: s.backupSnapshots},
 		{What: "link resets", N: s.Resets},

@@ -2,6 +2,7 @@ package pb_test
 
 import (
 	"errors"
+	"slices"
 
 	"github.com/lockstep/lockstep/protocol/pb"
 	"github.com/lockstep/lockstep/sim"
@@ -79,6 +80,7 @@ func (w *world) install(n *simNode, from string, snap *sim.KVSnapshot) error {
 	}
 	role := n.Core.Detail().Role
 	n.Restore(snap)
+	n.KeptFrom = 0 // it did need a snapshot
 	n.Core.Restored(from, snap.Seq)
 	if st := n.Core.Detail(); st.Applied != snap.Seq || st.Last != snap.Seq {
 		return violation("%s restored %d but has applied %d, last %d", n.Name, snap.Seq, st.Applied, st.Last)
@@ -125,7 +127,19 @@ func (w *world) checkPropose(n *simNode, err error) (bool, error) {
 	case err != nil:
 		return false, violation("%s: Propose: %v", n.Name, err)
 	}
-	if maxLag(st) > uint64(w.p.opts.Window) || st.Pending > w.p.opts.Window {
+	// The joiner may lag as many entries as fit in RetainBytes (each takes
+	// at least a byte) beyond Window.
+	joinBound := uint64(w.p.opts.Window + w.p.opts.RetainBytes)
+	for _, p := range st.Peers {
+		if b := uint64(w.p.opts.Window); p.Lag > b && (!p.Joining || p.Lag > joinBound) {
+			return false, violation("%s: Propose beyond the window: peer %+v", n.Name, p)
+		}
+	}
+	held := uint64(w.p.opts.Window)
+	if slices.ContainsFunc(st.Peers, func(p pb.PeerStatus) bool { return p.Joining }) {
+		held = joinBound
+	}
+	if uint64(st.Pending) > held {
 		return false, violation("%s: Propose beyond the window: %d entries held, peers %+v", n.Name, st.Pending, st.Peers)
 	}
 	return true, nil

@@ -23,8 +23,12 @@ func (w *world) master() error {
 		}
 		return nil
 	}
+	j := w.By[w.Cfg.Joining]
 	if w.Reconfigure(w.caughtUp, "make %s a backup") == sim.Promoted {
 		w.stats.joins++
+		if j.KeptFrom > 0 {
+			w.stats.logJoins++
+		}
 	}
 	return nil
 }

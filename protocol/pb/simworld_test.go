@@ -25,6 +25,7 @@ type simParams struct {
 	restart  int64     // most steps a removed crashed node stays down
 	snap     int64     // most steps between taking a snapshot and installing it
 	report   int64     // steps between a node's status reports to the master
+	keep     bool      // a replica crashed with all it applied committed may restart on that state
 }
 
 func drawParams(rng *rand.Rand) simParams {
@@ -36,6 +37,7 @@ func drawParams(rng *rand.Rand) simParams {
 			MaxBatch:    1 + rng.IntN(8),
 			ResendTicks: 2 + rng.IntN(9),
 			HelloTicks:  2 + rng.IntN(9),
+			RetainBytes: rng.IntN(2) * rng.IntN(400),
 		},
 		clients:  2 + rng.IntN(3),
 		pCrash:   0.001 + 0.01*rng.Float64()*rng.Float64(),
@@ -50,6 +52,7 @@ func drawParams(rng *rand.Rand) simParams {
 		restart:  5 + int64(rng.IntN(60)),
 		snap:     int64(rng.IntN(2) * rng.IntN(20)),
 		report:   1 + int64(rng.IntN(2)*rng.IntN(80)),
+		keep:     rng.IntN(4) != 0,
 	}
 }
 
@@ -62,7 +65,7 @@ func (p simParams) world() sim.WorldParams {
 		POp: p.pOp, PApply: p.pApply, PTick: p.pTick,
 		PCrash: p.pCrash, PSuspect: p.pSuspect, PReset: p.pReset, PCut: p.pCut,
 		CfgDelay: p.cfgDelay, Detect: p.detect, Restart: p.restart, Snap: p.snap,
-		TornCrash: true,
+		TornCrash: true, KeepClean: p.keep,
 	}
 }
 
@@ -98,6 +101,7 @@ type simStats struct {
 	behind          int // backups behind the backup promoted, at the time
 	ahead           int // backups ahead of the backup promoted, at the time
 	joins           int // joiners made backups
+	logJoins        int // of them, joiners on a kept state that needed no snapshot
 	backupSnapshots int // snapshots installed by a backup (a divergent suffix)
 }
 
@@ -107,15 +111,16 @@ func (s *simStats) add(o simStats) {
 	s.behind += o.behind
 	s.ahead += o.ahead
 	s.joins += o.joins
+	s.logJoins += o.logJoins
 	s.backupSnapshots += o.backupSnapshots
 }
 
 // String summarizes the stats for logs.
 func (s simStats) String() string {
-	return fmt.Sprintf("crashes primary %d backup %d joiner %d; suspicions primary %d backup %d joiner %d; restarts %d configs %d failovers %d (others behind %d ahead %d) joins %d snapshots %d (by backups %d) resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
+	return fmt.Sprintf("crashes primary %d backup %d joiner %d; suspicions primary %d backup %d joiner %d; restarts %d configs %d failovers %d (others behind %d ahead %d) joins %d (from a kept state by log %d of %d) snapshots %d (by backups %d) resets %d cuts %d; writes %d reads %d window-full %d stale %d; given up %d (committed later) + %d (lost)",
 		s.Crashes[pb.RolePrimary], s.Crashes[pb.RoleBackup], s.Crashes[pb.RoleJoining],
 		s.Suspicions[pb.RolePrimary], s.Suspicions[pb.RoleBackup], s.Suspicions[pb.RoleJoining],
-		s.Restarts, s.Configs, s.failovers, s.behind, s.ahead, s.joins, s.Snapshots, s.backupSnapshots, s.Resets, s.Cuts,
+		s.Restarts, s.Configs, s.failovers, s.behind, s.ahead, s.joins, s.logJoins, s.Kept, s.Snapshots, s.backupSnapshots, s.Resets, s.Cuts,
 		s.Writes, s.Reads, s.WindowFull, s.Stale, s.Settled, s.Lost)
 }
 
@@ -132,7 +137,7 @@ func newWorld(seed uint64, trace *sim.Trace) *world {
 // simnode_test.go).
 func (w *world) rules() sim.Rules[pb.Message, *pb.Core] {
 	return sim.Rules[pb.Message, *pb.Core]{
-		Protocol: protocol(w.p.opts),
+		Protocol: keptProtocol(w.p.opts),
 		From:     func(m pb.Message) string { return m.From },
 		Event: func(m pb.Message) string {
 			return fmt.Sprintf("%s e%d seq %d (%d entries)", m.Type, m.Epoch, m.Seq, len(m.Entries))
@@ -154,3 +159,17 @@ func (w *world) rules() sim.Rules[pb.Message, *pb.Core] {
 }
 
 var violation = sim.Violation
+
+// keptProtocol is protocol(opts) whose replicas, when the world restarts
+// one on a state it kept (applied above 0: all committed, see
+// sim.WorldParams.KeepClean), know that state to be committed, as the
+// runtime tells a replica that kept its state at a clean stop.
+func keptProtocol(opts pb.Options) sim.Protocol[pb.Message, *pb.Core] {
+	p := protocol(opts)
+	p.New = func(id string, applied uint64) *pb.Core {
+		o := opts
+		o.ID, o.Committed = id, applied > 0
+		return pb.New(o, applied)
+	}
+	return p
+}

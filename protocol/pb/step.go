@@ -53,7 +53,7 @@ func (c *Core) onHello(m Message) error {
 	if err != nil {
 		return err
 	}
-	if !c.extends(m.Seq, m.Lineage) || m.Seq < c.log.Base {
+	if !(c.extends(m.Seq, m.Lineage) || c.committedPrefix(m)) || m.Seq < c.log.Base {
 		p.Ready = false
 		c.send(Message{Type: MsgSnapshotNeeded, To: p.ID, Seq: m.Seq, Lineage: c.lineage})
 		return nil
@@ -81,6 +81,16 @@ func (c *Core) extends(seq, lineage uint64) bool {
 		return true
 	}
 	return lineage == c.parent && seq <= c.fork
+}
+
+// committedPrefix reports whether a Hello names a log that is all
+// committed (its Commit, the highest commit point the sender knows, is
+// not below its Seq): committed entries are in every later primary's log
+// at the same seqs, so such a log is a prefix of this one if it is no
+// longer. It is how a replica that kept its state at a clean stop, whose
+// lineage is unknown, rejoins without a snapshot.
+func (c *Core) committedPrefix(m Message) bool {
+	return m.Seq > 0 && m.Seq <= m.Commit && m.Seq <= c.log.Last()
 }
 
 // onEntries accepts the next consecutive entries from the primary for the
@@ -158,7 +168,8 @@ func (c *Core) onSnapshotNeeded(m Message) error {
 // the log, and at the primary advances the commit point and streams
 // applied entries to the peers, elsewhere acknowledges to the primary.
 func (c *Core) settle() {
-	c.log.Trim(c.trimPoint())
+	c.released = max(c.released, c.trimPoint())
+	c.log.TrimOver(c.retainFrom(), c.opts.RetainBytes)
 	if c.view.Role == RolePrimary {
 		c.advanceCommit()
 		c.stream()
@@ -177,6 +188,19 @@ func (c *Core) trimPoint() uint64 {
 	}
 	t := group.MinAck(c.peers, c.applied)
 	return c.hold.Limit(t, t)
+}
+
+// retainFrom is the newest seq the log may drop to keep within
+// RetainBytes: nothing a peer needs, nor anything a peer being served
+// from the retained history (one that rejoined behind) still lacks.
+func (c *Core) retainFrom() uint64 {
+	t := c.released
+	for i := range c.peers {
+		if p := &c.peers[i]; p.Ready {
+			t = min(t, p.Floor)
+		}
+	}
+	return t
 }
 
 // advanceCommit applies the output rule: the commit point is the smallest
@@ -234,7 +258,7 @@ func (c *Core) entries(to string, ents []Entry) Message {
 // sendHello asks the primary to check this replica's log and stream from
 // its last seq.
 func (c *Core) sendHello() {
-	c.send(Message{Type: MsgHello, To: c.view.Primary, Seq: c.log.Last(), Lineage: c.lineage})
+	c.send(Message{Type: MsgHello, To: c.view.Primary, Seq: c.log.Last(), Lineage: c.lineage, Commit: c.known})
 	c.up.Quiet.Reset()
 }
 

@@ -65,7 +65,10 @@ const (
 	// MsgHello goes from a backup or joiner to the primary when the link
 	// is new (new configuration, reconnect, restored snapshot) or looks
 	// stuck: "in Epoch my log ends at Seq (received, not necessarily
-	// applied) and belongs to lineage Lineage; send from Seq+1".
+	// applied) and belongs to lineage Lineage; send from Seq+1". Commit
+	// is the highest commit point the sender knows of: a log that ends
+	// there is all committed, and a prefix of any primary's that reaches
+	// as far.
 	MsgHello MsgType = iota + 1
 	// MsgEntries carries consecutive entries from the primary, or none (to
 	// answer a Hello, or to ask for the ack again). Seq is the primary's
