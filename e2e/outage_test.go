@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -238,6 +239,9 @@ func rollingRestart(t *testing.T, protocol string) {
 		c.waitMembers(3, 60*time.Second)
 		if log := c.procs[name].Log(); !strings.Contains(log, "keeping local state: it was all committed") {
 			t.Errorf("%s did not keep the state of its clean stop:\n%s", name, log)
+		}
+		if _, err := os.Stat(filepath.Join(c.dataDirOf(name), "pebble.replaced")); !os.IsNotExist(err) {
+			t.Errorf("%s set its state aside after a clean stop (%v)", name, err)
 		}
 		before := w.acked.Load()
 		proctest.Eventually(t, 30*time.Second, "writes after restarting "+name, func() bool { return w.acked.Load() >= before+50 })

@@ -135,6 +135,9 @@ func (m *Machine) PrepareAppend(dst []byte, args [][]byte, env statemachine.Env)
 		if err := sp.write(m, p, args); err != nil {
 			return nil, err
 		}
+		if err := m.hint(p.ops); err != nil {
+			return nil, err
+		}
 	default:
 		var err error
 		if p.reply, err = sp.read(m, args, p.now, p.reply); err != nil {
@@ -142,6 +145,28 @@ func (m *Machine) PrepareAppend(dst []byte, args [][]byte, env statemachine.Env)
 		}
 	}
 	return appendUpdate(dst, p.reply, p.ops), nil
+}
+
+// hint records in each op what its key holds now (storage.Op.Prev), as
+// the update's Apply would otherwise read it at every replica: the node
+// that prepares an update reads each key once, and the replicas, which
+// apply the same history, take its word. Prepare runs on the state the
+// update is applied to next, so the hints hold there; a key that appears
+// twice is counted by the batch's own earlier op, which the store prefers
+// to the hint.
+func (m *Machine) hint(ops []storage.Op) error {
+	for i := range ops {
+		op := &ops[i]
+		if op.Kind != storage.OpSet && op.Kind != storage.OpDelete {
+			continue
+		}
+		e, found, err := m.store.Get(op.Key)
+		if err != nil {
+			return fmt.Errorf("kv: prepare: %w", err)
+		}
+		op.Prev = storage.HintOf(e, found)
+	}
+	return nil
 }
 
 // Apply applies u as one storage batch numbered seq and appends its reply.
@@ -167,7 +192,7 @@ func (m *Machine) ApplyWithMeta(seq uint64, u statemachine.Update, out []byte, m
 	b := &m.applyBuf
 	b.Ops, b.Seq = slices.Grow(b.Ops[:0], n)[:n], seq
 	defer releaseOps(b)
-	if err := decodeOps(body, b.Ops); err != nil {
+	if err := decodeOps(u[0], body, b.Ops); err != nil {
 		return out, err
 	}
 	detachOps(b.Ops, len(u))

@@ -18,7 +18,15 @@ import (
 //	op: kind | len(key) key                            (OpDelete)
 //	op: kind | len(key) key | len(value) value | expireAt  (OpSet)
 //	op: kind                                           (OpClear)
-const updateVersion = 1
+//
+// The kind byte's low four bits are the storage.OpKind; version 2 puts
+// the op's storage.PrevHint in the high four (version 1 had none), which
+// the node that prepares the update reads once so that the replicas
+// applying it need not (see Machine.hint).
+const updateVersion = 2
+
+// kindBits masks the storage.OpKind out of an op's kind byte.
+const kindBits = 0x0f
 
 // maxScratch is the capacity above which Prepare's reused buffers are
 // dropped after use, so one huge command does not pin memory forever.
@@ -108,7 +116,7 @@ func appendUpdate(dst, reply []byte, ops []storage.Op) statemachine.Update {
 	b = binary.AppendUvarint(b, uint64(len(ops)))
 	for i := range ops {
 		op := &ops[i]
-		b = append(b, byte(op.Kind))
+		b = append(b, byte(op.Kind)|byte(op.Prev)<<4)
 		if op.Kind == storage.OpClear {
 			continue
 		}
@@ -132,7 +140,7 @@ func decodeHeader(u []byte) (reply []byte, n int, body []byte, err error) {
 	if len(u) == 0 {
 		return nil, 0, nil, corruptUpdate("empty")
 	}
-	if u[0] != updateVersion {
+	if u[0] != updateVersion && u[0] != 1 {
 		return nil, 0, nil, corruptUpdate("version %d", u[0])
 	}
 	rest := u[1:]
@@ -149,16 +157,19 @@ func decodeHeader(u []byte) (reply []byte, n int, body []byte, err error) {
 	return reply, int(count), rest, nil
 }
 
-// decodeOps fills ops (already sized to the header's count) from body. The
-// ops' slices alias body.
-func decodeOps(body []byte, ops []storage.Op) error {
+// decodeOps fills ops (already sized to the header's count) from body,
+// the ops of an update of the given version. The ops' slices alias body.
+func decodeOps(version byte, body []byte, ops []storage.Op) error {
 	var err error
 	for i := range ops {
 		if len(body) == 0 {
 			return corruptUpdate("op %d missing", i)
 		}
 		op := &ops[i]
-		op.Kind, body = storage.OpKind(body[0]), body[1:]
+		op.Kind, op.Prev, body = storage.OpKind(body[0]&kindBits), storage.PrevHint(body[0]>>4), body[1:]
+		if op.Prev > storage.PrevExpiring || (op.Prev != storage.PrevUnknown && (op.Kind == storage.OpClear || version < 2)) {
+			return corruptUpdate("op %d has hint %d", i, op.Prev)
+		}
 		switch op.Kind {
 		case storage.OpClear:
 			continue

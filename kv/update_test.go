@@ -15,7 +15,7 @@ func decodeAll(u []byte) ([]byte, []storage.Op, error) {
 		return nil, nil, err
 	}
 	ops := make([]storage.Op, n)
-	if err := decodeOps(body, ops); err != nil {
+	if err := decodeOps(u[0], body, ops); err != nil {
 		return nil, nil, err
 	}
 	return reply, ops, nil
@@ -29,8 +29,8 @@ func TestUpdateRoundTrip(t *testing.T) {
 		{[]byte("+OK\r\n"), nil},
 		{nil, []storage.Op{{Kind: storage.OpClear}}},
 		{[]byte(":1\r\n"), []storage.Op{
-			{Kind: storage.OpDelete, Key: []byte("gone")},
-			{Kind: storage.OpSet, Key: []byte("k"), Entry: storage.Entry{Value: []byte("v"), ExpireAt: 1<<63 - 1}},
+			{Kind: storage.OpDelete, Key: []byte("gone"), Prev: storage.PrevExpiring},
+			{Kind: storage.OpSet, Key: []byte("k"), Entry: storage.Entry{Value: []byte("v"), ExpireAt: 1<<63 - 1}, Prev: storage.PrevAbsent},
 			{Kind: storage.OpSet, Key: []byte{}, Entry: storage.Entry{Value: bytes.Repeat([]byte{0xff}, 300)}},
 			{Kind: storage.OpClear},
 		}},
@@ -49,7 +49,7 @@ func TestUpdateRoundTrip(t *testing.T) {
 		}
 		for j := range ops {
 			a, b := ops[j], tc.ops[j]
-			if a.Kind != b.Kind || !bytes.Equal(a.Key, b.Key) || !bytes.Equal(a.Entry.Value, b.Entry.Value) || a.Entry.ExpireAt != b.Entry.ExpireAt {
+			if a.Kind != b.Kind || a.Prev != b.Prev || !bytes.Equal(a.Key, b.Key) || !bytes.Equal(a.Entry.Value, b.Entry.Value) || a.Entry.ExpireAt != b.Entry.ExpireAt {
 				t.Fatalf("case %d op %d: got %+v, want %+v", i, j, a, b)
 			}
 		}
@@ -59,7 +59,10 @@ func TestUpdateRoundTrip(t *testing.T) {
 func TestDecodeUpdateRejects(t *testing.T) {
 	for _, u := range [][]byte{
 		nil,
-		{2, 0, 0},                    // unknown version
+		{3, 0, 0},                    // unknown version
+		{1, 0, 1, 0x12, 1, 'k'},      // a hint in a version 1 update
+		{2, 0, 1, 0x52, 1, 'k'},      // unknown hint
+		{2, 0, 1, 0x13},              // a hint on a clear
 		{1, 5, 'a'},                  // reply longer than the update
 		{1, 0},                       // no op count
 		{1, 0, 3, 3},                 // three ops in one byte
@@ -101,7 +104,7 @@ func FuzzDecodeUpdate(f *testing.F) {
 		}
 		for i := range ops {
 			a, b := ops[i], ops2[i]
-			if a.Kind != b.Kind || !bytes.Equal(a.Key, b.Key) || !bytes.Equal(a.Entry.Value, b.Entry.Value) || a.Entry.ExpireAt != b.Entry.ExpireAt {
+			if a.Kind != b.Kind || a.Prev != b.Prev || !bytes.Equal(a.Key, b.Key) || !bytes.Equal(a.Entry.Value, b.Entry.Value) || a.Entry.ExpireAt != b.Entry.ExpireAt {
 				t.Fatalf("op %d changed: %+v vs %+v", i, a, b)
 			}
 		}

@@ -98,7 +98,7 @@ func (s *stager) stage(op *Op) error {
 	case OpSetMeta, OpDeleteMeta, OpClearMeta:
 		return s.stageMeta(op)
 	}
-	prev, err := s.prev(op.Key)
+	prev, err := s.prev(op)
 	if err != nil {
 		return err
 	}
@@ -145,13 +145,24 @@ func (s *stager) stageMeta(op *Op) error {
 	return nil
 }
 
-// prev returns key's entry as of the ops staged so far.
-func (s *stager) prev(key []byte) (prevEntry, error) {
+// prev returns the entry of op's key as of the ops staged so far: from
+// the batch's own earlier ops, from op's hint of what it held before the
+// batch, or read from the DB.
+func (s *stager) prev(op *Op) (prevEntry, error) {
+	key := op.Key
 	if e, ok := s.overlay[string(key)]; ok {
 		return e, nil
 	}
 	if s.cleared {
 		return prevEntry{}, nil
+	}
+	switch op.Prev {
+	case PrevAbsent:
+		return prevEntry{}, nil
+	case PrevPresent:
+		return prevEntry{present: true}, nil
+	case PrevExpiring:
+		return prevEntry{present: true, expires: true}, nil
 	}
 	s.p.keyBuf = append(append(s.p.keyBuf[:0], prefixUser), key...)
 	v, closer, err := s.p.db.Get(s.p.keyBuf)

@@ -52,6 +52,36 @@ type Op struct {
 	Kind  OpKind
 	Key   []byte
 	Entry Entry
+	// Prev, for OpSet and OpDelete, is what Key held before the Batch,
+	// if whoever made the op knows it (PrevUnknown otherwise). A store
+	// that keeps counters (Stats) needs each key's previous entry; a hint
+	// saves it the read. It must be true of the store the Batch is
+	// applied to: a replica's update carries the hints its ordering node
+	// read, which hold at every replica because they apply the same
+	// history. A hint for a key an earlier op of the same Batch touched is
+	// ignored.
+	Prev PrevHint
+}
+
+// PrevHint is what an op's key held before its Batch (see Op.Prev).
+type PrevHint uint8
+
+const (
+	PrevUnknown  PrevHint = iota // the store reads the key
+	PrevAbsent                   // no entry
+	PrevPresent                  // an entry without expiry
+	PrevExpiring                 // an entry with an expiry (expired or not)
+)
+
+// HintOf is the hint for a key whose entry is e, or none if !found.
+func HintOf(e Entry, found bool) PrevHint {
+	switch {
+	case !found:
+		return PrevAbsent
+	case e.ExpireAt != 0:
+		return PrevExpiring
+	}
+	return PrevPresent
 }
 
 // Batch is a set of changes applied atomically together with the sequence

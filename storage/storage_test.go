@@ -31,6 +31,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"Clear", testClear},
 		{"Expiry", testExpiry},
 		{"SameKeyTwice", testSameKeyTwice},
+		{"Hints", testHints},
 		{"Scan", testScan},
 		{"Seq", testSeq},
 		{"BadOp", testBadOp},
@@ -207,6 +208,22 @@ func testSameKeyTwice(t *testing.T, s Store) {
 	if got := keysOf(scanAll(t, s, nil, -1)); !slices.Equal(got, []string{"y"}) {
 		t.Fatalf("scan = %q, want [y]", got)
 	}
+}
+
+// testHints: ops that say what their key held (Op.Prev) are counted by
+// the hint, except where an earlier op of the batch touched the key or
+// cleared the keyspace, which the store knows better.
+func testHints(t *testing.T, s Store) {
+	hinted := func(op Op, h PrevHint) Op { op.Prev = h; return op }
+	apply(t, s, 1, hinted(set("a", "1"), PrevAbsent), hinted(setx("b", "2", 9), PrevAbsent))
+	wantStats(t, s.Stats(), Stats{Keys: 2, Expires: 1})
+	apply(t, s, 2, hinted(set("b", "3"), PrevExpiring))
+	wantStats(t, s.Stats(), Stats{Keys: 2})
+	apply(t, s, 3, hinted(del("a"), PrevPresent), hinted(set("a", "4"), PrevPresent))
+	wantStats(t, s.Stats(), Stats{Keys: 2})
+	apply(t, s, 4, clearOp(), hinted(setx("a", "5", 7), PrevPresent), hinted(del("b"), PrevPresent))
+	wantGet(t, s, "b", nil)
+	wantStats(t, s.Stats(), Stats{Keys: 1, Expires: 1})
 }
 
 func testScan(t *testing.T, s Store) {
