@@ -85,9 +85,11 @@ func TestLogRing(t *testing.T) {
 				model, base = model[n:], base+uint64(n)
 			}
 		case k < 99:
-			seq, limit := base+uint64(r.IntN(len(model)+2)), r.IntN(2*modelBytes(model)+1)
+			size := modelBytes(model)
+			seq, limit := base+uint64(r.IntN(len(model)+2)), r.IntN(2*size+1)
 			l.TrimOver(seq, limit)
-			for len(model) > 0 && model[0].Seq <= seq && modelBytes(model) > limit {
+			for len(model) > 0 && model[0].Seq <= seq && size > limit {
+				size -= len(model[0].Data)
 				model, base = model[1:], base+1
 			}
 		default:
