@@ -2,6 +2,7 @@ package chain_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/lockstep/lockstep/protocol/chain"
@@ -82,5 +83,50 @@ func TestJoinAllowanceFromRetention(t *testing.T) {
 	// of 4 is taken.
 	if n != 14 || c.Node("a").Commit != 14 {
 		t.Fatalf("took %d writes with commit %d, want 14 (RetainBytes 10 of 1-byte entries + Window 4)", n, c.Node("a").Commit)
+	}
+}
+
+// TestKeptJoinerAheadOfNewTail: the old tail b commits e3, which its
+// joiner n has not received, n is promoted, and b stops with its state
+// all committed and rejoins on it behind n. Its Hello names a seq n does
+// not have yet: n must not refuse it as a protocol error, and b catches up
+// once n has reached what b committed.
+func TestKeptJoinerAheadOfNewTail(t *testing.T) {
+	o := small
+	o.RetainBytes = 64
+	c := newCluster(t, o, "a", "b", "n")
+	c.Config(cfg(1, "", "a", "b"), "a", "b")
+	c.Run()
+	c.Propose("a", "e1")
+	c.Propose("a", "e2")
+	c.Run()
+	c.Config(cfg(2, "n", "a", "b"))
+	c.Run()
+	c.WantApplied("n", seqs(1, 2)...)
+	c.Propose("a", "e3")
+	for len(c.Node("b").Applied) < 3 {
+		if _, ok, err := c.Deliver(); !ok || err != nil {
+			t.Fatalf("b never applied e3 (%v)", err)
+		}
+	}
+	c.Queue = slices.DeleteFunc(c.Queue, func(m chain.Message) bool { return m.To == "n" })
+	c.Run()
+	if st := c.status("b"); st.Commit != 3 || st.Applied != 3 {
+		t.Fatalf("old tail b: commit %d applied %d, want both 3 (a tail's state is committed)", st.Commit, st.Applied)
+	}
+	c.Config(cfg(3, "", "a", "b", "n"), "a", "n")
+	c.Crash("b")
+	c.Add("b", 3) // restarted on its kept state
+	c.Config(cfg(4, "", "a", "n"), "a", "n")
+	c.Config(cfg(5, "b", "a", "n"))
+	c.Run()
+	c.Tick("b", o.HelloTicks)
+	c.Run()
+	c.Propose("a", "e4")
+	c.Run()
+	c.WantApplied("n", seqs(1, 4)...)
+	c.WantApplied("b", "e4")
+	if st := c.status("b"); !st.CaughtUp || c.Node("b").Need != "" {
+		t.Fatalf("kept joiner %+v (needs a snapshot from %q): want caught up without one", st, c.Node("b").Need)
 	}
 }

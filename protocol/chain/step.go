@@ -46,6 +46,13 @@ func (c *Core) onHello(m Message) error {
 		return err
 	}
 	if m.Seq > c.log.Last() {
+		if !c.complete() {
+			// A joiner that restarted on a kept state, all committed, may
+			// be ahead of a tail that has not caught up with what the old
+			// tail committed. It says Hello again after HelloTicks, when
+			// this replica may have reached it.
+			return nil
+		}
 		return fmt.Errorf("%w: successor %s has applied %d, beyond this replica's last %d", ErrUnexpectedMessage, m.From, m.Seq, c.log.Last())
 	}
 	d := &c.down
