@@ -10,8 +10,9 @@ import (
 // errDiskFault is a failed fsync.
 var errDiskFault = errors.New("nodesim: fsync failed")
 
-// syncFaultRate is the chance, while faults strike, that one Sync fails.
-const syncFaultRate = 1.0 / 8_000
+// syncFaultRate is the chance, while faults strike, that one Sync fails:
+// a few failures in every hundred seeds of each protocol.
+const syncFaultRate = 1.0 / 600
 
 // disk is a node's data directory on durable storage: the store as its
 // process applied to it, and as of the last Sync, which is all a crash
