@@ -80,7 +80,8 @@ func (w *World) startNode(name string, d *disk, recovered bool) *node {
 	rep, err := replica.New(replica.Options{
 		Name: name, Incarnation: n.inc, Machine: machine, Store: d, Protocol: w.p.Protocol,
 		SyncBeforeSend: true, Recovered: recovered,
-		Core:         replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
+		Core: replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, RetainBytes: w.p.RetainBytes,
+			CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
 		Tick:         tickMillis * time.Millisecond,
 		WaitTimeout:  2 * time.Second,
 		Now:          n.Now,

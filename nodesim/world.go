@@ -20,6 +20,10 @@ type Params struct {
 	// Window is the replication window; small, so that writes find it
 	// full.
 	Window int
+	// RetainBytes is how much committed history a chain replica keeps
+	// (replica.CoreOptions): a node restarted on a clean stop's state
+	// catches up from it if it reaches back far enough, else by snapshot.
+	RetainBytes int
 	// TTL is the coordinator lease; ExpiryCheck how often the coordinator
 	// looks for expired leases (etcd: every 500 ms).
 	TTL         time.Duration
@@ -40,7 +44,7 @@ type Params struct {
 // DefaultParams is a 3-node group under faults.
 func DefaultParams(protocol string) Params {
 	return Params{
-		Protocol: protocol, Nodes: 3, Clients: 4, Keys: 3, Window: 16,
+		Protocol: protocol, Nodes: 3, Clients: 4, Keys: 3, Window: 16, RetainBytes: 512,
 		TTL: 2 * time.Second, ExpiryCheck: 100 * time.Millisecond,
 		Faults: 0.6, Loss: 0.01, Settle: 20 * time.Second,
 	}
