@@ -38,6 +38,14 @@ type node struct {
 	disk *disk
 	// recovered: the process kept its disk's state (coord.KeepData).
 	recovered bool
+	// keptClean: it kept the state a clean stop left (coord.KeepClean),
+	// and rejoins on it; cleanJoined once it is a member again.
+	keptClean, cleanJoined bool
+
+	// stop is its graceful stop in progress (nil: none); inFlight counts
+	// the client commands it has read whose replies wait for a commit.
+	stop     *stopping
+	inFlight int
 
 	down      bool  // crashed (until restarted in a new node)
 	pauseTill int64 // paused until this step (a GC pause, SIGSTOP)
@@ -140,7 +148,8 @@ func (n *node) spawned(f func()) {
 }
 
 // step runs one millisecond of the process: messages held during a
-// pause, a tick, a checkpoint epoch, and its coordinator session.
+// pause, a tick, a checkpoint epoch, and its coordinator session; or, in
+// a graceful stop, the stop's next step.
 func (n *node) step() error {
 	if n.down || n.paused() {
 		return nil
@@ -153,30 +162,43 @@ func (n *node) step() error {
 		n.inbox = nil
 		n.rep.BurstDone("")
 	}
-	if (w.now+n.phase)%tickMillis == 0 {
+	if !n.retiring() && (w.now+n.phase)%tickMillis == 0 {
 		n.rep.TickAt(w.ctx, n.Now())
 	}
-	if (w.now+n.phase)%20 == 0 {
+	if !n.retiring() && (w.now+n.phase)%20 == 0 {
 		n.rep.CloseEpoch(w.ctx)
 	}
 	if err := n.rep.Err(); err != nil {
-		// A failed fsync stops a replica, and so does kept state the
-		// group re-formed without; the process exits and is restarted.
-		// Any other error, a storage error without a disk fault
-		// included, means it was handed an update it could not apply.
-		diskFault := errors.Is(err, replica.ErrStorage) && n.disk.failed
-		if !diskFault && !errors.Is(err, replica.ErrStaleState) {
-			return sim.Violation("%s (%s) stopped: %v", n.name, n.inc, err)
-		}
-		if errors.Is(err, replica.ErrStorage) {
-			n.w.stats.Inc("replica stopped: storage")
-		} else {
-			n.w.stats.Inc("replica stopped: stale state")
-		}
-		n.exit(err.Error())
+		return n.replicaFailed(err)
+	}
+	if n.retiring() {
+		n.retireStep()
 		return nil
 	}
+	n.noteCleanJoin()
 	n.session()
+	if n.stop != nil && !n.down {
+		n.drain()
+	}
+	return nil
+}
+
+// replicaFailed ends a process whose replica stopped with err. A failed
+// fsync stops a replica, and so does kept state the group re-formed
+// without; the process exits and is restarted. Any other error, a storage
+// error without a disk fault included, means it was handed an update it
+// could not apply.
+func (n *node) replicaFailed(err error) error {
+	diskFault := errors.Is(err, replica.ErrStorage) && n.disk.failed
+	if !diskFault && !errors.Is(err, replica.ErrStaleState) {
+		return sim.Violation("%s (%s) stopped: %v", n.name, n.inc, err)
+	}
+	if errors.Is(err, replica.ErrStorage) {
+		n.w.stats.Inc("replica stopped: storage")
+	} else {
+		n.w.stats.Inc("replica stopped: stale state")
+	}
+	n.exit(err.Error())
 	return nil
 }
 

@@ -93,8 +93,14 @@ func coverage(proto string, s Stats) []sim.Tally {
 	names := []string{
 		"crash", "pause", "cut from its peers", "cut from the coordinator", "cut from peers and coordinator",
 		"coordinator outage", "total outage", "second process under a name", "slow node",
-		"msg dropped", "msg reset", "reply lost", "fsync failed",
+		"graceful stop", "msg dropped", "msg reset", "reply lost", "fsync failed",
 		"snapshot served", "snapshot transfer broken", "recovered from disks", "write", "read",
+	}
+	if proto == coord.ProtocolChain {
+		// A chain node stopped gracefully keeps its committed state and
+		// rejoins on it, from the tail's retained log or by snapshot.
+		names = append(names, "clean stop recorded", "restart on clean state",
+			"clean restart member from the log", "clean restart member by snapshot")
 	}
 	tallies := make([]sim.Tally, len(names))
 	for i, name := range names {
