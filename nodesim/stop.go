@@ -64,7 +64,8 @@ func (n *node) drain() {
 	}
 	n.rep.BeginRetire(w.ctx)
 	n.stop.retiring, n.stop.retireTill = true, w.now+retireWait
-	w.logf("%s (%s) retires at applied %d", n.name, n.inc, n.rep.Status().Applied)
+	st := n.rep.Status()
+	w.logf("%s (%s) retires as %s at applied %d", n.name, n.inc, st.Role, st.Applied)
 }
 
 // retireStep is one step of a retiring process. Its run loop has ended:
