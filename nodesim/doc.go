@@ -37,8 +37,8 @@
 //     clients drained, the replica retired, a clean-stop record written
 //     to the disk if the state is all committed, the lease revoked; the
 //     restarted process keeps that state if coord.KeepClean says so, and
-//     a chain node rejoins on it from the tail's retained log or by
-//     snapshot. The record is lost with unsynced writes at a crash, and
+//     rejoins on it from the retained log of the tail or primary, or by
+//     snapshot (checkpoint replicas cannot retire). The record is lost with unsynced writes at a crash, and
 //     its deletion at the next start is not durable at once, as a
 //     server's is not.
 //   - Clients that write through lockstep.req with request ids, retry

@@ -54,7 +54,7 @@ func (w *World) injectFaults() {
 		// name: it must wait for the name, never take it from a process
 		// that may be serving.
 		if n := w.anyUp(); n != nil {
-			x := w.startNode(n.name, newDisk(w, n.name), false)
+			x := w.startNode(n.name, newDisk(w, n.name), keptNothing)
 			w.extras = append(w.extras, x)
 			w.stats.Inc("second process under a name")
 			w.logf("a second process %s starts under the name of %s (%s)", x.inc, n.name, n.inc)
@@ -203,18 +203,16 @@ func (w *World) restartLater(n *node, d int64) {
 		rec, hasRec := disk.takeClean()
 		switch {
 		case coord.KeepData(cfg, n.name, disk.id):
-			w.nodes[i] = w.startNode(n.name, disk, true)
+			w.nodes[i] = w.startNode(n.name, disk, keptMember)
 		case hasRec && coord.KeepClean(cfg, rec, disk.id, disk.AppliedSeq()):
 			w.stats.Inc("restart on clean state")
-			w.logf("%s keeps its clean-stop state at seq %d", n.name, rec.Seq)
-			w.nodes[i] = w.startNode(n.name, disk, false)
-			w.nodes[i].keptClean = true
+			w.nodes[i] = w.startNode(n.name, disk, keptClean)
 		default:
 			if hasRec {
 				w.stats.Inc("clean-stop record refused")
 				w.logf("%s: clean-stop record %+v refused at applied %d", n.name, rec, disk.AppliedSeq())
 			}
-			w.nodes[i] = w.startNode(n.name, newDisk(w, n.name), false)
+			w.nodes[i] = w.startNode(n.name, newDisk(w, n.name), keptNothing)
 		}
 	})
 }

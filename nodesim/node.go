@@ -36,11 +36,10 @@ type node struct {
 	inc  string
 	rep  *replica.Replica
 	disk *disk
-	// recovered: the process kept its disk's state (coord.KeepData).
-	recovered bool
-	// keptClean: it kept the state a clean stop left (coord.KeepClean),
-	// and rejoins on it; cleanJoined once it is a member again.
-	keptClean, cleanJoined bool
+	// kept is what the process kept of its disk's state; cleanJoined is
+	// set once a process that kept a clean stop's state is a member.
+	kept        keptAs
+	cleanJoined bool
 
 	// stop is its graceful stop in progress (nil: none); inFlight counts
 	// the client commands it has read whose replies wait for a commit.
@@ -76,18 +75,28 @@ type node struct {
 	pubAt     int64
 }
 
+// keptAs says what a starting process keeps of its disk's state, as
+// cmd/lockstep's openReplicaStore decides.
+type keptAs int
+
+const (
+	keptNothing keptAs = iota // a new disk
+	keptMember                // a member's state, which the group may re-form from (coord.KeepData)
+	keptClean                 // a state a clean stop left all committed (coord.KeepClean)
+)
+
 // startNode starts a new process under name on d, a new incarnation that
-// registers with the coordinator; recovered says it keeps d's state.
-func (w *World) startNode(name string, d *disk, recovered bool) *node {
+// registers with the coordinator; kept says what it keeps of d's state.
+func (w *World) startNode(name string, d *disk, kept keptAs) *node {
 	n := &node{w: w, name: name, inc: fmt.Sprintf("%s-%x", name, w.rng.Uint32()), phase: w.rng.Int64N(tickMillis),
-		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000, disk: d, recovered: recovered}
+		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000, disk: d, kept: kept}
 	machine, err := dedup.Wrap(kv.New(d, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
 	if err != nil {
 		panic(err) // a memory store cannot fail to load
 	}
 	rep, err := replica.New(replica.Options{
 		Name: name, Incarnation: n.inc, Machine: machine, Store: d, Protocol: w.p.Protocol,
-		SyncBeforeSend: true, Recovered: recovered,
+		SyncBeforeSend: true, Recovered: kept == keptMember, Committed: kept == keptClean,
 		Core: replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, RetainBytes: w.p.RetainBytes,
 			CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
 		Tick:         tickMillis * time.Millisecond,
@@ -105,9 +114,12 @@ func (w *World) startNode(name string, d *disk, recovered bool) *node {
 	}
 	rep.Attach(sender{n}, fetcher{n}, n)
 	n.rep = rep
-	if recovered {
+	switch kept {
+	case keptMember:
 		w.logf("%s started as %s on its kept data (applied %d)", name, n.inc, d.AppliedSeq())
-	} else {
+	case keptClean:
+		w.logf("%s started as %s on its clean-stop state (applied %d)", name, n.inc, d.AppliedSeq())
+	default:
 		w.logf("%s started as %s", name, n.inc)
 	}
 	return n
@@ -339,7 +351,7 @@ func (n *node) publish() {
 // info is the node's record in state, as a server publishes it.
 func (n *node) info(state string) coord.NodeInfo {
 	info := coord.NodeInfo{Name: n.name, Incarnation: n.inc, State: state, DataID: n.disk.id}
-	if n.recovered {
+	if n.kept != keptNothing {
 		info.Durable = n.rep.Status().Applied
 	}
 	return info

@@ -96,9 +96,10 @@ func coverage(proto string, s Stats) []sim.Tally {
 		"graceful stop", "msg dropped", "msg reset", "reply lost", "fsync failed",
 		"snapshot served", "snapshot transfer broken", "recovered from disks", "write", "read",
 	}
-	if proto == coord.ProtocolChain {
-		// A chain node stopped gracefully keeps its committed state and
-		// rejoins on it, from the tail's retained log or by snapshot.
+	if proto != coord.ProtocolCheckpoint {
+		// A chain or primary-backup node stopped gracefully keeps its
+		// committed state and rejoins on it, from the retained log of the
+		// tail or primary, or by snapshot.
 		names = append(names, "clean stop recorded", "restart on clean state",
 			"clean restart member from the log", "clean restart member by snapshot")
 	}

@@ -18,9 +18,9 @@ import (
 // clean-stop record to its disk and makes it durable; it closes its
 // registration, which revokes its lease, and exits. The restarted process
 // keeps the state if coord.KeepClean says so (see restartLater), and
-// rejoins on it as a joiner, catching up from the tail's retained log or
-// by snapshot. Only chain replicas can retire; on the other protocols the
-// stop is an ordinary graceful exit.
+// rejoins on it as a joiner, catching up from the retained log of the
+// tail or primary, or by snapshot. Checkpoint replicas cannot retire;
+// there the stop is an ordinary graceful exit.
 
 // Graceful-stop timing, in milliseconds.
 const (
@@ -145,7 +145,7 @@ func (n *node) leave(why string) {
 // state became a member: on that state, catching up from the tail's
 // retained log, or by installing a snapshot, as the replica's INFO says.
 func (n *node) noteCleanJoin() {
-	if !n.keptClean || n.cleanJoined || n.rep.Status().State != "serving" {
+	if n.kept != keptClean || n.cleanJoined || n.rep.Status().State != "serving" {
 		return
 	}
 	n.cleanJoined = true
