@@ -150,6 +150,12 @@ func (c *client) arrive(to string, o *op, attempt int) {
 		w.agenda.Add(n.pauseTill, func() { c.arrive(to, o, attempt) })
 		return
 	}
+	if n.stop != nil {
+		// A stopping server reads no new command; the client sees its
+		// connection close.
+		w.after(1+w.rng.Int64N(2), func() { c.reply(o, attempt, nil, errStopping) })
+		return
+	}
 	var out []byte
 	var gate uint64
 	var err error
@@ -166,8 +172,15 @@ func (c *client) arrive(to string, o *op, attempt int) {
 		}
 		w.after(1+w.rng.Int64N(2), func() { c.reply(o, attempt, out, err) })
 	}
-	if err != nil || gate == 0 || !n.rep.OnCommit(gate, back) {
+	// The node counts the commands whose replies wait, so that a graceful
+	// stop lets them finish.
+	n.inFlight++
+	done := func(err error) {
+		n.inFlight--
 		back(err)
+	}
+	if err != nil || gate == 0 || !n.rep.OnCommit(gate, done) {
+		done(err)
 	}
 }
 

@@ -174,7 +174,7 @@ func live(ls []*lease) []*lease {
 func (c *coordinator) plan() {
 	leader := false
 	for _, r := range c.records {
-		if n := r.lease.holder; c.reaches(n) && !n.paused() {
+		if n := r.lease.holder; c.reaches(n) && !n.paused() && !n.retiring() {
 			leader = true
 		}
 	}
@@ -207,7 +207,7 @@ func (c *coordinator) watch() {
 		return
 	}
 	for _, n := range c.w.procs() {
-		if n.down || n.watchDue != 0 || n.seenEpoch >= c.cfg.Epoch || !c.reaches(n) {
+		if n.down || n.retiring() || n.watchDue != 0 || n.seenEpoch >= c.cfg.Epoch || !c.reaches(n) {
 			continue
 		}
 		n.watchDue = c.w.now + 1 + c.w.rng.Int64N(20)
@@ -217,8 +217,8 @@ func (c *coordinator) watch() {
 
 func (c *coordinator) deliverConfig(n *node) {
 	n.watchDue = 0
-	if n.down || !c.reaches(n) {
-		return
+	if n.down || n.retiring() || !c.reaches(n) {
+		return // a retiring process's watch ended with its run loop
 	}
 	if n.paused() {
 		n.watchDue = n.pauseTill

@@ -33,6 +33,14 @@
 //     SIGSTOP: nothing is processed, time goes on), or are cut off from
 //     their peers, the coordinator, or both, while clients still reach
 //     them; and second processes started under a running node's name.
+//   - Nodes stopped gracefully, as the server stops on SIGTERM (stop.go):
+//     clients drained, the replica retired, a clean-stop record written
+//     to the disk if the state is all committed, the lease revoked; the
+//     restarted process keeps that state if coord.KeepClean says so, and
+//     rejoins on it from the retained log of the tail or primary, or by
+//     snapshot (checkpoint replicas cannot retire). The record is lost with unsynced writes at a crash, and
+//     its deletion at the next start is not durable at once, as a
+//     server's is not.
 //   - Clients that write through lockstep.req with request ids, retry
 //     after a timeout or an error through whichever node their possibly
 //     stale routes name, and read from the node they believe answers

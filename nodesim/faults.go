@@ -31,6 +31,8 @@ func (w *World) injectFaults() {
 			w.stats.Inc("pause")
 			w.logf("%s paused for %d ms", n.name, d)
 		}
+	case chance(0.4):
+		w.gracefulStop(w.victim())
 	case chance(0.3):
 		w.cut(w.victim(), true, false, "from its peers")
 	case chance(0.3):
@@ -52,7 +54,7 @@ func (w *World) injectFaults() {
 		// name: it must wait for the name, never take it from a process
 		// that may be serving.
 		if n := w.anyUp(); n != nil {
-			x := w.startNode(n.name, newDisk(w, n.name), false)
+			x := w.startNode(n.name, newDisk(w, n.name), keptNothing)
 			w.extras = append(w.extras, x)
 			w.stats.Inc("second process under a name")
 			w.logf("a second process %s starts under the name of %s (%s)", x.inc, n.name, n.inc)
@@ -173,12 +175,20 @@ func (w *World) victimIf(n *node) *node {
 	return nil
 }
 
-func (n *node) healthy() bool { return !n.down && !n.paused() && !n.peerCut && !n.coordCut }
+// healthy: n runs and serves, and will go on to; a node in a graceful
+// stop is as good as gone.
+func (n *node) healthy() bool {
+	return !n.down && !n.paused() && !n.peerCut && !n.coordCut && n.stop == nil
+}
 
 // restartLater starts a new process in n's place after d milliseconds,
-// on n's disk if coord.KeepData says a server would keep it, else on a
-// new one (a server deletes its data directory). A server that cannot
-// reach the coordinator to decide fails to start, and is started again.
+// deciding on its disk as a server's openReplicaStore does: it takes (reads
+// and deletes) the disk's clean-stop record, if any; it keeps the disk as
+// a member's if coord.KeepData says so (Recovered), else as the state of
+// a clean stop if coord.KeepClean accepts the record (a joiner on it),
+// else starts on a new one (a server sets its data directory aside). A
+// server that cannot reach the coordinator to decide fails to start, and
+// is started again.
 func (w *World) restartLater(n *node, d int64) {
 	w.after(d, func() {
 		i := slices.Index(w.nodes, n)
@@ -189,20 +199,34 @@ func (w *World) restartLater(n *node, d int64) {
 			w.restartLater(n, 500)
 			return
 		}
-		disk, keep := n.disk, coord.KeepData(w.coord.cfg, n.name, n.disk.id)
-		if !keep {
-			disk = newDisk(w, n.name)
+		disk, cfg := n.disk, w.coord.cfg
+		rec, hasRec := disk.takeClean()
+		switch {
+		case coord.KeepData(cfg, n.name, disk.id):
+			w.nodes[i] = w.startNode(n.name, disk, keptMember)
+		case hasRec && coord.KeepClean(cfg, rec, disk.id, disk.AppliedSeq()):
+			w.stats.Inc("restart on clean state")
+			w.nodes[i] = w.startNode(n.name, disk, keptClean)
+		default:
+			if hasRec {
+				w.stats.Inc("clean-stop record refused")
+				w.logf("%s: clean-stop record %+v refused at applied %d", n.name, rec, disk.AppliedSeq())
+			}
+			w.nodes[i] = w.startNode(n.name, newDisk(w, n.name), keptNothing)
 		}
-		w.nodes[i] = w.startNode(n.name, disk, keep)
 	})
 }
 
 // totalOutage kills every process at once, as a power loss does; each
-// restarts on its disk.
+// restarts on its disk. The disk of a process that had exited, waiting
+// for its restart, loses what it had not synced too.
 func (w *World) totalOutage() {
 	w.stats.Inc("total outage")
 	w.logf("total outage: every process dies")
 	for _, n := range w.nodes {
+		if n.down {
+			n.disk.crash()
+		}
 		n.crash("total outage")
 	}
 }

@@ -36,8 +36,15 @@ type node struct {
 	inc  string
 	rep  *replica.Replica
 	disk *disk
-	// recovered: the process kept its disk's state (coord.KeepData).
-	recovered bool
+	// kept is what the process kept of its disk's state; cleanJoined is
+	// set once a process that kept a clean stop's state is a member.
+	kept        keptAs
+	cleanJoined bool
+
+	// stop is its graceful stop in progress (nil: none); inFlight counts
+	// the client commands it has read whose replies wait for a commit.
+	stop     *stopping
+	inFlight int
 
 	down      bool  // crashed (until restarted in a new node)
 	pauseTill int64 // paused until this step (a GC pause, SIGSTOP)
@@ -68,19 +75,30 @@ type node struct {
 	pubAt     int64
 }
 
+// keptAs says what a starting process keeps of its disk's state, as
+// cmd/lockstep's openReplicaStore decides.
+type keptAs int
+
+const (
+	keptNothing keptAs = iota // a new disk
+	keptMember                // a member's state, which the group may re-form from (coord.KeepData)
+	keptClean                 // a state a clean stop left all committed (coord.KeepClean)
+)
+
 // startNode starts a new process under name on d, a new incarnation that
-// registers with the coordinator; recovered says it keeps d's state.
-func (w *World) startNode(name string, d *disk, recovered bool) *node {
+// registers with the coordinator; kept says what it keeps of d's state.
+func (w *World) startNode(name string, d *disk, kept keptAs) *node {
 	n := &node{w: w, name: name, inc: fmt.Sprintf("%s-%x", name, w.rng.Uint32()), phase: w.rng.Int64N(tickMillis),
-		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000, disk: d, recovered: recovered}
+		skew: w.rng.Int64N(10_000) - 5_000, drift: w.rng.Int64N(40_001) - 20_000, disk: d, kept: kept}
 	machine, err := dedup.Wrap(kv.New(d, kv.Options{Rand: rand.New(rand.NewPCG(w.rng.Uint64(), 1))}), 0)
 	if err != nil {
 		panic(err) // a memory store cannot fail to load
 	}
 	rep, err := replica.New(replica.Options{
 		Name: name, Incarnation: n.inc, Machine: machine, Store: d, Protocol: w.p.Protocol,
-		SyncBeforeSend: true, Recovered: recovered,
-		Core:         replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
+		SyncBeforeSend: true, Recovered: kept == keptMember, Committed: kept == keptClean,
+		Core: replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, RetainBytes: w.p.RetainBytes,
+			CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
 		Tick:         tickMillis * time.Millisecond,
 		WaitTimeout:  2 * time.Second,
 		Now:          n.Now,
@@ -96,9 +114,12 @@ func (w *World) startNode(name string, d *disk, recovered bool) *node {
 	}
 	rep.Attach(sender{n}, fetcher{n}, n)
 	n.rep = rep
-	if recovered {
+	switch kept {
+	case keptMember:
 		w.logf("%s started as %s on its kept data (applied %d)", name, n.inc, d.AppliedSeq())
-	} else {
+	case keptClean:
+		w.logf("%s started as %s on its clean-stop state (applied %d)", name, n.inc, d.AppliedSeq())
+	default:
 		w.logf("%s started as %s", name, n.inc)
 	}
 	return n
@@ -139,7 +160,8 @@ func (n *node) spawned(f func()) {
 }
 
 // step runs one millisecond of the process: messages held during a
-// pause, a tick, a checkpoint epoch, and its coordinator session.
+// pause, a tick, a checkpoint epoch, and its coordinator session; or, in
+// a graceful stop, the stop's next step.
 func (n *node) step() error {
 	if n.down || n.paused() {
 		return nil
@@ -152,30 +174,43 @@ func (n *node) step() error {
 		n.inbox = nil
 		n.rep.BurstDone("")
 	}
-	if (w.now+n.phase)%tickMillis == 0 {
+	if !n.retiring() && (w.now+n.phase)%tickMillis == 0 {
 		n.rep.TickAt(w.ctx, n.Now())
 	}
-	if (w.now+n.phase)%20 == 0 {
+	if !n.retiring() && (w.now+n.phase)%20 == 0 {
 		n.rep.CloseEpoch(w.ctx)
 	}
 	if err := n.rep.Err(); err != nil {
-		// A failed fsync stops a replica, and so does kept state the
-		// group re-formed without; the process exits and is restarted.
-		// Any other error, a storage error without a disk fault
-		// included, means it was handed an update it could not apply.
-		diskFault := errors.Is(err, replica.ErrStorage) && n.disk.failed
-		if !diskFault && !errors.Is(err, replica.ErrStaleState) {
-			return sim.Violation("%s (%s) stopped: %v", n.name, n.inc, err)
-		}
-		if errors.Is(err, replica.ErrStorage) {
-			n.w.stats.Inc("replica stopped: storage")
-		} else {
-			n.w.stats.Inc("replica stopped: stale state")
-		}
-		n.exit(err.Error())
+		return n.replicaFailed(err)
+	}
+	if n.retiring() {
+		n.retireStep()
 		return nil
 	}
+	n.noteCleanJoin()
 	n.session()
+	if n.stop != nil && !n.down {
+		n.drain()
+	}
+	return nil
+}
+
+// replicaFailed ends a process whose replica stopped with err. A failed
+// fsync stops a replica, and so does kept state the group re-formed
+// without; the process exits and is restarted. Any other error, a storage
+// error without a disk fault included, means it was handed an update it
+// could not apply.
+func (n *node) replicaFailed(err error) error {
+	diskFault := errors.Is(err, replica.ErrStorage) && n.disk.failed
+	if !diskFault && !errors.Is(err, replica.ErrStaleState) {
+		return sim.Violation("%s (%s) stopped: %v", n.name, n.inc, err)
+	}
+	if errors.Is(err, replica.ErrStorage) {
+		n.w.stats.Inc("replica stopped: storage")
+	} else {
+		n.w.stats.Inc("replica stopped: stale state")
+	}
+	n.exit(err.Error())
 	return nil
 }
 
@@ -316,7 +351,7 @@ func (n *node) publish() {
 // info is the node's record in state, as a server publishes it.
 func (n *node) info(state string) coord.NodeInfo {
 	info := coord.NodeInfo{Name: n.name, Incarnation: n.inc, State: state, DataID: n.disk.id}
-	if n.recovered {
+	if n.kept != keptNothing {
 		info.Durable = n.rep.Status().Applied
 	}
 	return info

@@ -20,6 +20,11 @@ type Params struct {
 	// Window is the replication window; small, so that writes find it
 	// full.
 	Window int
+	// RetainBytes is how much committed history a chain or primary-backup
+	// replica keeps (replica.CoreOptions): a node restarted on a clean
+	// stop's state catches up from it if it reaches back far enough, else
+	// by snapshot.
+	RetainBytes int
 	// TTL is the coordinator lease; ExpiryCheck how often the coordinator
 	// looks for expired leases (etcd: every 500 ms).
 	TTL         time.Duration
@@ -40,7 +45,7 @@ type Params struct {
 // DefaultParams is a 3-node group under faults.
 func DefaultParams(protocol string) Params {
 	return Params{
-		Protocol: protocol, Nodes: 3, Clients: 4, Keys: 3, Window: 16,
+		Protocol: protocol, Nodes: 3, Clients: 4, Keys: 3, Window: 16, RetainBytes: 512,
 		TTL: 2 * time.Second, ExpiryCheck: 100 * time.Millisecond,
 		Faults: 0.6, Loss: 0.01, Settle: 20 * time.Second,
 	}
@@ -99,7 +104,7 @@ func NewWorld(seed uint64, p Params, tr *sim.Trace) *World {
 	w.coord = newCoordinator(w)
 	for i := range p.Nodes {
 		name := fmt.Sprintf("n%d", i+1)
-		w.nodes = append(w.nodes, w.startNode(name, newDisk(w, name), false))
+		w.nodes = append(w.nodes, w.startNode(name, newDisk(w, name), keptNothing))
 	}
 	for i := range p.Clients {
 		w.clients = append(w.clients, newClient(w, i))
