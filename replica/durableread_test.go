@@ -31,18 +31,31 @@ func (s *syncedStore) syncedSeq() uint64 {
 	return s.synced
 }
 
-// TestTailReadIsDurable: a chain's tail answers reads from what it has
-// applied, which need not be on its disk yet; the reply must wait for the
-// sync, since after a total outage the group may re-form from this
-// tail's disk, and a write a client has read must not be lost.
-func TestTailReadIsDurable(t *testing.T) {
+// durableReplica is chain replica n1, syncing before it sends, on a store
+// that claims durability, in a configuration of members (incarnation
+// "i"), with every message it sends dropped.
+func durableReplica(t *testing.T, members ...string) (*Replica, *syncedStore) {
+	t.Helper()
 	store := &syncedStore{Store: storage.NewMemory()}
 	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: newMachine(t, store), Store: store, SyncBeforeSend: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.Attach(dropAll{}, nil, nil)
-	r.InstallConfig(t.Context(), coord.Config{Epoch: 1, Protocol: ProtocolChain, Members: []coord.Member{{Name: "n1", Incarnation: "i"}}})
+	cfg := coord.Config{Epoch: 1, Protocol: ProtocolChain}
+	for _, m := range members {
+		cfg.Members = append(cfg.Members, coord.Member{Name: m, Incarnation: "i"})
+	}
+	r.InstallConfig(t.Context(), cfg)
+	return r, store
+}
+
+// TestTailReadIsDurable: a chain's tail answers reads from what it has
+// applied, which need not be on its disk yet; the reply must wait for the
+// sync, since after a total outage the group may re-form from this
+// tail's disk, and a write a client has read must not be lost.
+func TestTailReadIsDurable(t *testing.T) {
+	r, store := durableReplica(t, "n1")
 	// An update applied, as entries from a predecessor are, and not synced
 	// yet.
 	u, err := r.sm.Prepare(toArgs("SET", "k", "v"), &r.env)
@@ -69,13 +82,7 @@ func TestTailReadIsDurable(t *testing.T) {
 // must wait for a sync (a commit point already covered by an earlier
 // sync is released without one).
 func TestSingleMemberCommitIsDurable(t *testing.T) {
-	store := &syncedStore{Store: storage.NewMemory()}
-	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: newMachine(t, store), Store: store, SyncBeforeSend: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Attach(dropAll{}, nil, nil)
-	r.InstallConfig(t.Context(), coord.Config{Epoch: 1, Protocol: ProtocolChain, Members: []coord.Member{{Name: "n1", Incarnation: "i"}}})
+	r, store := durableReplica(t, "n1")
 	if _, seq, err := r.propose("", 0, toArgs("SET", "k", "v"), nil); err != nil || seq != 1 {
 		t.Fatalf("propose: seq %d, %v", seq, err)
 	}

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/lockstep/lockstep/coord"
-	"github.com/lockstep/lockstep/storage"
 )
 
 // retireReplica is a chain replica n1 on a store that claims durability,
@@ -15,17 +14,7 @@ import (
 // write at the head.
 func retireReplica(t *testing.T, members ...string) (*Replica, *syncedStore) {
 	t.Helper()
-	store := &syncedStore{Store: storage.NewMemory()}
-	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: newMachine(t, store), Store: store, SyncBeforeSend: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.Attach(dropAll{}, nil, nil)
-	cfg := coord.Config{Epoch: 1, Protocol: ProtocolChain}
-	for _, m := range members {
-		cfg.Members = append(cfg.Members, coord.Member{Name: m, Incarnation: "i"})
-	}
-	r.InstallConfig(t.Context(), cfg)
+	r, store := durableReplica(t, members...)
 	if _, seq, err := r.propose("", 0, toArgs("SET", "k", "v"), nil); err != nil || seq != 1 {
 		t.Fatalf("propose: seq %d, %v", seq, err)
 	}

@@ -8,12 +8,12 @@ import (
 	"github.com/lockstep/lockstep/protocol/chain"
 )
 
-// TestKeptJoinerFromRetainedLog: a replica that restarts on a state it
-// kept (all committed, at seq 3) joins behind a tail that retained the
-// entries after it; the tail streams them, and no snapshot is needed.
-func TestKeptJoinerFromRetainedLog(t *testing.T) {
+// fiveWritten is a chain a, b (head, tail) retaining retain bytes, after
+// writes e1..e5.
+func fiveWritten(t *testing.T, retain int) *cluster {
+	t.Helper()
 	o := small
-	o.RetainBytes = 64
+	o.RetainBytes = retain
 	c := newCluster(t, o, "a", "b")
 	c.Config(cfg(1, "", "a", "b"))
 	c.Run()
@@ -21,6 +21,14 @@ func TestKeptJoinerFromRetainedLog(t *testing.T) {
 		c.Propose("a", d)
 	}
 	c.Run()
+	return c
+}
+
+// TestKeptJoinerFromRetainedLog: a replica that restarts on a state it
+// kept (all committed, at seq 3) joins behind a tail that retained the
+// entries after it; the tail streams them, and no snapshot is needed.
+func TestKeptJoinerFromRetainedLog(t *testing.T) {
+	c := fiveWritten(t, 64)
 	if st := c.status("b"); st.Pending != 0 || st.Retained != 5 || st.Oldest != 0 {
 		t.Fatalf("tail pending %d, retained %d from %d; want 0, 5 from 0", st.Pending, st.Retained, st.Oldest)
 	}
@@ -41,15 +49,7 @@ func TestKeptJoinerFromRetainedLog(t *testing.T) {
 // TestKeptJoinerBeyondRetention: when the tail no longer holds the entries
 // after the kept state's seq, the joiner is sent for a snapshot.
 func TestKeptJoinerBeyondRetention(t *testing.T) {
-	o := small
-	o.RetainBytes = 4 // two entries of "eN"
-	c := newCluster(t, o, "a", "b")
-	c.Config(cfg(1, "", "a", "b"))
-	c.Run()
-	for _, d := range seqs(1, 5) {
-		c.Propose("a", d)
-	}
-	c.Run()
+	c := fiveWritten(t, 4) // two entries of "eN"
 	if st := c.status("b"); st.Retained != 2 || st.Oldest != 3 {
 		t.Fatalf("tail retains %d from %d; want 2 from 3", st.Retained, st.Oldest)
 	}

@@ -6,6 +6,22 @@ import (
 	"github.com/lockstep/lockstep/protocol/pb"
 )
 
+// fiveWritten is a group a, b (primary, backup) whose replicas retain
+// retain bytes, after writes e1..e5, and its options.
+func fiveWritten(t *testing.T, retain int) (*cluster, pb.Options) {
+	t.Helper()
+	o := small
+	o.RetainBytes = retain
+	c := newCluster(t, o, "a", "b")
+	c.Config(cfg(1, "", "a", "b"))
+	c.Run()
+	for _, d := range seqs(1, 5) {
+		c.Propose("a", d)
+	}
+	c.Run()
+	return c, o
+}
+
 // keptJoiner adds j to c on a state of seq applied entries kept from a
 // clean stop (all committed, lineage unknown), with opts.
 func keptJoiner(c *cluster, opts pb.Options, applied uint64) {
@@ -18,15 +34,7 @@ func keptJoiner(c *cluster, opts pb.Options, applied uint64) {
 // at seq 3, whose lineage it no longer knows, rejoins as joiner; the
 // primary retained the entries after it and streams them: no snapshot.
 func TestKeptJoinerFromRetainedLog(t *testing.T) {
-	o := small
-	o.RetainBytes = 64
-	c := newCluster(t, o, "a", "b")
-	c.Config(cfg(1, "", "a", "b"))
-	c.Run()
-	for _, d := range seqs(1, 5) {
-		c.Propose("a", d)
-	}
-	c.Run()
+	c, o := fiveWritten(t, 64)
 	keptJoiner(c, o, 3)
 	c.Config(cfg(2, "j", "a", "b"))
 	c.Run()
@@ -45,15 +53,7 @@ func TestKeptJoinerFromRetainedLog(t *testing.T) {
 // that it is committed (a crash, not a clean stop) is not trusted: its
 // lineage is unknown, so the joiner is sent for a snapshot.
 func TestUncommittedStateNeedsSnapshot(t *testing.T) {
-	o := small
-	o.RetainBytes = 64
-	c := newCluster(t, o, "a", "b")
-	c.Config(cfg(1, "", "a", "b"))
-	c.Run()
-	for _, d := range seqs(1, 5) {
-		c.Propose("a", d)
-	}
-	c.Run()
+	c, _ := fiveWritten(t, 64)
 	c.Add("j", 3)
 	c.Config(cfg(2, "j", "a", "b"))
 	c.Run()
@@ -65,15 +65,7 @@ func TestUncommittedStateNeedsSnapshot(t *testing.T) {
 // TestKeptJoinerBeyondRetention: when the primary no longer holds the
 // entries after the kept seq, the joiner is sent for a snapshot.
 func TestKeptJoinerBeyondRetention(t *testing.T) {
-	o := small
-	o.RetainBytes = 4 // two entries of "eN"
-	c := newCluster(t, o, "a", "b")
-	c.Config(cfg(1, "", "a", "b"))
-	c.Run()
-	for _, d := range seqs(1, 5) {
-		c.Propose("a", d)
-	}
-	c.Run()
+	c, o := fiveWritten(t, 4) // two entries of "eN"
 	keptJoiner(c, o, 2)
 	c.Config(cfg(2, "j", "a", "b"))
 	c.Run()
