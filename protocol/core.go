@@ -247,6 +247,13 @@ type Status struct {
 	Last    uint64 // the newest seq received or proposed
 	Commit  uint64
 	Pending int // entries (or checkpoints) held for peers
+	// Retained and RetainedBytes are the entries held in all (Pending and
+	// the committed history kept for members that rejoin) and their data
+	// size; Oldest is the seq a rejoining member's state must have
+	// reached to continue from them. Zero for a core that keeps none.
+	Retained      int
+	RetainedBytes int
+	Oldest        uint64
 	// CaughtUp: the replica has applied everything its upstream last
 	// reported in this epoch; the coordinator promotes a caught-up joiner.
 	CaughtUp bool

@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"strings"
 	"sync"
 	"testing"
 
@@ -92,5 +93,33 @@ func TestSingleMemberCommitIsDurable(t *testing.T) {
 	}
 	if got := store.syncedSeq(); got < 1 {
 		t.Fatalf("a single member released seq 1 with only %d synced", got)
+	}
+}
+
+// TestRetainedLogInInfo: a replica's INFO shows the history it retains
+// for members that rejoin, which grows with writes up to --log-retention.
+func TestRetainedLogInInfo(t *testing.T) {
+	store := &syncedStore{Store: storage.NewMemory()}
+	r, err := New(Options{Name: "n1", Incarnation: "i", Machine: newMachine(t, store), Store: store,
+		Core: CoreOptions{RetainBytes: 1 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Attach(dropAll{}, nil, nil)
+	r.InstallConfig(t.Context(), coord.Config{Epoch: 1, Protocol: ProtocolChain, Members: []coord.Member{{Name: "n1", Incarnation: "i"}}})
+	for range 3 {
+		if _, _, err := r.propose("", 0, toArgs("SET", "k", "v"), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.Flush(t.Context())
+	info, _ := r.AppendInfo("replication", nil)
+	for _, want := range []string{"lockstep_log_retained:3\r\n", "lockstep_log_oldest_seq:0\r\n"} {
+		if !strings.Contains(string(info), want) {
+			t.Errorf("INFO replication lacks %q:\n%s", want, info)
+		}
+	}
+	if st := r.Status(); st.RetainedBytes == 0 || st.Pending != 0 {
+		t.Errorf("status %+v: want retained bytes and nothing pending", st)
 	}
 }

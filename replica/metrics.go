@@ -21,6 +21,8 @@ func (r *Replica) Collectors() []prometheus.Collector {
 		gauge("applied_seq", "Last sequence number applied to the state.", func() float64 { return float64(r.Status().Applied) }),
 		gauge("commit_seq", "Commit point: replies up to it may be released.", func() float64 { return float64(r.commit.seq.Load()) }),
 		gauge("backup_lag", "At a primary, how far its slowest backup is behind.", func() float64 { return float64(r.Status().Lag) }),
+		gauge("log_retained_entries", "Entries held in the replication log: for peers, and history kept for members that rejoin (--log-retention).", func() float64 { return float64(r.Status().Retained) }),
+		gauge("log_retained_bytes", "Data size of the entries held in the replication log.", func() float64 { return float64(r.Status().RetainedBytes) }),
 		counter("forwarded_total", "Requests forwarded to the replica that orders writes or answers reads.", func() float64 { return float64(r.stats.forwarded.Load()) }),
 		counter("snapshots_installed_total", "Snapshots (full copies of a peer's state) this replica installed.", func() float64 { return float64(r.stats.installed.Load()) }),
 		counter("snapshot_installed_bytes_total", "Bytes of the snapshots this replica installed.", func() float64 { return float64(r.stats.installedBytes.Load()) }),

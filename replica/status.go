@@ -17,7 +17,12 @@ type Status struct {
 	Applied  uint64
 	Commit   uint64
 	Pending  int
-	CaughtUp bool
+	// Retained, RetainedBytes and Oldest describe the log kept for peers
+	// and for members that rejoin on a kept state (see protocol.Status).
+	Retained      int
+	RetainedBytes int
+	Oldest        uint64
+	CaughtUp      bool
 	// Complete: a member holding every entry that may have been
 	// acknowledged; only a complete backup may become primary.
 	Complete bool
@@ -38,6 +43,7 @@ func (r *Replica) Status() Status {
 		Protocol: r.proto, Role: st.Role.String(), Epoch: st.Epoch, Applied: st.Applied,
 		Commit: r.commit.seq.Load(), Pending: st.Pending, CaughtUp: st.CaughtUp,
 		Complete: st.Complete, Lag: st.Lag, Epochs: st.Epochs,
+		Retained: st.Retained, RetainedBytes: st.RetainedBytes, Oldest: st.Oldest,
 	}
 	switch {
 	case st.Role == RoleJoining && st.CaughtUp:
@@ -64,6 +70,8 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:%s\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_complete:%d\r\nlockstep_backup_lag:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\nlockstep_snapshots_installed:%d\r\nlockstep_snapshot_bytes_installed:%d\r\n",
 			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load(),
 			r.stats.installed.Load(), r.stats.installedBytes.Load())
+		b = fmt.Appendf(b, "lockstep_log_retained:%d\r\nlockstep_log_retained_bytes:%d\r\nlockstep_log_oldest_seq:%d\r\n",
+			st.Retained, st.RetainedBytes, st.Oldest)
 		if e := st.Epochs; e.Interval > 0 {
 			b = fmt.Appendf(b, "lockstep_checkpoint_interval_ms:%d\r\nlockstep_checkpoints:%d\r\nlockstep_checkpoint_bytes:%d\r\nlockstep_checkpoint_last_bytes:%d\r\nlockstep_checkpoint_deferred:%d\r\nlockstep_dirty_bytes:%d\r\n",
 				e.Interval.Milliseconds(), e.Made, e.Bytes, e.LastBytes, e.Deferred, e.DirtyBytes)
