@@ -145,6 +145,7 @@ func TestBadFlags(t *testing.T) {
 		{"--storage", "rocks"}, {"--fsync", "sometimes"}, {"--listen", "nope"},
 		{"--max-clients", "0"}, {"--proto-max-bulk-len", "huge"}, {"--log-level", "loud"}, {"--no-such-flag"},
 		{"--log-retention", "lots", "--etcd-endpoints", "http://127.0.0.1:1", "--name", "n1"},
+		{"--requirepass-file", "/nonexistent/pw"}, {"--requirepass-file", "/dev/null", "--requirepass", "x"},
 	}
 	for _, args := range cases {
 		out, err := exec.Command(lockstepBin, append([]string{"server", "--data-dir", t.TempDir()}, args...)...).CombinedOutput()

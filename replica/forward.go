@@ -2,6 +2,7 @@ package replica
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -84,7 +85,15 @@ type forwarder struct {
 	// Budget bounds how long one request may wait for a head or tail to
 	// appear and answer, across retries.
 	budget time.Duration
+	// password is sent with AUTH on every new connection ("": none).
+	password string
 }
+
+// ErrForwardAuth: the node a request was forwarded to refused the
+// forwarder's AUTH, or asked for one it was not given: the nodes of a
+// group do not share one --requirepass. Retrying cannot help, so the
+// client is told at once.
+var ErrForwardAuth = errors.New("lockstep: forwarding refused by the node's password")
 
 const forwardLanes = 64
 
@@ -145,7 +154,11 @@ func (f *forwarder) do(l *lane, head bool, req [][]byte, out []byte) ([]byte, er
 	for attempt := 0; ; attempt++ {
 		addr, changed := f.routes.target(head)
 		if addr != "" {
-			v, err := l.roundTrip(addr, req, deadline)
+			v, err := l.roundTrip(addr, f.password, req, deadline)
+			if errors.Is(err, ErrForwardAuth) || (err == nil && isNoAuth(v)) {
+				l.close()
+				return out, authError(addr, err, v)
+			}
 			if err == nil && !isTryAgain(v) {
 				return resp.AppendValue(out, v), nil
 			}
@@ -172,23 +185,62 @@ func (f *forwarder) do(l *lane, head bool, req [][]byte, out []byte) ([]byte, er
 	}
 }
 
-func isTryAgain(v resp.Value) bool {
-	return v.Type == '-' && len(v.Str) >= 8 && string(v.Str[:8]) == "TRYAGAIN"
+func isTryAgain(v resp.Value) bool { return isError(v, "TRYAGAIN") }
+
+// isNoAuth reports a reply asking for AUTH: the target has a password and
+// this forwarder has none.
+func isNoAuth(v resp.Value) bool { return isError(v, "NOAUTH") }
+
+func isError(v resp.Value, code string) bool {
+	return v.Type == '-' && len(v.Str) >= len(code) && string(v.Str[:len(code)]) == code
 }
 
-func (l *lane) roundTrip(addr string, req [][]byte, deadline time.Time) (resp.Value, error) {
+// authError explains a refused AUTH (err) or a NOAUTH reply (v).
+func authError(addr string, err error, v resp.Value) error {
+	if err == nil {
+		err = fmt.Errorf("%w: %s", ErrForwardAuth, v.Str)
+	}
+	return fmt.Errorf("%w (forwarding to %s); every node of a group must have the same --requirepass", err, addr)
+}
+
+func (l *lane) roundTrip(addr, password string, req [][]byte, deadline time.Time) (resp.Value, error) {
 	if l.conn == nil || l.addr != addr {
-		l.close()
-		c, err := net.DialTimeout("tcp", addr, time.Until(deadline))
-		if err != nil {
+		if err := l.dial(addr, password, deadline); err != nil {
 			return resp.Value{}, err
 		}
-		c = rawio.Wrap(c)
-		l.conn, l.addr = c, addr
-		l.rd = resp.NewReaderLimits(c, resp.Limits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 24})
-		l.bw = bufio.NewWriter(c)
 	}
 	_ = l.conn.SetDeadline(deadline)
+	return l.send(req)
+}
+
+// dial opens the lane's connection to addr and, with a password,
+// authenticates it first.
+func (l *lane) dial(addr, password string, deadline time.Time) error {
+	l.close()
+	c, err := net.DialTimeout("tcp", addr, time.Until(deadline))
+	if err != nil {
+		return err
+	}
+	c = rawio.Wrap(c)
+	l.conn, l.addr = c, addr
+	l.rd = resp.NewReaderLimits(c, resp.Limits{MaxBulkLen: 1 << 30, MaxArgs: 1 << 24})
+	l.bw = bufio.NewWriter(c)
+	if password == "" {
+		return nil
+	}
+	_ = c.SetDeadline(deadline)
+	v, err := l.send([][]byte{[]byte("AUTH"), []byte(password)})
+	switch {
+	case err != nil:
+		return err
+	case v.Type == '-':
+		return fmt.Errorf("%w: %s", ErrForwardAuth, v.Str)
+	}
+	return nil
+}
+
+// send writes one command and reads its reply.
+func (l *lane) send(req [][]byte) (resp.Value, error) {
 	if _, err := l.bw.Write(resp.AppendCommand(nil, req...)); err != nil {
 		return resp.Value{}, err
 	}

@@ -99,6 +99,13 @@ type Options struct {
 	// (nil: one seeded from the runtime's). A simulation passes its own,
 	// so that a seed replays exactly.
 	Rand *rand.Rand
+	// ForwardPassword is what the forwarder sends with AUTH on each
+	// connection it opens to the replica that orders writes or answers
+	// reads: the group's --requirepass, which every node must share
+	// (empty: none). A client authenticates with the node it is connected
+	// to, and that node forwards its commands as the group's own
+	// identity.
+	ForwardPassword string
 	// Forward, when set, replaces the forwarder that sends requests this
 	// replica cannot answer to the head or tail over TCP.
 	Forward Forwarder
@@ -274,6 +281,7 @@ func (r *Replica) Attach(send Sender, fetch SnapshotFetcher, lease Lease) {
 	r.send, r.fetch, r.lease = send, fetch, lease
 	if r.forward = r.opts.Forward; r.forward == nil {
 		f := newForwarder(r.opts.Name+"/"+r.opts.Incarnation, r.routes, r.log)
+		f.password = r.opts.ForwardPassword
 		if r.opts.ForwardBudget > 0 {
 			f.budget = r.opts.ForwardBudget
 		}

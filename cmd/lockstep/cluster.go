@@ -169,10 +169,11 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 			Window: cf.window, CheckpointInterval: cf.cpInterval, CheckpointBytes: cf.cpBytes,
 			RetainBytes: cf.retainBytes,
 		},
-		Logger:         log.With("component", "replica"),
-		SyncBeforeSend: n.store.Durable() && f.fsync == "always",
-		Recovered:      kept == keptMember,
-		Committed:      kept == keptClean,
+		Logger:          log.With("component", "replica"),
+		SyncBeforeSend:  n.store.Durable() && f.fsync == "always",
+		ForwardPassword: f.requirePass,
+		Recovered:       kept == keptMember,
+		Committed:       kept == keptClean,
 	})
 	if err != nil {
 		return err

@@ -27,21 +27,23 @@ import (
 
 // serverFlags are the settings of 'lockstep server'.
 type serverFlags struct {
-	listen       string
-	dataDir      string
-	storage      string
-	fsync        string
-	requirePass  string
-	adminAddr    string
-	maxClients   int
-	maxBulk      string
-	maxArgs      int
-	idleTimeout  time.Duration
-	clusterID    string
-	shutdownWait time.Duration
-	logLevel     string
-	logFormat    string
-	cluster      clusterFlags
+	listen      string
+	dataDir     string
+	storage     string
+	fsync       string
+	requirePass string
+	// requirePassFile holds the password instead (--requirepass-file).
+	requirePassFile string
+	adminAddr       string
+	maxClients      int
+	maxBulk         string
+	maxArgs         int
+	idleTimeout     time.Duration
+	clusterID       string
+	shutdownWait    time.Duration
+	logLevel        string
+	logFormat       string
+	cluster         clusterFlags
 }
 
 func newServerCmd() *cobra.Command {
@@ -80,7 +82,8 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.StringVar(&f.dataDir, "data-dir", "lockstep-data", "directory for the node's data (pebble storage)")
 	fl.StringVar(&f.storage, "storage", "pebble", "storage engine: pebble (durable, on disk) or memory (lost on restart)")
 	fl.StringVar(&f.fsync, "fsync", "always", "when a write is acknowledged: always (after it is on disk; group commit) or none (before, faster, a crash may lose recent writes)")
-	fl.StringVar(&f.requirePass, "requirepass", "", "password clients must send with AUTH before other commands (empty: no password)")
+	fl.StringVar(&f.requirePass, "requirepass", "", "password clients must send with AUTH before other commands (empty: no password); it shows in ps, so prefer --requirepass-file or $"+envRequirePass+". Every node of a group needs the same one: a node forwards its clients' commands to the head or tail with it")
+	fl.StringVar(&f.requirePassFile, "requirepass-file", "", "file holding the --requirepass password (its first line)")
 	fl.StringVar(&f.adminAddr, "admin-addr", "", "address for the HTTP admin endpoint: /metrics, /healthz, /debug/pprof (empty: off)")
 	fl.IntVar(&f.maxClients, "max-clients", 10000, "most client connections at once; more are refused with an error")
 	fl.StringVar(&f.maxBulk, "proto-max-bulk-len", "512mb", "longest string argument a client may send (bytes, or with kb/mb/gb)")
@@ -150,10 +153,39 @@ func (f *serverFlags) validate() (settings, error) {
 	if err := f.cluster.validate(); err != nil {
 		return s, err
 	}
+	if err := f.resolvePassword(); err != nil {
+		return s, err
+	}
 	if s.log, err = newLogger(f.logLevel, f.logFormat); err != nil {
 		return s, err
 	}
 	return s, nil
+}
+
+// envRequirePass holds the server's password when neither --requirepass
+// nor --requirepass-file gives it, so that it need not appear in argv.
+const envRequirePass = "LOCKSTEP_REQUIREPASS"
+
+// resolvePassword sets requirePass from --requirepass, else
+// --requirepass-file, else $LOCKSTEP_REQUIREPASS; giving both flags is an
+// error rather than a guess.
+func (f *serverFlags) resolvePassword() error {
+	switch {
+	case f.requirePass != "" && f.requirePassFile != "":
+		return errors.New("--requirepass and --requirepass-file: give one of them")
+	case f.requirePassFile != "":
+		pass, err := readSecret(f.requirePassFile, "")
+		if err != nil {
+			return fmt.Errorf("--requirepass-file: %w", err)
+		}
+		if pass == "" {
+			return fmt.Errorf("--requirepass-file %s: the file is empty", f.requirePassFile)
+		}
+		f.requirePass = pass
+	case f.requirePass == "":
+		f.requirePass = os.Getenv(envRequirePass)
+	}
+	return nil
 }
 
 func runServer(ctx context.Context, f *serverFlags) error {
