@@ -39,8 +39,13 @@ type clusterFlags struct {
 	cpBytes         int
 	logRetention    string
 	retainBytes     int
-	faults          transport.Faults // chaos testing: an unreliable replication network
-	fenceOnExit     bool
+	// advertiseAddr and advertisePeerAddr are what the node publishes for
+	// its client and peer ports, for listeners that peers and clients
+	// cannot dial as bound (a wildcard, a container's address).
+	advertiseAddr     string
+	advertisePeerAddr string
+	faults            transport.Faults // chaos testing: an unreliable replication network
+	fenceOnExit       bool
 }
 
 func (c *clusterFlags) enabled() bool { return c.etcd != "" }
@@ -83,6 +88,11 @@ func (c *clusterFlags) validate() error {
 		return fmt.Errorf("--log-retention %q: want a size such as 64mb (0 keeps no history)", c.logRetention)
 	}
 	c.retainBytes = int(n)
+	for flag, v := range map[string]string{"--advertise-addr": c.advertiseAddr, "--advertise-peer-addr": c.advertisePeerAddr} {
+		if _, err := advertised("127.0.0.1:1", v); err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+	}
 	if c.leaseTTL < time.Second {
 		return fmt.Errorf("--lease-ttl %v: must be at least 1s (etcd leases are whole seconds)", c.leaseTTL)
 	}
@@ -186,6 +196,14 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	if err != nil {
 		return fmt.Errorf("--peer-addr %s: %w", cf.peerAddr, err)
 	}
+	clientPub, err := advertised(clientAddr, cf.advertiseAddr)
+	if err != nil {
+		return fmt.Errorf("--advertise-addr: %w", err)
+	}
+	peerPub, err := advertised(n.tr.Addr(), cf.advertisePeerAddr)
+	if err != nil {
+		return fmt.Errorf("--advertise-peer-addr: %w", err)
+	}
 	host, _ := os.Hostname() // empty if unknown: fence then refuses, as it must
 	// Registration may wait a few lease TTLs for an earlier process of
 	// this name to be forgotten, so it gets more time than the setup.
@@ -194,7 +212,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 	n.session, err = coord.NewSession(rctx, n.cli, coord.SessionConfig{
 		Cluster: cf.cluster, Group: cf.group, TTL: cf.leaseTTL, Logger: log.With("component", "session"),
 		Node: coord.NodeInfo{
-			Name: cf.name, Incarnation: inc, ClientAddr: clientAddr, PeerAddr: n.tr.Addr(),
+			Name: cf.name, Incarnation: inc, ClientAddr: clientPub, PeerAddr: peerPub,
 			AdminAddr: f.adminAddr, Pid: os.Getpid(), Host: host, State: coord.StateStarting,
 			DataID: dataID(n.store), Durable: durableSeq(n.store, kept),
 		},
@@ -209,7 +227,7 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		}
 	}
 	log.Info("joined cluster", "cluster", cf.cluster, "cluster_id", id, "name", cf.name, "incarnation", inc,
-		"protocol", proto, "peer_addr", n.tr.Addr())
+		"protocol", proto, "client_addr", clientPub, "peer_addr", peerPub)
 	return nil
 }
 

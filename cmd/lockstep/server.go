@@ -97,6 +97,8 @@ finishes the commands it has read, flushes storage and exits.`,
 	fl.StringVar(&c.etcd, "etcd-endpoints", "", "comma-separated etcd client URLs; joins a replication group (empty: standalone)")
 	fl.StringVar(&c.name, "name", "", "this node's unique name in the cluster (required with --etcd-endpoints)")
 	fl.StringVar(&c.peerAddr, "peer-addr", "127.0.0.1:0", "address for replication traffic from other nodes (port 0 picks a free one)")
+	fl.StringVar(&c.advertiseAddr, "advertise-addr", "", "client address other nodes and 'lockstep status' publish for this node (host or host:port; empty: the --listen address, or this machine's first non-loopback IP for a wildcard such as 0.0.0.0)")
+	fl.StringVar(&c.advertisePeerAddr, "advertise-peer-addr", "", "replication address peers dial for this node (host or host:port; empty: as --advertise-addr does for --peer-addr)")
 	fl.StringVar(&c.cluster, "cluster", "lockstep", "cluster name: the etcd key prefix shared by the nodes of one cluster")
 	fl.StringVar(&c.group, "group", "default", "replication group this node serves")
 	fl.StringVar(&c.protocol, "protocol", "", "replication protocol: chain, primary-backup or checkpoint (empty: the group's own, or chain for a new group); a node is refused by a group that runs another")
