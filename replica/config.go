@@ -39,6 +39,7 @@ func (r *Replica) applyConfig(cfg coord.Config) {
 	r.mu.Unlock()
 	r.role.Store(uint32(st.Role))
 	r.epoch.Store(cfg.Epoch)
+	r.stats.configs.Add(1)
 	r.routes.setConfig(cfg)
 	if !st.Role.Orders() {
 		r.commit.abandon(ErrOutcomeUnknown)

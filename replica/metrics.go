@@ -27,6 +27,7 @@ func (r *Replica) Collectors() []prometheus.Collector {
 		counter("snapshots_installed_total", "Snapshots (full copies of a peer's state) this replica installed.", func() float64 { return float64(r.stats.installed.Load()) }),
 		counter("snapshot_installed_bytes_total", "Bytes of the snapshots this replica installed.", func() float64 { return float64(r.stats.installedBytes.Load()) }),
 	}
+	cs = append(cs, r.stateCollectors(gauge, counter)...)
 	if r.Status().Epochs.Interval <= 0 {
 		return cs
 	}
@@ -38,4 +39,34 @@ func (r *Replica) Collectors() []prometheus.Collector {
 		gauge("checkpoint_last_bytes", "Size of the last checkpoint.", func() float64 { return float64(epochs().LastBytes) }),
 		counter("checkpoints_deferred_total", "Epoch closes put off because a backup lagged a full window.", func() float64 { return float64(epochs().Deferred) }),
 	)
+}
+
+// roles are the roles the role gauge has a series for.
+var roles = []Role{RoleNone, RoleJoining, RoleHead, RoleMiddle, RoleTail, RoleSingle, RolePrimary, RoleBackup}
+
+// stateCollectors are what an alert reads: the role (one series per role,
+// 1 for the current one, so a role change shows as two series moving),
+// whether the node serves (/readyz), whether its lease is valid, and how
+// many configurations it went through.
+func (r *Replica) stateCollectors(gauge, counter func(string, string, func() float64) prometheus.Collector) []prometheus.Collector {
+	cs := []prometheus.Collector{
+		gauge("serving", "1 while the node serves clients (its /readyz is ok), else 0.", func() float64 { return boolFloat(r.Ready() == nil) }),
+		gauge("lease_valid", "1 while the node's coordinator lease is valid, else 0.", func() float64 { return boolFloat(r.leaseValid()) }),
+		counter("reconfigurations_total", "Configurations (failovers, joins, promotions, removals) this replica installed.", func() float64 { return float64(r.stats.configs.Load()) }),
+	}
+	for _, role := range roles {
+		cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: "lockstep", Subsystem: "replica", Name: "role",
+			Help:        "1 for the replica's role in its group (head, middle, tail, single, primary, backup, joining, none), 0 for the others.",
+			ConstLabels: prometheus.Labels{"role": role.String()},
+		}, func() float64 { return boolFloat(r.Role() == role) }))
+	}
+	return cs
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

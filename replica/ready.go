@@ -390,4 +390,8 @@ type stats struct {
 	// costs a full copy shows here.
 	installed      atomic.Uint64
 	installedBytes atomic.Uint64
+	// configs counts the configurations installed: every failover, join,
+	// promotion and removal the group went through while this replica
+	// ran.
+	configs atomic.Uint64
 }

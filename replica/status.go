@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/lockstep/lockstep/protocol"
@@ -56,6 +57,34 @@ func (r *Replica) Status() Status {
 		s.State = "serving"
 	}
 	return s
+}
+
+// errNotReady wraps every reason Ready gives.
+var errNotReady = errors.New("lockstep: not serving")
+
+// Ready reports nil while the replica serves clients (for /readyz): it
+// has not failed or begun to stop, its lease is valid, and it is a member
+// of the current configuration that holds every acknowledged write. A
+// joiner, a member still catching up to its barrier, or a node cut off
+// from the coordinator is alive (/healthz) but not ready.
+func (r *Replica) Ready() error {
+	if err := r.Err(); err != nil {
+		return err
+	}
+	if r.retiring.Load() {
+		return fmt.Errorf("%w: stopping", errNotReady)
+	}
+	if !r.leaseValid() {
+		return fmt.Errorf("%w: coordinator lease not valid", errNotReady)
+	}
+	st := r.Status()
+	switch {
+	case st.State != "serving":
+		return fmt.Errorf("%w: %s (role %s, epoch %d)", errNotReady, st.State, st.Role, st.Epoch)
+	case !st.Complete:
+		return fmt.Errorf("%w: %s still catching up with what the group committed", errNotReady, st.Role)
+	}
+	return nil
 }
 
 // AppendInfo appends the INFO sections the replica owns.

@@ -235,7 +235,7 @@ func runServer(ctx context.Context, f *serverFlags) error {
 		case <-sweepCtx.Done():
 		}
 	}()
-	if err := serve(sweepCtx, f, set, ln, n, n.Err, nil); err != nil {
+	if err := serve(sweepCtx, f, set, ln, n, admin.Checks{Health: n.Err}, nil); err != nil {
 		return err
 	}
 	if err := n.Err(); err != nil && !errors.Is(err, node.ErrClosed) {
@@ -295,7 +295,7 @@ func runIncarnation(ctx context.Context, f *serverFlags, set settings, addr *str
 	defer cancel()
 	lost := make(chan error, 1)
 	go func() { lost <- cn.run(runCtx, f, log); cancel() }()
-	err = serve(runCtx, f, set, ln, cn.rep, cn.rep.Err, func() string {
+	err = serve(runCtx, f, set, ln, cn.rep, admin.Checks{Health: cn.rep.Err, Ready: cn.rep.Ready}, func() string {
 		st := cn.rep.Status()
 		return fmt.Sprintf("role=%s epoch=%d", st.Role, st.Epoch)
 	})
@@ -323,7 +323,7 @@ func openStore(f *serverFlags, log *slog.Logger) (storage.Store, error) {
 
 // serve runs the client and admin endpoints until ctx ends (a signal, or
 // the cluster session ending), then shuts down gracefully.
-func serve(ctx context.Context, f *serverFlags, set settings, ln net.Listener, backend server.Backend, health admin.Health, describe func() string) error {
+func serve(ctx context.Context, f *serverFlags, set settings, ln net.Listener, backend server.Backend, checks admin.Checks, describe func() string) error {
 	log := set.log
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -341,7 +341,7 @@ func serve(ctx context.Context, f *serverFlags, set settings, ln net.Listener, b
 	errc := make(chan error, 2)
 	var adm *admin.Server
 	if f.adminAddr != "" {
-		if adm, err = admin.Listen(f.adminAddr, reg, health); err != nil {
+		if adm, err = admin.Listen(f.adminAddr, reg, checks); err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("--admin-addr %s: %w", f.adminAddr, err)
 		}

@@ -1,0 +1,68 @@
+package replica
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/lockstep/lockstep/coord"
+)
+
+// TestReadyFollowsMembership: a node outside its group is alive but not
+// ready; a complete member is ready; a retiring one is not; and the metrics an alert reads
+// (serving, role, reconfigurations) say the same.
+func TestReadyFollowsMembership(t *testing.T) {
+	r, _ := durableReplica(t, "n0") // n1 is not in the group yet
+	if err := r.Ready(); err == nil || !strings.Contains(err.Error(), "idle") {
+		t.Fatalf("outside the group: Ready = %v, want not serving (idle)", err)
+	}
+	if err := r.Err(); err != nil {
+		t.Fatalf("a node outside the group is not healthy: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.Collectors()...)
+	r.InstallConfig(t.Context(), coord.Config{Epoch: 2, Protocol: ProtocolChain,
+		Members: []coord.Member{{Name: "n1", Incarnation: "i"}}})
+	if err := r.Ready(); err != nil {
+		t.Fatalf("the single member: Ready = %v", err)
+	}
+	for _, c := range []struct {
+		name, role string
+		want       float64
+	}{{"lockstep_replica_serving", "", 1}, {"lockstep_replica_reconfigurations_total", "", 2}, {"lockstep_replica_role", "single", 1}, {"lockstep_replica_role", "joining", 0}} {
+		if got := metricValue(t, reg, c.name, c.role); got != c.want {
+			t.Errorf("%s{%s} = %v, want %v", c.name, c.role, got, c.want)
+		}
+	}
+	r.BeginRetire(t.Context())
+	if err := r.Ready(); err == nil || !strings.Contains(err.Error(), "stopping") {
+		t.Fatalf("retiring: Ready = %v, want stopping", err)
+	}
+}
+
+// metricValue is the value of the series name (with label role=role,
+// if role is not "") that reg gathers.
+func metricValue(t *testing.T, reg *prometheus.Registry, name, role string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if role != "" && (len(m.GetLabel()) == 0 || m.GetLabel()[0].GetValue() != role) {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no series %s{role=%q}", name, role)
+	return 0
+}
