@@ -28,6 +28,7 @@ func (r *Replica) Collectors() []prometheus.Collector {
 		counter("snapshot_installed_bytes_total", "Bytes of the snapshots this replica installed.", func() float64 { return float64(r.stats.installedBytes.Load()) }),
 	}
 	cs = append(cs, r.stateCollectors(gauge, counter)...)
+	cs = append(cs, r.hist.commitWait, r.hist.sync)
 	if r.Status().Epochs.Interval <= 0 {
 		return cs
 	}
@@ -69,4 +70,26 @@ func boolFloat(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// histograms are the replica's latency distributions. Buckets run from
+// 100 µs to about 3 s, doubling: a write's commit wait is an fsync or
+// three and a few network hops, milliseconds when healthy, seconds when a
+// member is slow or being replaced.
+type histograms struct {
+	commitWait prometheus.Histogram
+	sync       prometheus.Histogram
+}
+
+func newHistograms() histograms {
+	h := func(name, help string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "lockstep", Subsystem: "replica", Name: name, Help: help,
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		})
+	}
+	return histograms{
+		commitWait: h("commit_wait_seconds", "How long a write's reply (or a gated read's) waited for the commit point: replication to every replica that counts."),
+		sync:       h("store_sync_seconds", "How long a sync of the store (an fsync of its log) took before the replica sent or acknowledged what it covers."),
+	}
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lockstep/lockstep/protocol"
 )
 
@@ -118,9 +120,11 @@ func (r *Replica) carryOut(ctx context.Context, rd protocol.Ready) {
 // that reached (synced); a failed sync fails the replica.
 func (r *Replica) syncStore() error {
 	seq := r.store.AppliedSeq()
+	start := r.opts.Now()
 	if err := r.store.Sync(); err != nil {
 		return r.fail(fmt.Errorf("%w: %w", ErrStorage, err))
 	}
+	r.hist.sync.Observe(r.opts.Now().Sub(start).Seconds())
 	for {
 		old := r.synced.Load()
 		if seq <= old || r.synced.CompareAndSwap(old, seq) {
@@ -178,7 +182,12 @@ func outboxLen(o protocol.Outbox) int {
 // tick, rather than by a timer per write: arming and stopping a timer for
 // every write cost the head more than the select that waits.
 type commitPoint struct {
-	seq     atomic.Uint64
+	seq atomic.Uint64
+	// waited, if set, observes how long each released writer waited: its
+	// deadline less timeout (when it registered) to the advance, on now.
+	waited  prometheus.Observer
+	timeout time.Duration
+	now     func() time.Time
 	mu      sync.Mutex
 	waiters []waiter      // sorted by seq
 	soonest time.Time     // no waiter's deadline is earlier (zero: none)
@@ -213,8 +222,15 @@ func (c *commitPoint) advance(seq uint64) {
 	fns := callbacks(buf[:0])
 	c.mu.Lock()
 	c.seq.Store(seq)
+	var now time.Time
+	if c.waited != nil && len(c.waiters) > 0 && c.waiters[0].seq <= seq {
+		now = c.now()
+	}
 	n := 0
 	for n < len(c.waiters) && c.waiters[n].seq <= seq {
+		if c.waited != nil {
+			c.waited.Observe(now.Sub(c.waiters[n].deadline.Add(-c.timeout)).Seconds())
+		}
 		if w := c.waiters[n]; w.fn != nil {
 			fns = append(fns, w.fn)
 		} else {

@@ -66,3 +66,44 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, role string) floa
 	t.Fatalf("no series %s{role=%q}", name, role)
 	return 0
 }
+
+// TestLatencyHistograms: a write whose reply waits for the commit point is
+// counted in commit_wait_seconds, and the sync before it in
+// store_sync_seconds.
+func TestLatencyHistograms(t *testing.T) {
+	r, _ := durableReplica(t, "n1")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.Collectors()...)
+	_, seq, err := r.propose("", 0, toArgs("SET", "k", "v"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	if !r.OnCommit(seq, func(err error) { done <- err }) {
+		t.Fatal("the write committed before Flush")
+	}
+	r.Flush(t.Context())
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"lockstep_replica_commit_wait_seconds", "lockstep_replica_store_sync_seconds"} {
+		if n := histogramCount(t, reg, name); n < 1 {
+			t.Errorf("%s counted %d observations, want at least 1", name, n)
+		}
+	}
+}
+
+func histogramCount(t *testing.T, reg *prometheus.Registry, name string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatalf("no histogram %s", name)
+	return 0
+}

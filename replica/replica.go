@@ -200,6 +200,8 @@ type Replica struct {
 	fetching fetchState
 	kept     keptSnapshots
 	failed   atomic.Pointer[error]
+	// hist are the latency histograms /metrics exports.
+	hist histograms
 	// synced is the applied seq the last successful store sync covered
 	// (see syncStore).
 	synced atomic.Uint64
@@ -271,7 +273,9 @@ func New(opts Options) (*Replica, error) {
 	if opts.Recovered {
 		r.recoveredSeq = opts.Store.AppliedSeq()
 	}
+	r.hist = newHistograms()
 	r.commit.init()
+	r.commit.waited, r.commit.timeout, r.commit.now = r.hist.commitWait, opts.WaitTimeout, opts.Now
 	return r, nil
 }
 
