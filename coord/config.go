@@ -53,14 +53,17 @@ func decodeConfig(kv *mvccKV) (Config, error) {
 // successor of prev (see checkSuccessor). It returns next with its new
 // Revision, or an error wrapping ErrConflict if the configuration changed
 // since prev was read.
-func CASConfig(ctx context.Context, cli *clientv3.Client, cluster, group string, prev, next Config) (Config, error) {
-	return casConfig(ctx, cli, cluster, group, prev, next)
+//
+// reason says why, for the group's history (see History), which records
+// every configuration written, in the same transaction.
+func CASConfig(ctx context.Context, cli *clientv3.Client, cluster, group string, prev, next Config, reason string) (Config, error) {
+	return casConfig(ctx, cli, cluster, group, prev, next, reason)
 }
 
 // casConfig is CASConfig with extra comparisons that must also hold, which
 // is how the reconfigurator makes its writes conditional on still being the
 // election leader.
-func casConfig(ctx context.Context, cli *clientv3.Client, cluster, group string, prev, next Config, extra ...clientv3.Cmp) (Config, error) {
+func casConfig(ctx context.Context, cli *clientv3.Client, cluster, group string, prev, next Config, reason string, extra ...clientv3.Cmp) (Config, error) {
 	key, err := configKeyChecked(cluster, group)
 	if err != nil {
 		return Config{}, err
@@ -74,8 +77,12 @@ func casConfig(ctx context.Context, cli *clientv3.Client, cluster, group string,
 	if err != nil {
 		return Config{}, fmt.Errorf("coord: encode config: %w", err)
 	}
+	ops, err := historyOps(cluster, group, prev, next, reason)
+	if err != nil {
+		return Config{}, err
+	}
 	cmps := append([]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(key), "=", prev.Revision)}, extra...)
-	resp, err := cli.Txn(ctx).If(cmps...).Then(clientv3.OpPut(key, string(val))).Commit()
+	resp, err := cli.Txn(ctx).If(cmps...).Then(append(ops, clientv3.OpPut(key, string(val)))...).Commit()
 	if err != nil {
 		return Config{}, fmt.Errorf("coord: write config %s epoch %d: %w", group, next.Epoch, err)
 	}

@@ -24,7 +24,7 @@ func writeEpochs(t *testing.T, cli *clientv3.Client, cluster string, prev Config
 	t.Helper()
 	for prev.Epoch < upto {
 		next := Config{Epoch: prev.Epoch + 1, Protocol: "chain", Members: members("a", "b")}
-		got, err := CASConfig(testCtx(t), cli, cluster, "g", prev, next)
+		got, err := CASConfig(testCtx(t), cli, cluster, "g", prev, next, "test")
 		if err != nil {
 			t.Fatalf("CASConfig epoch %d: %v", next.Epoch, err)
 		}
@@ -42,11 +42,11 @@ func TestCASConfig(t *testing.T) {
 		t.Fatalf("GetConfig before bootstrap = %v, want ErrNoConfig", err)
 	}
 	first := Config{Epoch: 1, Protocol: "chain", Members: members("a", "b", "c")}
-	c1, err := CASConfig(ctx, cli, cluster, "g", Config{}, first)
+	c1, err := CASConfig(ctx, cli, cluster, "g", Config{}, first, "test")
 	if err != nil || c1.Revision == 0 {
 		t.Fatalf("create = %+v, %v", c1, err)
 	}
-	if _, err := CASConfig(ctx, cli, cluster, "g", Config{}, first); !errors.Is(err, ErrConflict) {
+	if _, err := CASConfig(ctx, cli, cluster, "g", Config{}, first, "test"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second create = %v, want ErrConflict", err)
 	}
 	read, err := GetConfig(ctx, cli, cluster, "g")
@@ -54,12 +54,12 @@ func TestCASConfig(t *testing.T) {
 		t.Fatalf("GetConfig = %+v, %v; want %+v", read, err, c1)
 	}
 	second := Config{Epoch: 2, Protocol: "chain", Members: members("a", "c")}
-	c2, err := CASConfig(ctx, cli, cluster, "g", read, second)
+	c2, err := CASConfig(ctx, cli, cluster, "g", read, second, "remove dead b")
 	if err != nil || c2.Revision <= c1.Revision {
 		t.Fatalf("CAS epoch 2 = %+v, %v", c2, err)
 	}
 	// A second writer that read epoch 1 loses.
-	if _, err := CASConfig(ctx, cli, cluster, "g", read, second); !errors.Is(err, ErrConflict) {
+	if _, err := CASConfig(ctx, cli, cluster, "g", read, second, "test"); !errors.Is(err, ErrConflict) {
 		t.Fatalf("stale CAS = %v, want ErrConflict", err)
 	}
 	bad := []Config{
@@ -69,9 +69,18 @@ func TestCASConfig(t *testing.T) {
 		{Epoch: 3, Members: members("a"), Joining: &members("a", "x")[0]}, // joiner is a member
 	}
 	for _, next := range bad {
-		if _, err := CASConfig(ctx, cli, cluster, "g", c2, next); !errors.Is(err, ErrInvalid) {
+		if _, err := CASConfig(ctx, cli, cluster, "g", c2, next, "test"); !errors.Is(err, ErrInvalid) {
 			t.Errorf("CAS %+v = %v, want ErrInvalid", next, err)
 		}
+	}
+	// The history holds the two writes, not the refused ones.
+	h, err := History(ctx, cli, cluster, "g")
+	if err != nil || len(h) != 2 {
+		t.Fatalf("History = %+v, %v; want the 2 configurations written", h, err)
+	}
+	if h[0].Epoch != 1 || h[0].Prev != nil || h[1].Epoch != 2 || h[1].Reason != "remove dead b" ||
+		h[1].Prev == nil || len(h[1].Prev.Members) != 3 || len(h[1].Next.Members) != 2 || h[1].Time.IsZero() {
+		t.Fatalf("History = %+v", h)
 	}
 }
 

@@ -182,7 +182,7 @@ func (r *reconfigurator) round(ctx context.Context, isLeader clientv3.Cmp) (int6
 		if cur != nil {
 			prev = *cur
 		}
-		written, err := casConfig(ctx, r.cli, r.s.cluster, r.s.group, prev, next, isLeader)
+		written, err := casConfig(ctx, r.cli, r.s.cluster, r.s.group, prev, next, reason, isLeader)
 		if errors.Is(err, ErrConflict) {
 			continue // lost to a concurrent write or lost leadership; re-read
 		}

@@ -285,7 +285,7 @@ func TestReconfiguratorDeposedLeaderCannotWrite(t *testing.T) {
 		t.Fatalf("round as deposed leader = %v, want errNotLeader", err)
 	}
 	next := Config{Epoch: 1, Protocol: "chain", Members: []Member{s.Member()}}
-	if _, err := casConfig(testCtx(t), cli, cluster, "g", Config{}, next, gone); !errors.Is(err, ErrConflict) {
+	if _, err := casConfig(testCtx(t), cli, cluster, "g", Config{}, next, "test", gone); !errors.Is(err, ErrConflict) {
 		t.Fatalf("CAS as deposed leader = %v, want ErrConflict", err)
 	}
 	if _, err := GetConfig(testCtx(t), cli, cluster, "g"); !errors.Is(err, ErrNoConfig) {

@@ -86,17 +86,11 @@ func runRecover(ctx context.Context, f *recoverFlags, out io.Writer) error {
 	if !f.yes {
 		return errNotConfirmed
 	}
-	if _, err := coord.CASConfig(ctx, cli, f.cluster, f.group, cur, next); err != nil {
+	if _, err := coord.CASConfig(ctx, cli, f.cluster, f.group, cur, next, "recover (forced by an operator): left out "+memberNames(missing)); err != nil {
 		return fmt.Errorf("write the configuration: %w", err)
 	}
 	fmt.Fprintln(out, "done: the group serves again once its members have the new configuration")
 	return nil
 }
 
-func memberNames(ms []coord.Member) string {
-	names := make([]string, len(ms))
-	for i, m := range ms {
-		names[i] = m.Name
-	}
-	return strings.Join(names, ", ")
-}
+func memberNames(ms []coord.Member) string { return strings.Join(memberNamesList(ms), ", ") }
