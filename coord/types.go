@@ -19,6 +19,7 @@
 //	id                        cluster id (random hex), created once at bootstrap
 //	nodes/<name>              NodeInfo JSON, attached to the node's lease
 //	groups/<group>/config     Config JSON
+//	groups/<group>/history/<epoch>  Change JSON: when, why, before and after (see History)
 //	groups/<group>/election/  reconfigurator election (concurrency.Election)
 //
 // The decision of what the next configuration should be is the pure function
