@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,5 +45,40 @@ func TestAdvertisedAddresses(t *testing.T) {
 			t.Fatalf("SET through %s: %v", name, err)
 		}
 		_ = rc.Close()
+	}
+}
+
+// TestRoleAndReplicationInfo: ROLE and INFO replication describe the
+// group in Redis's terms through every node: the head is the master with
+// the other two as replicas, and each of those names the head's address
+// as its master.
+func TestRoleAndReplicationInfo(t *testing.T) {
+	c := startClusterWith(t, 3, chainProto)
+	st := c.waitMembers(3, 30*time.Second)
+	head := st.byRole("head")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, name := range []string{"n1", "n2", "n3"} {
+		rc := redis.NewClient(&redis.Options{Addr: c.procs[name].Addr, MaxRetries: -1})
+		role, err := rc.Do(ctx, "ROLE").Slice()
+		if err != nil {
+			t.Fatalf("ROLE at %s: %v", name, err)
+		}
+		info, err := rc.Info(ctx, "replication").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = rc.Close()
+		if name == head {
+			if replicas, ok := role[2].([]any); role[0] != "master" || !ok || len(replicas) != 2 || !strings.Contains(info, "connected_slaves:2") {
+				t.Errorf("ROLE at the head %s = %v, INFO:\n%s; want master with 2 replicas", name, role, info)
+			}
+			continue
+		}
+		_, headPort, _ := net.SplitHostPort(c.procs[head].Addr)
+		if role[0] != "slave" || role[3] != "connected" || fmt.Sprint(role[2]) != headPort ||
+			!strings.Contains(info, "master_port:"+headPort) || !strings.Contains(info, "master_link_status:up") {
+			t.Errorf("ROLE at %s = %v, INFO:\n%s; want a connected replica of the head (port %s)", name, role, info, headPort)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -22,11 +23,12 @@ type routes struct {
 	cfg     coord.Config
 	addrs   map[string]string // name -> client address, for the live incarnation
 	incs    map[string]string // name -> live incarnation
+	applied map[string]uint64 // name -> applied seq it last published (for ROLE and INFO)
 	changed chan struct{}
 }
 
 func newRoutes() *routes {
-	return &routes{addrs: map[string]string{}, incs: map[string]string{}, changed: make(chan struct{})}
+	return &routes{addrs: map[string]string{}, incs: map[string]string{}, applied: map[string]uint64{}, changed: make(chan struct{})}
 }
 
 func (rt *routes) setConfig(cfg coord.Config) {
@@ -40,9 +42,11 @@ func (rt *routes) setNodes(nodes []coord.NodeInfo) {
 	rt.mu.Lock()
 	clear(rt.addrs)
 	clear(rt.incs)
+	clear(rt.applied)
 	for _, n := range nodes {
 		rt.addrs[n.Name] = n.ClientAddr
 		rt.incs[n.Name] = n.Incarnation
+		rt.applied[n.Name] = n.Applied
 	}
 	rt.notifyLocked()
 	rt.mu.Unlock()
@@ -71,6 +75,35 @@ func (rt *routes) target(wantHead bool) (string, <-chan struct{}) {
 		return "", rt.changed // that member's process is gone
 	}
 	return rt.addrs[m.Name], rt.changed
+}
+
+// peer is another member of the group as ROLE and INFO show it.
+type peer struct {
+	name, addr string
+	applied    uint64
+}
+
+// peers returns the members of the current configuration other than
+// self, and its joiner, with their client addresses ("" if unknown) and
+// the applied seqs they last published; and the member that orders
+// writes.
+func (rt *routes) peers(self string) (others []peer, orderer peer) {
+	rt.mu.Lock()
+	defer rt.mu.Unlock()
+	ms := rt.cfg.Members
+	if rt.cfg.Joining != nil {
+		ms = append(slices.Clone(ms), *rt.cfg.Joining)
+	}
+	for i, m := range ms {
+		p := peer{name: m.Name, addr: rt.addrs[m.Name], applied: rt.applied[m.Name]}
+		if i == 0 {
+			orderer = p
+		}
+		if m.Name != self {
+			others = append(others, p)
+		}
+	}
+	return others, orderer
 }
 
 // forwarder sends requests this replica cannot answer to the replica that

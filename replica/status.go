@@ -99,6 +99,7 @@ func (r *Replica) AppendInfo(section string, b []byte) ([]byte, bool) {
 		b = fmt.Appendf(b, "role:%s\r\nlockstep_protocol:%s\r\nlockstep_role:%s\r\nlockstep_state:%s\r\nlockstep_epoch:%d\r\nlockstep_applied_seq:%d\r\nlockstep_commit_seq:%d\r\nlockstep_unacked:%d\r\nlockstep_complete:%d\r\nlockstep_backup_lag:%d\r\nlockstep_forwarded:%d\r\nlockstep_snapshots_served:%d\r\nlockstep_snapshots_installed:%d\r\nlockstep_snapshot_bytes_installed:%d\r\n",
 			redisRole, st.Protocol, st.Role, st.State, st.Epoch, st.Applied, st.Commit, st.Pending, boolInt(st.Complete), st.Lag, r.stats.forwarded.Load(), r.stats.snapshots.Load(),
 			r.stats.installed.Load(), r.stats.installedBytes.Load())
+		b = r.appendRedisReplication(b, st)
 		b = fmt.Appendf(b, "lockstep_log_retained:%d\r\nlockstep_log_retained_bytes:%d\r\nlockstep_log_oldest_seq:%d\r\n",
 			st.Retained, st.RetainedBytes, st.Oldest)
 		if e := st.Epochs; e.Interval > 0 {

@@ -28,6 +28,20 @@ var connCommands = []connCommand{
 	{local("command", -1), (*conn).cmdCommand},
 	{local("info", -1), (*conn).cmdInfo},
 	{local("config", -2), (*conn).cmdConfig},
+	{local("role", 1), (*conn).cmdRole},
+}
+
+// cmdRole answers ROLE: the backend's own answer if it replicates (see
+// RoleReporter), else that of a master without replicas.
+func (c *conn) cmdRole(_ [][]byte) {
+	if rr, ok := c.srv.cfg.Backend.(RoleReporter); ok {
+		c.out = rr.AppendRole(c.out)
+		return
+	}
+	out := resp.AppendArray(c.out, 3)
+	out = resp.AppendBulkString(out, "master")
+	out = resp.AppendInt(out, 0)
+	c.out = resp.AppendArray(out, 0)
 }
 
 func local(name string, arity int) statemachine.Command {

@@ -37,6 +37,12 @@ type Backend interface {
 	AppendInfo(section string, b []byte) ([]byte, bool)
 }
 
+// RoleReporter is a Backend that answers ROLE itself (a replica, in
+// Redis's master/slave shape); a Backend that does not is a lone master.
+type RoleReporter interface {
+	AppendRole(out []byte) []byte
+}
+
 // CommitNotifier is a Backend that can report a gate's commit by calling
 // back instead of making a connection wait in Wait, so the connection's
 // goroutine parks once per request (for the next one) instead of twice.
