@@ -51,6 +51,7 @@ func RunReconfigurator(ctx context.Context, cli *clientv3.Client, s *Session, op
 		cli: cli, s: s, opts: opts,
 		log:       s.log.With("group", s.group, "member", s.member.String()),
 		cfgKey:    configKey(s.cluster, s.group),
+		pauseKey:  pauseKey(s.cluster, s.group),
 		nodesPfx:  nodesPrefix(s.cluster),
 		electPfx:  electionPrefix(s.cluster, s.group),
 		candidate: s.member.String(),
@@ -76,7 +77,9 @@ type reconfigurator struct {
 	opts      PlanOptions
 	log       *slog.Logger
 	cfgKey    string
+	pauseKey  string
 	nodesPfx  string
+	paused    bool // the last snapshot found the group paused (logged once)
 	electPfx  string
 	candidate string
 }
@@ -146,6 +149,7 @@ func (r *reconfigurator) follow(ctx context.Context, isLeader clientv3.Cmp, rev 
 	defer cancel()
 	nodesCh := r.cli.Watch(wctx, r.nodesPfx, clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	cfgCh := r.cli.Watch(wctx, r.cfgKey, clientv3.WithRev(rev+1))
+	pauseCh := r.cli.Watch(wctx, r.pauseKey, clientv3.WithRev(rev+1))
 	for {
 		select {
 		case <-ctx.Done():
@@ -155,6 +159,10 @@ func (r *reconfigurator) follow(ctx context.Context, isLeader clientv3.Cmp, rev 
 				return nil
 			}
 		case resp, ok := <-cfgCh:
+			if !ok || resp.Err() != nil {
+				return nil
+			}
+		case resp, ok := <-pauseCh:
 			if !ok || resp.Err() != nil {
 				return nil
 			}
@@ -170,9 +178,16 @@ func (r *reconfigurator) follow(ctx context.Context, isLeader clientv3.Cmp, rev 
 // the revision of the last snapshot read.
 func (r *reconfigurator) round(ctx context.Context, isLeader clientv3.Cmp) (int64, error) {
 	for range maxStepsPerRound {
-		cur, nodes, rev, err := r.snapshot(ctx, isLeader)
+		cur, nodes, rev, paused, err := r.snapshot(ctx, isLeader)
 		if err != nil {
 			return 0, err
+		}
+		if paused != r.paused {
+			r.paused = paused
+			r.log.Info("group automation", "paused", paused)
+		}
+		if paused {
+			return rev, nil
 		}
 		next, changed, reason := Plan(cur, nodes, r.opts)
 		if !changed {
@@ -197,29 +212,31 @@ func (r *reconfigurator) round(ctx context.Context, isLeader clientv3.Cmp) (int6
 
 // snapshot reads the configuration and the live nodes at one revision, if
 // this node still leads.
-func (r *reconfigurator) snapshot(ctx context.Context, isLeader clientv3.Cmp) (*Config, []NodeInfo, int64, error) {
+// It also reports whether an operator paused the group (see Pause).
+func (r *reconfigurator) snapshot(ctx context.Context, isLeader clientv3.Cmp) (*Config, []NodeInfo, int64, bool, error) {
 	resp, err := r.cli.Txn(ctx).If(isLeader).
-		Then(clientv3.OpGet(r.cfgKey), clientv3.OpGet(r.nodesPfx, clientv3.WithPrefix())).
+		Then(clientv3.OpGet(r.cfgKey), clientv3.OpGet(r.nodesPfx, clientv3.WithPrefix()), clientv3.OpGet(r.pauseKey)).
 		Commit()
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("coord: read group state: %w", err)
+		return nil, nil, 0, false, fmt.Errorf("coord: read group state: %w", err)
 	}
 	if !resp.Succeeded {
-		return nil, nil, 0, errNotLeader
+		return nil, nil, 0, false, errNotLeader
 	}
 	var cur *Config
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
 		c, err := decodeConfig(kvs[0])
 		if err != nil {
-			return nil, nil, 0, err
+			return nil, nil, 0, false, err
 		}
 		cur = &c
 	}
 	nodes, err := decodeNodes(resp.Responses[1].GetResponseRange().Kvs, r.nodesPfx)
 	if err != nil {
-		return nil, nil, 0, err
+		return nil, nil, 0, false, err
 	}
-	return cur, nodes, resp.Header.Revision, nil
+	paused := len(resp.Responses[2].GetResponseRange().Kvs) > 0
+	return cur, nodes, resp.Header.Revision, paused, nil
 }
 
 // waitRetry pauses before retrying a failed etcd call, or less if ctx ends.

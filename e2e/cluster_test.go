@@ -154,6 +154,7 @@ type ClusterStatus struct {
 	Protocol string    `json:"protocol"`
 	Nodes    []NodeRow `json:"nodes"`
 	Down     string    `json:"down"`
+	Paused   string    `json:"paused"`
 }
 
 // NodeRow is one node of `lockstep status --json`.

@@ -36,7 +36,7 @@ keys into them with 'lockstep migrate'.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServerCmd(), newUpCmd(), newStatusCmd(), newFenceCmd(), newWatchdogCmd(), newBenchCmd(), newMigrateCmd(), newBackupCmd(), newRestoreCmd(), newRecoverCmd(), newHistoryCmd(), newVersionCmd())
+	root.AddCommand(newServerCmd(), newUpCmd(), newStatusCmd(), newFenceCmd(), newWatchdogCmd(), newBenchCmd(), newMigrateCmd(), newBackupCmd(), newRestoreCmd(), newRecoverCmd(), newHistoryCmd(), newPauseCmd(), newResumeCmd(), newVersionCmd())
 	return root
 }
 

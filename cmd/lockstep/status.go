@@ -84,6 +84,9 @@ type ClusterStatus struct {
 	Nodes    []NodeStatus `json:"nodes"`
 	// Down, when the group cannot serve, says why and whom it waits for.
 	Down string `json:"down,omitempty"`
+	// Paused, when an operator paused the group's automation, says since
+	// when and why (see lockstep pause).
+	Paused string `json:"paused,omitempty"`
 }
 
 func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
@@ -110,6 +113,9 @@ func printStatus(out io.Writer, st ClusterStatus) error {
 	fmt.Fprintf(out, "cluster %s, group %s, protocol %s, epoch %d\n", st.Cluster, st.Group, st.Protocol, st.Epoch)
 	if st.Down != "" {
 		fmt.Fprintf(out, "%s\n", st.Down)
+	}
+	if st.Paused != "" {
+		fmt.Fprintf(out, "automation %s: no failover, removal or join until 'lockstep resume'\n", st.Paused)
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tSTATE\tEPOCH\tAPPLIED\tCOMMIT\tLAG\tCLIENT ADDR\tPID")
@@ -141,6 +147,14 @@ func clusterStatus(ctx context.Context, cli *clientv3.Client, cluster, group str
 		// down, its reason names what it waits for.
 		if _, changed, why := coord.Plan(&cfg, nodes, coord.PlanOptions{}); !changed && strings.HasPrefix(why, "group down") {
 			st.Down = why
+		}
+	}
+	if p, err := coord.GetPause(ctx, cli, cluster, group); err != nil {
+		return st, err
+	} else if p != nil {
+		st.Paused = "paused since " + p.Since.Local().Format(time.DateTime)
+		if p.Reason != "" {
+			st.Paused += " (" + p.Reason + ")"
 		}
 	}
 	live := map[string]coord.NodeInfo{}
