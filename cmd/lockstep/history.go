@@ -10,16 +10,15 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockstep/lockstep/coord"
 )
 
 type historyFlags struct {
-	target  etcdTarget
-	cluster string
-	group   string
-	json    bool
-	last    int
+	groupTarget
+	json bool
+	last int
 }
 
 func newHistoryCmd() *cobra.Command {
@@ -40,9 +39,7 @@ are kept.`,
 		},
 	}
 	fl := cmd.Flags()
-	f.target.addFlags(cmd)
-	fl.StringVar(&f.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
-	fl.StringVar(&f.group, "group", "default", "replication group")
+	f.groupTarget.addFlags(cmd)
 	fl.BoolVar(&f.json, "json", false, "print JSON (one array of changes) instead of a table")
 	fl.IntVar(&f.last, "last", 0, "show only the last N changes (0: all)")
 	return cmd
@@ -52,16 +49,15 @@ func runHistory(ctx context.Context, f *historyFlags, out io.Writer) error {
 	if f.last < 0 {
 		return fmt.Errorf("--last %d: must not be negative", f.last)
 	}
-	ctx, cancel := adminContext(ctx)
-	defer cancel()
-	cli, where, err := f.target.dial()
+	var h []coord.Change
+	err := f.withEtcd(ctx, func(ctx context.Context, cli *clientv3.Client, where string) (err error) {
+		if h, err = coord.History(ctx, cli, f.cluster, f.group); err != nil {
+			return fmt.Errorf("read history of group %s from %s: %w", f.group, where, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	defer cli.Close()
-	h, err := coord.History(ctx, cli, f.cluster, f.group)
-	if err != nil {
-		return fmt.Errorf("read history of group %s from %s: %w", f.group, where, err)
 	}
 	if f.last > 0 && len(h) > f.last {
 		h = h[len(h)-f.last:]

@@ -6,22 +6,14 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lockstep/lockstep/coord"
 )
 
 type pauseFlags struct {
-	target  etcdTarget
-	cluster string
-	group   string
-	reason  string
-}
-
-func (f *pauseFlags) addFlags(cmd *cobra.Command) {
-	fl := cmd.Flags()
-	f.target.addFlags(cmd)
-	fl.StringVar(&f.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
-	fl.StringVar(&f.group, "group", "default", "replication group")
+	groupTarget
+	reason string
 }
 
 func newPauseCmd() *cobra.Command {
@@ -62,20 +54,19 @@ func newResumeCmd() *cobra.Command {
 }
 
 func runPause(ctx context.Context, f *pauseFlags, pause bool, out io.Writer) error {
-	ctx, cancel := adminContext(ctx)
-	defer cancel()
-	cli, where, err := f.target.dial()
+	err := f.withEtcd(ctx, func(ctx context.Context, cli *clientv3.Client, where string) (err error) {
+		if pause {
+			err = coord.SetPause(ctx, cli, f.cluster, f.group, f.reason)
+		} else {
+			err = coord.ClearPause(ctx, cli, f.cluster, f.group)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		return nil
+	})
 	if err != nil {
 		return err
-	}
-	defer cli.Close()
-	if pause {
-		err = coord.SetPause(ctx, cli, f.cluster, f.group, f.reason)
-	} else {
-		err = coord.ClearPause(ctx, cli, f.cluster, f.group)
-	}
-	if err != nil {
-		return fmt.Errorf("%s: %w", where, err)
 	}
 	if pause {
 		fmt.Fprintf(out, "group %s paused: no failover, removal or join until 'lockstep resume'\n", f.group)

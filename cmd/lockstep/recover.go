@@ -13,10 +13,8 @@ import (
 )
 
 type recoverFlags struct {
-	target  etcdTarget
-	cluster string
-	group   string
-	yes     bool
+	groupTarget
+	yes bool
 }
 
 // errNotConfirmed: recover described what it would do and was not told to
@@ -51,9 +49,7 @@ Without --yes, recover only says what it would do.`,
 		},
 	}
 	fl := cmd.Flags()
-	f.target.addFlags(cmd)
-	fl.StringVar(&f.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
-	fl.StringVar(&f.group, "group", "default", "replication group")
+	f.groupTarget.addFlags(cmd)
 	fl.BoolVar(&f.yes, "yes", false, "re-form the group (without it, only say what would be done)")
 	return cmd
 }
@@ -61,7 +57,7 @@ Without --yes, recover only says what it would do.`,
 func runRecover(ctx context.Context, f *recoverFlags, out io.Writer) error {
 	ctx, cancel := adminContext(ctx)
 	defer cancel()
-	cli, where, err := f.target.dial()
+	cli, where, err := f.dial()
 	if err != nil {
 		return err
 	}

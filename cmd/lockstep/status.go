@@ -20,10 +20,8 @@ import (
 )
 
 type statusFlags struct {
-	target  etcdTarget
-	cluster string
-	group   string
-	json    bool
+	groupTarget
+	json bool
 }
 
 func newStatusCmd() *cobra.Command {
@@ -53,9 +51,7 @@ only those may become primary.`,
 		},
 	}
 	fl := cmd.Flags()
-	f.target.addFlags(cmd)
-	fl.StringVar(&f.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
-	fl.StringVar(&f.group, "group", "default", "replication group")
+	f.groupTarget.addFlags(cmd)
 	fl.BoolVar(&f.json, "json", false, `print JSON: {"nodes":[{"name","pid","client_addr","role","epoch",...}]}`)
 	return cmd
 }
@@ -92,7 +88,7 @@ type ClusterStatus struct {
 func runStatus(ctx context.Context, f *statusFlags, out io.Writer) error {
 	ctx, cancel := adminContext(ctx)
 	defer cancel()
-	cli, where, err := f.target.dial()
+	cli, where, err := f.dial()
 	if err != nil {
 		return err
 	}
@@ -219,6 +215,34 @@ type upInfo struct {
 type etcdTarget struct {
 	dir  string
 	etcd string
+}
+
+// groupTarget is the group an admin command acts on: where its etcd is,
+// and the cluster and group names.
+type groupTarget struct {
+	etcdTarget
+	cluster string
+	group   string
+}
+
+func (g *groupTarget) addFlags(cmd *cobra.Command) {
+	g.etcdTarget.addFlags(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&g.cluster, "cluster", "lockstep", "cluster name (etcd key prefix)")
+	fl.StringVar(&g.group, "group", "default", "replication group")
+}
+
+// withEtcd runs fn with a client of the target's etcd, within
+// adminContext's time bound; where names the etcd for error messages.
+func (t *etcdTarget) withEtcd(ctx context.Context, fn func(ctx context.Context, cli *clientv3.Client, where string) error) error {
+	ctx, cancel := adminContext(ctx)
+	defer cancel()
+	cli, where, err := t.dial()
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	return fn(ctx, cli, where)
 }
 
 func (t *etcdTarget) addFlags(cmd *cobra.Command) {
