@@ -280,7 +280,7 @@ func TestReconfiguratorDeposedLeaderCannotWrite(t *testing.T) {
 	s := newTestSession(t, cli, cluster, "a", time.Second)
 	gone := clientv3.Compare(clientv3.CreateRevision(electionPrefix(cluster, "g")+"/none"), "=", 7)
 	r := &reconfigurator{cli: cli, s: s, opts: PlanOptions{BootstrapExpect: 1},
-		log: slog.New(slog.DiscardHandler), cfgKey: configKey(cluster, "g"), nodesPfx: nodesPrefix(cluster)}
+		log: slog.New(slog.DiscardHandler), cfgKey: configKey(cluster, "g"), pauseKey: pauseKey(cluster, "g"), nodesPfx: nodesPrefix(cluster)}
 	if _, err := r.round(testCtx(t), gone); !errors.Is(err, errNotLeader) {
 		t.Fatalf("round as deposed leader = %v, want errNotLeader", err)
 	}
