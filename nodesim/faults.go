@@ -202,6 +202,9 @@ func (w *World) restartLater(n *node, d int64) {
 		disk, cfg := n.disk, w.coord.cfg
 		rec, hasRec := disk.takeClean()
 		switch {
+		case coord.KeepData(cfg, n.name, disk.id) && hasRec && coord.KeepClean(cfg, rec, disk.id, disk.AppliedSeq()):
+			w.stats.Inc("restart on clean state")
+			w.nodes[i] = w.startNode(n.name, disk, keptCleanMember)
 		case coord.KeepData(cfg, n.name, disk.id):
 			w.nodes[i] = w.startNode(n.name, disk, keptMember)
 		case hasRec && coord.KeepClean(cfg, rec, disk.id, disk.AppliedSeq()):

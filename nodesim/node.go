@@ -80,9 +80,10 @@ type node struct {
 type keptAs int
 
 const (
-	keptNothing keptAs = iota // a new disk
-	keptMember                // a member's state, which the group may re-form from (coord.KeepData)
-	keptClean                 // a state a clean stop left all committed (coord.KeepClean)
+	keptNothing     keptAs = iota // a new disk
+	keptMember                    // a member's state, which the group may re-form from (coord.KeepData)
+	keptClean                     // a state a clean stop left all committed (coord.KeepClean)
+	keptCleanMember               // both: a clean stop's state the configuration still names a member's
 )
 
 // startNode starts a new process under name on d, a new incarnation that
@@ -96,7 +97,7 @@ func (w *World) startNode(name string, d *disk, kept keptAs) *node {
 	}
 	rep, err := replica.New(replica.Options{
 		Name: name, Incarnation: n.inc, Machine: machine, Store: d, Protocol: w.p.Protocol,
-		SyncBeforeSend: true, Recovered: kept == keptMember, Committed: kept == keptClean,
+		SyncBeforeSend: true, Recovered: kept == keptMember || kept == keptCleanMember, Committed: kept == keptClean || kept == keptCleanMember,
 		Core: replica.CoreOptions{Window: w.p.Window, MaxBatch: 8, RetainBytes: w.p.RetainBytes,
 			CheckpointInterval: 20 * time.Millisecond, CheckpointChunk: 16},
 		Tick:         tickMillis * time.Millisecond,
@@ -115,7 +116,7 @@ func (w *World) startNode(name string, d *disk, kept keptAs) *node {
 	rep.Attach(sender{n}, fetcher{n}, n)
 	n.rep = rep
 	switch kept {
-	case keptMember:
+	case keptMember, keptCleanMember:
 		w.logf("%s started as %s on its kept data (applied %d)", name, n.inc, d.AppliedSeq())
 	case keptClean:
 		w.logf("%s started as %s on its clean-stop state (applied %d)", name, n.inc, d.AppliedSeq())

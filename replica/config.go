@@ -61,6 +61,12 @@ func (r *Replica) checkRecoveryLocked(cfg coord.Config) error {
 		return nil
 	}
 	if j := cfg.Joining; j != nil && *j == me {
+		if r.opts.Committed {
+			// The kept state is all committed too (a clean stop): a
+			// prefix of the group's history, which a joiner may keep.
+			r.recoveryChecked = true
+			return nil
+		}
 		return fmt.Errorf("%w: the group was re-formed at epoch %d without the state this process kept (applied %d); restart it to rejoin empty",
 			ErrStaleState, cfg.Epoch, r.recoveredSeq)
 	}

@@ -188,3 +188,28 @@ func checkKeptReadHeld(ctx context.Context, t *testing.T, primary *Replica, heal
 		t.Fatalf("the read was released at commit %d, below the kept state at %d", c, keptWrites)
 	}
 }
+
+// TestCleanRecoveredJoinerKeepsState: a process that stopped cleanly and
+// restarted before the group removed its old incarnation keeps its state
+// as a member's (Recovered) and as a clean stop's (Committed); if the
+// group lives on and makes it the joiner, the state is all committed, so
+// it rejoins on it instead of failing with ErrStaleState.
+func TestCleanRecoveredJoinerKeepsState(t *testing.T) {
+	me, other := coord.Member{Name: "a", Incarnation: "i"}, coord.Member{Name: "b", Incarnation: "x"}
+	for _, proto := range []string{ProtocolChain, ProtocolPrimaryBackup} {
+		t.Run(proto, func(t *testing.T) {
+			m, store := keptMachine(t, nil)
+			r, err := New(Options{Name: "a", Incarnation: "i", Protocol: proto, Machine: m, Store: store,
+				Recovered: true, Committed: true, Tick: 5 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Attach(dropAll{}, nil, nil)
+			r.InstallConfig(context.Background(), coord.Config{Epoch: 2, Protocol: proto, Members: []coord.Member{other}, Joining: &me})
+			if err := r.Err(); err != nil || r.Role() != RoleJoining || r.Status().Applied == 0 {
+				t.Fatalf("clean Recovered replica made the joiner: Err = %v, role %v, applied %d; want it joining on its state",
+					err, r.Role(), r.Status().Applied)
+			}
+		})
+	}
+}

@@ -142,7 +142,9 @@ type Options struct {
 	// Committed means the store holds state this node kept from a clean
 	// stop (coord.KeepClean): all committed, so a prefix of the group's
 	// history. The replica joins on it and catches up from the ordering
-	// replica's retained log (CoreOptions.Committed).
+	// replica's retained log (CoreOptions.Committed). With Recovered too
+	// (the configuration still names the stopped process), a replica made
+	// the joiner keeps its state rather than failing with ErrStaleState.
 	Committed bool
 }
 

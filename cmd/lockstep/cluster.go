@@ -182,8 +182,8 @@ func (n *clusterNode) start(ctx context.Context, f *serverFlags, clientAddr stri
 		Logger:          log.With("component", "replica"),
 		SyncBeforeSend:  n.store.Durable() && f.fsync == "always",
 		ForwardPassword: f.requirePass,
-		Recovered:       kept == keptMember,
-		Committed:       kept == keptClean,
+		Recovered:       kept == keptMember || kept == keptCleanMember,
+		Committed:       kept == keptClean || kept == keptCleanMember,
 	})
 	if err != nil {
 		return err
@@ -298,6 +298,11 @@ func openReplicaStore(f *serverFlags, clusterID string, cur *coord.Config, log *
 			return nil, keptNothing, err
 		}
 		st, err := open()
+		if cleanOK && coord.KeepClean(cur, clean, id, seq) {
+			// Stopped cleanly, and the group has not removed the old
+			// process yet: a member's state that is also all committed.
+			return st, keptCleanMember, err
+		}
 		return st, keptMember, err
 	case cleanOK && coord.KeepClean(cur, clean, id, seq):
 		log.Info("keeping local state: it was all committed when this node stopped cleanly; it rejoins at that seq and catches up from the group's retained log",
@@ -320,6 +325,11 @@ const (
 	keptNothing keptAs = iota // a fresh store
 	keptMember                // a member's state, which the group may re-form from (Recovered)
 	keptClean                 // a state left all committed at a clean stop (Committed)
+	// keptCleanMember is both: a clean stop's state that the configuration
+	// still names as a member's (the group has not removed the stopped
+	// process yet). The group may re-form from it, and if it lives on and
+	// makes the process a joiner, the process rejoins on it.
+	keptCleanMember
 )
 
 // replacedDir is where setAside keeps a data directory the group no longer

@@ -131,4 +131,18 @@ func TestCleanStopKeepsState(t *testing.T) {
 	if kept, seq := open(); kept != keptNothing || seq != 0 {
 		t.Fatalf("a record older than the state: kept %v at %d, want a fresh store", kept, seq)
 	}
+	// Restarted before the group removed the stopped process: the
+	// configuration still names the directory a member's.
+	if err := os.RemoveAll(replacedDir(dir)); err != nil {
+		t.Fatal(err)
+	}
+	id = writeSeqs(t, dir, 9)
+	if err := writeCleanStop(f.dataDir, coord.Clean{Seq: 9, DataID: id, Forced: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cur.Members = append(cur.Members, coord.Member{Name: "n1", Incarnation: "old"})
+	cur.Data = map[string]string{"n1": id}
+	if kept, seq := open(); kept != keptCleanMember || seq != 9 {
+		t.Fatalf("a clean stop the group has not acted on: kept %v at %d, want a member's clean state at 9", kept, seq)
+	}
 }
