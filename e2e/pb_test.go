@@ -420,6 +420,15 @@ func TestPBSlowBackupThrottlesPrimary(t *testing.T) {
 		s, _ := info.Info(ctx, "replication").Result()
 		return infoInt(s, "lockstep_backup_lag") >= window
 	})
+	// An ack the backup sent just before it froze may still be on its
+	// way, releasing a write or two: wait until acknowledgements stop.
+	last := int64(-1)
+	proctest.Eventually(t, 10*time.Second, "acknowledgements to stop", func() bool {
+		n := w.n.Load()
+		stable := n == last
+		last = n
+		return stable
+	})
 	stalled := w.n.Load()
 	// Sample for a while: no write is acknowledged while the backup lags
 	// a full window (each would need the frozen backup's ack).
